@@ -1,0 +1,79 @@
+//! The datasets this binary can use, by name: the one place a dataset is registered.
+//!
+//! | name | content |
+//! |---|---|
+//! | `mnist_train` | the first 55,000 MNIST training images |
+//! | `mnist_val` | the last 5,000 MNIST training images |
+//! | `mnist_val_shifted` | `mnist_val` with every image moved `shift_pixels` (default 2) pixels right and down, the border filled with background |
+//! | `mnist_test` | the 10,000 MNIST test images |
+//! | `fashion_mnist_*` | the same four for Fashion-MNIST |
+//!
+//! Images are normalised once, at load, as `(x / 255 - mean) / std` with `normalize_mean` and
+//! `normalize_std` (defaults: MNIST 0.1307 / 0.3081, Fashion-MNIST 0.2860 / 0.3530). To add a
+//! dataset, register a builder that returns any `lit_data::Dataset`.
+
+use std::sync::Arc;
+
+use lit_data::mnist::{self, Flavor};
+use lit_data::{DataContext, Dataset, DatasetRegistry, Result, TensorDataset};
+
+/// Training images kept for training; the rest of the training file is the validation set.
+const TRAIN_SPLIT: usize = 55_000;
+
+fn normalisation(ctx: &DataContext, flavor: Flavor) -> Result<(f64, f64)> {
+    let (mean, std) = match flavor {
+        Flavor::Mnist => (0.1307, 0.3081),
+        Flavor::FashionMnist => (0.2860, 0.3530),
+    };
+    Ok((
+        ctx.hparams.get_or("normalize_mean", mean)?,
+        ctx.hparams.get_or("normalize_std", std)?,
+    ))
+}
+
+/// The whole normalised training or test file of `flavor`, read once per run.
+fn full(ctx: &DataContext, flavor: Flavor, train: bool) -> Result<Arc<TensorDataset>> {
+    let key = format!(
+        "{}/{}",
+        flavor.dir_name(),
+        if train { "train" } else { "test" }
+    );
+    ctx.cached(&key, || {
+        let raw = mnist::load_split(flavor, &ctx.roots, train)?;
+        let (mean, std) = normalisation(ctx, flavor)?;
+        mnist::to_dataset(&raw, mean, std, &candle::Device::Cpu)
+    })
+}
+
+fn val(ctx: &DataContext, flavor: Flavor) -> Result<TensorDataset> {
+    let all = full(ctx, flavor, true)?;
+    all.narrow(TRAIN_SPLIT, all.len().saturating_sub(TRAIN_SPLIT))
+}
+
+fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
+    r.register(&format!("{prefix}_train"), move |ctx| {
+        let all = full(ctx, flavor, true)?;
+        Ok(Arc::new(all.narrow(0, TRAIN_SPLIT.min(all.len()))?) as Arc<dyn Dataset>)
+    });
+    r.register(&format!("{prefix}_val"), move |ctx| {
+        Ok(Arc::new(val(ctx, flavor)?) as Arc<dyn Dataset>)
+    });
+    r.register(&format!("{prefix}_val_shifted"), move |ctx| {
+        let v = val(ctx, flavor)?;
+        let k = ctx.hparams.get_or::<i64>("shift_pixels", 2)?;
+        let (mean, std) = normalisation(ctx, flavor)?;
+        let shifted = mnist::shift_images(v.inputs(), k, k, -mean / std)?;
+        Ok(Arc::new(TensorDataset::new(shifted, v.targets().clone())?) as Arc<dyn Dataset>)
+    });
+    r.register(&format!("{prefix}_test"), move |ctx| {
+        Ok(Arc::clone(&full(ctx, flavor, false)?) as Arc<dyn Dataset>)
+    });
+}
+
+/// Every registered dataset.
+pub(crate) fn registry() -> DatasetRegistry {
+    let mut r = DatasetRegistry::new();
+    register_flavor(&mut r, "mnist", Flavor::Mnist);
+    register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
+    r
+}

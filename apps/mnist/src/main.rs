@@ -1,0 +1,156 @@
+//! `mnist`: train, validate, test and predict with lit on MNIST-format data.
+//!
+//! This binary is the template's `main.py`: it parses the command line into hyperparameters,
+//! builds the generic data module and module from registered names, picks the callbacks and runs
+//! the trainer. It is the only place that prints results or installs a log subscriber.
+// The binary reports to the user on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[cfg(feature = "mkl")]
+extern crate intel_mkl_src;
+
+mod cli;
+mod datasets;
+mod models;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use lit_callbacks::ProgressBar;
+use lit_core::{Accelerator, Limit, Trainer, TrainerConfig};
+use lit_data::DInterface;
+use lit_model::MInterface;
+
+// glibc's allocator returns freed tensor buffers to the kernel and faults them back in on the next
+// step; mimalloc keeps them (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn limit(value: &Option<String>, flag: &str) -> anyhow::Result<Limit> {
+    match value {
+        None => Ok(Limit::All),
+        Some(v) => v.parse().with_context(|| format!("--{flag}")),
+    }
+}
+
+fn print_table(title: &str, values: &BTreeMap<String, f64>) {
+    let width = values
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(title.len());
+    let rule = format!("+-{}-+------------+", "-".repeat(width));
+    println!("{rule}\n| {title:<width$} | {:>10} |\n{rule}", "value");
+    for (k, v) in values {
+        println!("| {k:<width$} | {v:>10.4} |");
+    }
+    println!("{rule}");
+}
+
+fn run() -> anyhow::Result<()> {
+    let resolved = cli::resolve()?;
+    if resolved.print_config {
+        print!("{}", serde_yaml::to_string(&resolved.hparams)?);
+        return Ok(());
+    }
+    // Set the thread count once: without it candle re-reads /proc/cpuinfo on every matrix product.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let args = &resolved.args;
+    if args.precision != "32" && args.precision != "32-true" {
+        bail!(
+            "--precision {}: only 32 (f32) is supported so far",
+            args.precision
+        );
+    }
+    let config = TrainerConfig {
+        max_epochs: args.max_epochs,
+        max_steps: args.max_steps,
+        limit_train_batches: limit(&args.limit_train_batches, "limit-train-batches")?,
+        limit_val_batches: limit(&args.limit_val_batches, "limit-val-batches")?,
+        limit_test_batches: limit(&args.limit_test_batches, "limit-test-batches")?,
+        limit_predict_batches: limit(&args.limit_test_batches, "limit-test-batches")?,
+        check_val_every_n_epoch: args.check_val_every_n_epoch,
+        val_check_interval: match &args.val_check_interval {
+            None => None,
+            Some(v) => Some(v.parse().context("--val-check-interval")?),
+        },
+        num_sanity_val_steps: args.num_sanity_val_steps,
+        fast_dev_run: args.fast_dev_run.unwrap_or(0),
+        log_every_n_steps: args.log_every_n_steps,
+        default_root_dir: args.log_dir.clone(),
+        run_name: args.model_name.clone(),
+        logger: true,
+        accelerator: args.accelerator.parse::<Accelerator>()?,
+        devices: args.devices,
+        seed: args.seed,
+    };
+    let mut datamodule = DInterface::new(datasets::registry(), resolved.hparams.clone())?;
+    let mut trainer = Trainer::new(config)?
+        .with_hparams(resolved.hparams.clone())
+        .with_callback(ProgressBar::new());
+    let mut module = MInterface::new(
+        &models::registry(),
+        resolved.hparams.clone(),
+        trainer.device(),
+    )?;
+    match resolved.command {
+        "fit" => {
+            trainer.fit(&mut module, &mut datamodule)?;
+            if !args.no_test {
+                let values = trainer.test(&mut module, &mut datamodule)?;
+                print_table("test metric", &values);
+            }
+        }
+        "validate" => print_table(
+            "validation metric",
+            &trainer.validate(&mut module, &mut datamodule)?,
+        ),
+        "test" => print_table("test metric", &trainer.test(&mut module, &mut datamodule)?),
+        "predict" => {
+            let outputs = trainer.predict(&mut module, &mut datamodule)?;
+            let path = match (&args.output, trainer.log_dir()) {
+                (Some(p), _) => p.clone(),
+                (None, Some(dir)) => dir.join("predictions.csv"),
+                (None, None) => "predictions.csv".into(),
+            };
+            let mut csv = String::from("dataset,index,prediction\n");
+            for (name, scores) in &outputs {
+                let classes = scores.argmax(candle::D::Minus1)?.to_vec1::<u32>()?;
+                for (i, c) in classes.iter().enumerate() {
+                    csv.push_str(&format!("{name},{i},{c}\n"));
+                }
+            }
+            std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+            println!("predictions written to {}", path.display());
+        }
+        other => bail!("unknown command {other}"),
+    }
+    if let Some(dir) = trainer.log_dir() {
+        println!("run directory: {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Devices and the strategy seam for running on more than one of them.
+
+use candle::{backprop::GradStore, Device};
+
+use crate::{Error, Result};
+
+/// Which kind of device to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    /// The CPU.
+    Cpu,
+    /// An NVIDIA GPU (needs the `cuda` feature).
+    Cuda,
+    /// An Apple GPU (needs the `metal` feature).
+    Metal,
+    /// A GPU when one is available and compiled in, else the CPU.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Accelerator {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_lowercase().as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda),
+            "metal" | "mps" => Ok(Self::Metal),
+            "auto" => Ok(Self::Auto),
+            _ => Err(Error::Config(format!(
+                "unknown accelerator '{s}'; expected cpu, cuda, metal or auto"
+            ))),
+        }
+    }
+}
+
+impl Accelerator {
+    /// The device `index` of this kind, failing clearly when it is not compiled in or absent.
+    pub fn device(self, index: usize) -> Result<Device> {
+        match self {
+            Accelerator::Cpu => Ok(Device::Cpu),
+            Accelerator::Cuda => Device::new_cuda(index).map_err(|e| {
+                Error::Config(format!(
+                    "accelerator cuda: {e} (build with `--features cuda` on a machine with an NVIDIA GPU)"
+                ))
+            }),
+            Accelerator::Metal => Device::new_metal(index).map_err(|e| {
+                Error::Config(format!("accelerator metal: {e} (build with `--features metal` on macOS)"))
+            }),
+            Accelerator::Auto => {
+                if candle::utils::cuda_is_available() {
+                    Accelerator::Cuda.device(index)
+                } else if candle::utils::metal_is_available() {
+                    Accelerator::Metal.device(index)
+                } else {
+                    Ok(Device::Cpu)
+                }
+            }
+        }
+    }
+}
+
+/// How training is spread over devices: the seam for data-parallel strategies.
+///
+/// The trainer asks the strategy for its device, lets it shard the sample order by rank, reduces
+/// gradients through it between backward and the optimizer step, and writes logs and checkpoints
+/// only where `is_global_zero` holds. [`SingleDevice`] is the only strategy so far.
+pub trait Strategy {
+    /// The device this process computes on.
+    fn device(&self) -> &Device;
+    /// This process's rank.
+    fn rank(&self) -> usize {
+        0
+    }
+    /// The number of processes.
+    fn world_size(&self) -> usize {
+        1
+    }
+    /// Whether this process writes logs and checkpoints.
+    fn is_global_zero(&self) -> bool {
+        self.rank() == 0
+    }
+    /// Averages gradients across processes (nothing to do on one device).
+    fn reduce_gradients(&self, _grads: &mut GradStore) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything on one device.
+#[derive(Debug, Clone)]
+pub struct SingleDevice {
+    device: Device,
+}
+
+impl SingleDevice {
+    /// A strategy on `device`.
+    pub fn new(device: Device) -> Self {
+        Self { device }
+    }
+}
+
+impl Strategy for SingleDevice {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}

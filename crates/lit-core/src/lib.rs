@@ -1,0 +1,25 @@
+//! The lit Trainer: the fit, validate, test and predict loops.
+//!
+//! [`Trainer`] runs a [`LitModule`](lit_model::LitModule) on a
+//! [`DataModule`](lit_data::DataModule), calling [`Callback`] hooks and [`Logger`]s in a fixed,
+//! documented order (see [`trainer`]). Runs write to `<root>/<name>/version_N/`: `hparams.yaml`
+//! and `metrics.csv` from the built-in [`CsvLogger`].
+
+mod accelerator;
+mod callback;
+mod config;
+mod error;
+mod logger;
+pub mod rundir;
+mod state;
+pub mod trainer;
+
+pub use accelerator::{Accelerator, SingleDevice, Strategy};
+pub use callback::Callback;
+pub use config::{Limit, TrainerConfig};
+pub use error::{Error, Result};
+pub use lit_data;
+pub use lit_model;
+pub use logger::{CsvLogger, Logger};
+pub use state::TrainerState;
+pub use trainer::Trainer;

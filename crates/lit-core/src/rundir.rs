@@ -1,0 +1,83 @@
+//! Run directories (`<root>/<name>/version_N/`) and atomic file writes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lit_data::HParams;
+
+use crate::{Error, Result};
+
+/// Creates the next free `<root>/<name>/version_N` directory, as Lightning's loggers number runs.
+pub fn create_version_dir(root: &Path, name: &str) -> Result<PathBuf> {
+    let base = root.join(name);
+    std::fs::create_dir_all(&base).map_err(|e| Error::io(&base, e))?;
+    for n in 0.. {
+        let dir = base.join(format!("version_{n}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+    }
+    unreachable!("version numbers are unbounded")
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder that is flushed to disk
+/// and renamed over `path`, so a crash leaves either the old file or the new one, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Writes `hparams.yaml` in `dir`.
+pub fn write_hparams(dir: &Path, hparams: &HParams) -> Result<PathBuf> {
+    let path = dir.join("hparams.yaml");
+    let yaml = serde_yaml::to_string(hparams)
+        .map_err(|e| Error::Config(format!("serialising hyperparameters: {e}")))?;
+    write_atomic(&path, yaml.as_bytes())?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up() {
+        let root = tempfile::tempdir().unwrap();
+        let a = create_version_dir(root.path(), "net").unwrap();
+        let b = create_version_dir(root.path(), "net").unwrap();
+        assert!(a.ends_with("net/version_0") && b.ends_with("net/version_1"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_file() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("f.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+}

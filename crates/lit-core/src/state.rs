@@ -1,0 +1,103 @@
+//! [`TrainerState`]: what callbacks and loggers see of a run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use candle_nn::VarMap;
+use lit_data::HParams;
+use lit_model::RunningStage;
+
+/// The trainer's progress and the latest logged values, passed to every callback hook.
+#[derive(Clone)]
+pub struct TrainerState {
+    /// The current epoch, from 0.
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub global_step: u64,
+    /// The index of the current batch within its epoch or loader.
+    pub batch_idx: usize,
+    /// The loop being run.
+    pub stage: Option<RunningStage>,
+    /// The latest value of every logged key (step and epoch values), as Lightning's
+    /// `callback_metrics`; monitors read from here.
+    pub callback_metrics: BTreeMap<String, f64>,
+    /// Keys shown in the progress display.
+    pub progress_bar_keys: Vec<String>,
+    /// Values logged at the end of the last completed epoch (training and validation).
+    pub epoch_metrics: BTreeMap<String, f64>,
+    /// Set by a callback to stop training after the current epoch.
+    pub should_stop: bool,
+    /// Why training stopped, when a callback stopped it.
+    pub stop_reason: Option<String>,
+    /// The run directory, when the run writes one.
+    pub log_dir: Option<PathBuf>,
+    /// The run's hyperparameters.
+    pub hparams: HParams,
+    /// The module's parameters.
+    pub varmap: Option<VarMap>,
+    /// The learning rate now, with the optimizer's name.
+    pub learning_rate: Option<(String, f64)>,
+    /// Batches in the current loop's loader (after limits).
+    pub num_batches: usize,
+    /// Examples in the current batch.
+    pub batch_size: usize,
+    /// The current loader's name in validation and test.
+    pub dataloader_name: Option<String>,
+    /// Names of the validation loaders.
+    pub val_dataloader_names: Vec<String>,
+    /// The last training loss copied to the host (every `log_every_n_steps`).
+    pub last_train_loss: Option<f64>,
+    /// Device-to-host copies of logged values so far in this run.
+    pub host_syncs: usize,
+    /// The maximum number of epochs.
+    pub max_epochs: usize,
+    /// Whether this is a `fast_dev_run`.
+    pub fast_dev_run: bool,
+}
+
+impl std::fmt::Debug for TrainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainerState")
+            .field("epoch", &self.epoch)
+            .field("global_step", &self.global_step)
+            .field("stage", &self.stage)
+            .field("callback_metrics", &self.callback_metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrainerState {
+    pub(crate) fn new(hparams: HParams, max_epochs: usize) -> Self {
+        Self {
+            epoch: 0,
+            global_step: 0,
+            batch_idx: 0,
+            stage: None,
+            callback_metrics: BTreeMap::new(),
+            progress_bar_keys: Vec::new(),
+            epoch_metrics: BTreeMap::new(),
+            should_stop: false,
+            stop_reason: None,
+            log_dir: None,
+            hparams,
+            varmap: None,
+            learning_rate: None,
+            num_batches: 0,
+            batch_size: 0,
+            dataloader_name: None,
+            val_dataloader_names: Vec::new(),
+            last_train_loss: None,
+            host_syncs: 0,
+            max_epochs,
+            fast_dev_run: false,
+        }
+    }
+
+    /// The monitored value under `key`, or the keys that exist.
+    pub fn monitored(&self, key: &str) -> std::result::Result<f64, Vec<String>> {
+        self.callback_metrics
+            .get(key)
+            .copied()
+            .ok_or_else(|| self.callback_metrics.keys().cloned().collect())
+    }
+}

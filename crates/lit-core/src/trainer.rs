@@ -1,0 +1,578 @@
+//! [`Trainer`]: the fit, validate, test and predict loops.
+//!
+//! # Hook order
+//!
+//! `fit` calls, in this order (callbacks in the order they were added; "monitoring" callbacks, such
+//! as early stopping and checkpoints, after the others):
+//!
+//! ```text
+//! datamodule.prepare_data, datamodule.setup(Fit), module.setup(Fit), module.configure_optimizers
+//! on_fit_start
+//! on_sanity_check_start                      (when num_sanity_val_steps > 0 and there are val sets)
+//!   <validation loop, values discarded>
+//! on_sanity_check_end
+//! on_train_start
+//! for each epoch:
+//!   on_train_epoch_start, module.on_train_epoch_start
+//!   for each batch:
+//!     on_train_batch_start
+//!     module.training_step, backward, optimizer step, step-interval scheduler
+//!     [every log_every_n_steps: logged step values copied to the host and sent to the loggers]
+//!     on_train_batch_end
+//!     [validation loop, when val_check_interval says so]
+//!   [validation loop, every check_val_every_n_epoch epochs]
+//!   module.on_train_epoch_end
+//!   <epoch values copied to the host, sent to the loggers and flushed>
+//!   on_train_epoch_end
+//!   epoch-interval scheduler
+//! on_train_end
+//! on_fit_end
+//! datamodule.teardown(Fit)
+//!
+//! validation loop:
+//!   on_validation_start, on_validation_epoch_start, module.on_validation_epoch_start
+//!   for each val set, each batch: module.validation_step, on_validation_batch_end
+//!   module.on_validation_epoch_end
+//!   <values copied to the host into callback_metrics>
+//!   on_validation_epoch_end, on_validation_end
+//! ```
+//!
+//! Unlike Lightning, the module's epoch-end hooks run *before* the callbacks' ones, so every callback
+//! sees the complete values of the epoch (Lightning runs monitoring callbacks after the module for
+//! the same reason, and the rest before it).
+
+use std::collections::BTreeMap;
+
+use candle::{Device, Tensor};
+use lit_data::{DataModule, NamedLoader, Stage};
+use lit_model::scheduler::Interval;
+use lit_model::{HParams, LitModule, Optimization, RunningStage, StepContext};
+
+use crate::{
+    rundir, Callback, CsvLogger, Error, Limit, Logger, Result, SingleDevice, Strategy,
+    TrainerConfig, TrainerState,
+};
+
+/// Runs a module on a data module, as Lightning's `Trainer`.
+pub struct Trainer {
+    config: TrainerConfig,
+    strategy: Box<dyn Strategy>,
+    callbacks: Vec<Box<dyn Callback>>,
+    loggers: Vec<Box<dyn Logger>>,
+    loggers_started: bool,
+    state: TrainerState,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn train_loss_key(values: &BTreeMap<String, f64>) -> Option<(String, f64)> {
+    values
+        .iter()
+        .find(|(k, _)| k.starts_with("train_loss"))
+        .map(|(k, v)| (k.clone(), *v))
+}
+
+impl Trainer {
+    /// A trainer with `config` on the device its accelerator names, logging `metrics.csv` unless
+    /// `config.logger` is off.
+    pub fn new(config: TrainerConfig) -> Result<Self> {
+        let config = config.resolved()?;
+        let device = config.accelerator.device(0)?;
+        tracing::info!(device = ?device, "trainer device");
+        let mut state = TrainerState::new(HParams::new(), config.max_epochs);
+        state.fast_dev_run = config.fast_dev_run > 0;
+        let loggers: Vec<Box<dyn Logger>> = if config.logger {
+            vec![Box::new(CsvLogger::new())]
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            config,
+            strategy: Box::new(SingleDevice::new(device)),
+            callbacks: Vec::new(),
+            loggers,
+            loggers_started: false,
+            state,
+        })
+    }
+
+    /// Adds a callback.
+    pub fn with_callback(mut self, callback: impl Callback + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds a boxed callback.
+    pub fn add_callback(&mut self, callback: Box<dyn Callback>) {
+        self.callbacks.push(callback);
+    }
+
+    /// Adds a logger (used only when `config.logger` is on).
+    pub fn with_logger(mut self, logger: impl Logger + 'static) -> Self {
+        if self.config.logger {
+            self.loggers.push(Box::new(logger));
+        }
+        self
+    }
+
+    /// Sets the hyperparameters saved with the run (merged with the module's own).
+    pub fn with_hparams(mut self, hparams: HParams) -> Self {
+        self.state.hparams = hparams;
+        self
+    }
+
+    /// The device the trainer computes on.
+    pub fn device(&self) -> &Device {
+        self.strategy.device()
+    }
+
+    /// The trainer's resolved settings.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    /// The run's progress and logged values.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The run directory, once a stage has created it.
+    pub fn log_dir(&self) -> Option<&std::path::Path> {
+        self.state.log_dir.as_deref()
+    }
+
+    fn each(
+        &mut self,
+        monitoring: Option<bool>,
+        mut f: impl FnMut(&mut dyn Callback, &mut TrainerState) -> Result<()>,
+    ) -> Result<()> {
+        for cb in self.callbacks.iter_mut() {
+            if monitoring.is_none_or(|m| cb.is_monitoring() == m) {
+                f(cb.as_mut(), &mut self.state)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn callbacks(
+        &mut self,
+        f: impl FnMut(&mut dyn Callback, &mut TrainerState) -> Result<()>,
+    ) -> Result<()> {
+        self.each(None, f)
+    }
+
+    /// Ordinary callbacks first, monitoring ones last.
+    fn callbacks_ordered(
+        &mut self,
+        mut f: impl FnMut(&mut dyn Callback, &mut TrainerState) -> Result<()>,
+    ) -> Result<()> {
+        self.each(Some(false), &mut f)?;
+        self.each(Some(true), &mut f)
+    }
+
+    fn start_run(&mut self, module_hparams: HParams) -> Result<()> {
+        let mut hp = self.state.hparams.clone();
+        hp.merge_missing(&module_hparams);
+        self.state.hparams = hp;
+        if self.loggers_started || !self.config.logger || !self.strategy.is_global_zero() {
+            return Ok(());
+        }
+        let dir = rundir::create_version_dir(&self.config.default_root_dir, &self.config.run_name)?;
+        rundir::write_hparams(&dir, &self.state.hparams)?;
+        for l in self.loggers.iter_mut() {
+            l.start(&dir, &self.state.hparams)?;
+        }
+        tracing::info!(dir = %dir.display(), "run directory");
+        self.state.log_dir = Some(dir);
+        self.loggers_started = true;
+        Ok(())
+    }
+
+    fn log(&mut self, values: &BTreeMap<String, f64>) -> Result<()> {
+        if !self.loggers_started {
+            return Ok(());
+        }
+        for l in self.loggers.iter_mut() {
+            l.log_metrics(values, self.state.epoch, self.state.global_step)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        for l in self.loggers.iter_mut() {
+            l.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            for cb in self.callbacks.iter_mut() {
+                cb.on_exception(&mut self.state, e);
+            }
+        }
+        let status = if result.is_ok() { "success" } else { "failed" };
+        for l in self.loggers.iter_mut() {
+            if let Err(e) = l.finalize(status) {
+                tracing::warn!(logger = l.name(), "finalize: {e}");
+            }
+        }
+        result
+    }
+
+    fn note_prog_bar(&mut self, ctx: &StepContext, keys: impl Iterator<Item = String>) {
+        for k in keys {
+            if ctx.is_prog_bar(&k) && !self.state.progress_bar_keys.contains(&k) {
+                self.state.progress_bar_keys.push(k);
+            }
+        }
+    }
+
+    /// Trains `module` on `datamodule`'s training set, validating on its validation sets.
+    pub fn fit<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        datamodule: &mut D,
+    ) -> Result<()> {
+        let result = self.fit_inner(module, datamodule);
+        self.finish(result)
+    }
+
+    fn fit_inner<M: LitModule, D: DataModule>(&mut self, module: &mut M, dm: &mut D) -> Result<()> {
+        dm.prepare_data()?;
+        dm.setup(Stage::Fit)?;
+        module.setup(Stage::Fit)?;
+        let train = dm.train_dataloader()?;
+        let vals = dm.val_dataloaders()?;
+        self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
+        self.state.varmap = Some(module.varmap().clone());
+        self.start_run(module.hparams())?;
+        let Optimization {
+            mut optimizer,
+            mut scheduler,
+        } = module.configure_optimizers()?;
+        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
+        self.callbacks(|c, s| c.on_fit_start(s))?;
+
+        if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {
+            self.state.stage = Some(RunningStage::SanityCheck);
+            self.callbacks(|c, s| c.on_sanity_check_start(s))?;
+            let limit = Limit::Batches(self.config.num_sanity_val_steps);
+            self.evaluate(module, &vals, RunningStage::SanityCheck, limit)?;
+            self.callbacks(|c, s| c.on_sanity_check_end(s))?;
+        }
+
+        let device = self.device().clone();
+        let n_train = self.config.limit_train_batches.of(train.len());
+        let val_every = self
+            .config
+            .val_check_interval
+            .map(|l| l.of(n_train))
+            .filter(|&k| k > 0);
+        let log_every = self.config.log_every_n_steps;
+        let mut ctx = StepContext::new(RunningStage::Train, Vec::new());
+        self.callbacks(|c, s| c.on_train_start(s))?;
+        let mut done = self.config.max_steps == Some(0);
+        for epoch in 0..self.config.max_epochs {
+            if done {
+                break;
+            }
+            self.state.epoch = epoch;
+            self.state.stage = Some(RunningStage::Train);
+            self.state.num_batches = n_train;
+            ctx.reset_epoch();
+            self.callbacks(|c, s| c.on_train_epoch_start(s))?;
+            module.on_train_epoch_start(&mut ctx)?;
+            let validate_epoch = (epoch + 1) % self.config.check_val_every_n_epoch == 0;
+            for (batch_idx, batch) in train.iter(epoch as u64).take(n_train).enumerate() {
+                let batch = batch?.to_device(&device)?;
+                self.state.batch_idx = batch_idx;
+                self.state.batch_size = batch.len();
+                self.callbacks(|c, s| c.on_train_batch_start(s, &batch, batch_idx))?;
+                ctx.begin_batch(0, batch.len());
+                let loss = module.training_step(&batch, batch_idx, &mut ctx)?;
+                let mut grads = loss.backward()?;
+                self.strategy.reduce_gradients(&mut grads)?;
+                optimizer.step(&grads)?;
+                drop(grads);
+                self.state.global_step += 1;
+                if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Step) {
+                    if self.state.global_step % sc.frequency.max(1) as u64 == 0 {
+                        optimizer.set_learning_rate(sc.scheduler.step(None));
+                    }
+                }
+                self.state.learning_rate =
+                    Some((optimizer.name().to_string(), optimizer.learning_rate()));
+                if self.state.global_step % log_every == 0 {
+                    let (values, loss_value) = ctx.take_step_values_with(&loss)?;
+                    self.check_finite(loss_value)?;
+                    self.state.last_train_loss = Some(loss_value);
+                    self.note_prog_bar(&ctx, values.keys().cloned());
+                    self.state.callback_metrics.extend(values.clone());
+                    self.log(&values)?;
+                } else {
+                    ctx.drain_step_tensors();
+                }
+                self.state.host_syncs = ctx.host_syncs();
+                self.callbacks(|c, s| c.on_train_batch_end(s, batch_idx))?;
+                if validate_epoch && !vals.is_empty() {
+                    if let Some(k) = val_every {
+                        if (batch_idx + 1) % k == 0 && batch_idx + 1 < n_train {
+                            let values = self.evaluate(
+                                module,
+                                &vals,
+                                RunningStage::Validate,
+                                self.config.limit_val_batches,
+                            )?;
+                            self.log(&values)?;
+                            self.state.stage = Some(RunningStage::Train);
+                            self.state.num_batches = n_train;
+                        }
+                    }
+                }
+                if self
+                    .config
+                    .max_steps
+                    .is_some_and(|m| self.state.global_step >= m)
+                {
+                    done = true;
+                    break;
+                }
+            }
+
+            let mut epoch_values = BTreeMap::new();
+            if validate_epoch
+                && !vals.is_empty()
+                && self.config.limit_val_batches != Limit::Batches(0)
+            {
+                epoch_values = self.evaluate(
+                    module,
+                    &vals,
+                    RunningStage::Validate,
+                    self.config.limit_val_batches,
+                )?;
+                self.state.stage = Some(RunningStage::Train);
+            }
+            module.on_train_epoch_end(&mut ctx)?;
+            let train_values = ctx.epoch_values()?;
+            self.state.host_syncs = ctx.host_syncs();
+            if let Some((_, v)) = train_loss_key(&train_values) {
+                self.check_finite(v)?;
+            }
+            self.note_prog_bar(&ctx, train_values.keys().cloned());
+            self.state.callback_metrics.extend(train_values.clone());
+            epoch_values.extend(train_values);
+            self.state.epoch_metrics = epoch_values.clone();
+            self.log(&epoch_values)?;
+            self.flush()?;
+            self.callbacks_ordered(|c, s| c.on_train_epoch_end(s))?;
+
+            if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Epoch) {
+                if (epoch + 1) % sc.frequency.max(1) == 0 {
+                    let metric = match &sc.monitor {
+                        Some(key) => Some(self.state.monitored(key).map_err(|available| {
+                            Error::MissingMonitor {
+                                who: format!("lr scheduler {}", sc.scheduler.name()),
+                                key: key.clone(),
+                                available,
+                            }
+                        })?),
+                        None => None,
+                    };
+                    optimizer.set_learning_rate(sc.scheduler.step(metric));
+                    self.state.learning_rate =
+                        Some((optimizer.name().to_string(), optimizer.learning_rate()));
+                }
+            }
+            if self.state.should_stop {
+                tracing::info!(
+                    reason = self
+                        .state
+                        .stop_reason
+                        .as_deref()
+                        .unwrap_or("a callback asked"),
+                    "stopping"
+                );
+                break;
+            }
+        }
+        self.callbacks(|c, s| c.on_train_end(s))?;
+        self.callbacks(|c, s| c.on_fit_end(s))?;
+        self.flush()?;
+        dm.teardown(Stage::Fit)?;
+        Ok(())
+    }
+
+    fn check_finite(&self, loss: f64) -> Result<()> {
+        if loss.is_finite() {
+            Ok(())
+        } else {
+            Err(Error::NonFiniteLoss {
+                value: loss,
+                epoch: self.state.epoch,
+                step: self.state.global_step,
+            })
+        }
+    }
+
+    /// Runs the validation or test loop over `loaders`; returns the values logged.
+    fn evaluate<M: LitModule>(
+        &mut self,
+        module: &mut M,
+        loaders: &[NamedLoader],
+        stage: RunningStage,
+        limit: Limit,
+    ) -> Result<BTreeMap<String, f64>> {
+        let device = self.device().clone();
+        let test = stage == RunningStage::Test;
+        self.state.stage = Some(stage);
+        let mut ctx = StepContext::new(stage, loaders.iter().map(|l| l.name.clone()).collect());
+        if test {
+            self.callbacks(|c, s| c.on_test_start(s))?;
+            self.callbacks(|c, s| c.on_test_epoch_start(s))?;
+            module.on_test_epoch_start(&mut ctx)?;
+        } else {
+            self.callbacks(|c, s| c.on_validation_start(s))?;
+            self.callbacks(|c, s| c.on_validation_epoch_start(s))?;
+            module.on_validation_epoch_start(&mut ctx)?;
+        }
+        for (idx, named) in loaders.iter().enumerate() {
+            let n = limit.of(named.loader.len());
+            self.state.dataloader_name = Some(named.name.clone());
+            self.state.num_batches = n;
+            for (batch_idx, batch) in named.loader.iter(0).take(n).enumerate() {
+                let batch = batch?.to_device(&device)?;
+                self.state.batch_idx = batch_idx;
+                self.state.batch_size = batch.len();
+                ctx.begin_batch(idx, batch.len());
+                if test {
+                    module.test_step(&batch, batch_idx, &mut ctx)?;
+                    self.callbacks(|c, s| c.on_test_batch_end(s, idx, batch_idx))?;
+                } else {
+                    module.validation_step(&batch, batch_idx, &mut ctx)?;
+                    self.callbacks(|c, s| c.on_validation_batch_end(s, idx, batch_idx))?;
+                }
+            }
+        }
+        self.state.dataloader_name = None;
+        if test {
+            module.on_test_epoch_end(&mut ctx)?;
+        } else {
+            module.on_validation_epoch_end(&mut ctx)?;
+        }
+        let values = ctx.epoch_values()?;
+        self.state.host_syncs += ctx.host_syncs();
+        if stage != RunningStage::SanityCheck {
+            self.note_prog_bar(&ctx, values.keys().cloned());
+            self.state.callback_metrics.extend(values.clone());
+        }
+        if test {
+            self.callbacks_ordered(|c, s| c.on_test_epoch_end(s))?;
+            self.callbacks_ordered(|c, s| c.on_test_end(s))?;
+        } else {
+            self.callbacks_ordered(|c, s| c.on_validation_epoch_end(s))?;
+            self.callbacks_ordered(|c, s| c.on_validation_end(s))?;
+        }
+        Ok(values)
+    }
+
+    /// Runs one validation epoch; returns the logged values.
+    pub fn validate<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        dm: &mut D,
+    ) -> Result<BTreeMap<String, f64>> {
+        let result = (|| {
+            dm.prepare_data()?;
+            dm.setup(Stage::Validate)?;
+            module.setup(Stage::Validate)?;
+            let vals = dm.val_dataloaders()?;
+            self.start_run(module.hparams())?;
+            let values = self.evaluate(
+                module,
+                &vals,
+                RunningStage::Validate,
+                self.config.limit_val_batches,
+            )?;
+            self.log(&values)?;
+            self.flush()?;
+            dm.teardown(Stage::Validate)?;
+            Ok(values)
+        })();
+        self.finish(result)
+    }
+
+    /// Runs the test sets once; returns the logged values (`test_acc/<set>`, ...).
+    pub fn test<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        dm: &mut D,
+    ) -> Result<BTreeMap<String, f64>> {
+        let result = (|| {
+            dm.prepare_data()?;
+            dm.setup(Stage::Test)?;
+            module.setup(Stage::Test)?;
+            let tests = dm.test_dataloaders()?;
+            if tests.is_empty() {
+                return Err(Error::Config(
+                    "test: the data module has no test sets".into(),
+                ));
+            }
+            self.start_run(module.hparams())?;
+            let values = self.evaluate(
+                module,
+                &tests,
+                RunningStage::Test,
+                self.config.limit_test_batches,
+            )?;
+            self.log(&values)?;
+            self.flush()?;
+            dm.teardown(Stage::Test)?;
+            Ok(values)
+        })();
+        self.finish(result)
+    }
+
+    /// Runs `predict_step` over the prediction sets; returns each set's outputs concatenated.
+    pub fn predict<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        dm: &mut D,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let result = (|| {
+            dm.prepare_data()?;
+            dm.setup(Stage::Predict)?;
+            module.setup(Stage::Predict)?;
+            let device = self.device().clone();
+            self.state.stage = Some(RunningStage::Predict);
+            self.callbacks(|c, s| c.on_predict_start(s))?;
+            let mut out = Vec::new();
+            for (idx, named) in dm.predict_dataloaders()?.iter().enumerate() {
+                let n = self.config.limit_predict_batches.of(named.loader.len());
+                self.state.num_batches = n;
+                self.state.dataloader_name = Some(named.name.clone());
+                let mut parts = Vec::with_capacity(n);
+                for (batch_idx, batch) in named.loader.iter(0).take(n).enumerate() {
+                    let batch = batch?.to_device(&device)?;
+                    self.state.batch_idx = batch_idx;
+                    self.state.batch_size = batch.len();
+                    parts.push(module.predict_step(&batch, batch_idx)?.detach());
+                    self.callbacks(|c, s| c.on_predict_batch_end(s, idx, batch_idx))?;
+                }
+                if !parts.is_empty() {
+                    out.push((named.name.clone(), Tensor::cat(&parts, 0)?));
+                }
+            }
+            self.callbacks(|c, s| c.on_predict_end(s))?;
+            dm.teardown(Stage::Predict)?;
+            Ok(out)
+        })();
+        self.finish(result)
+    }
+}

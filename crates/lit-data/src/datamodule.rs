@@ -1,0 +1,76 @@
+//! The [`DataModule`] interface, as Lightning's `LightningDataModule`.
+
+use crate::{DataLoader, Result};
+
+/// What the trainer is about to run; passed to [`DataModule::setup`] and `teardown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Training with validation.
+    Fit,
+    /// Validation alone.
+    Validate,
+    /// Testing.
+    Test,
+    /// Prediction.
+    Predict,
+}
+
+impl Stage {
+    /// The stage's name: `fit`, `validate`, `test` or `predict`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Fit => "fit",
+            Stage::Validate => "validate",
+            Stage::Test => "test",
+            Stage::Predict => "predict",
+        }
+    }
+}
+
+/// A loader with the name its logged keys carry (`val_acc/<name>` when there are several).
+#[derive(Debug, Clone)]
+pub struct NamedLoader {
+    /// The dataset's name, such as `mnist_val`.
+    pub name: String,
+    /// The loader.
+    pub loader: DataLoader,
+}
+
+/// Everything a run needs to know about its data: how to prepare it and the loaders of each stage.
+///
+/// Hooks have Lightning's names and no-op defaults; only `train_dataloader` is required for `fit`.
+/// Several validation and test loaders are allowed; each is named.
+pub trait DataModule {
+    /// Downloads or otherwise prepares data once, before `setup`.
+    fn prepare_data(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Builds the datasets needed by `stage`.
+    fn setup(&mut self, _stage: Stage) -> Result<()> {
+        Ok(())
+    }
+
+    /// The training loader.
+    fn train_dataloader(&self) -> Result<DataLoader>;
+
+    /// The validation loaders, in order.
+    fn val_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        Ok(Vec::new())
+    }
+
+    /// The test loaders, in order.
+    fn test_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        Ok(Vec::new())
+    }
+
+    /// The prediction loaders; the test loaders unless overridden.
+    fn predict_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        self.test_dataloaders()
+    }
+
+    /// Releases what `setup` built for `stage`.
+    fn teardown(&mut self, _stage: Stage) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The [`Dataset`] trait, samples and batches, and the in-memory [`TensorDataset`].
+
+use candle::{Device, Tensor};
+
+use crate::{Error, Result};
+
+/// One example: an input tensor and its target.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The model's input, without a batch dimension.
+    pub input: Tensor,
+    /// The target, without a batch dimension (a class index is a scalar tensor).
+    pub target: Tensor,
+}
+
+/// A batch: inputs and targets stacked along a new first dimension.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Inputs, `(N, ...)`.
+    pub input: Tensor,
+    /// Targets, `(N, ...)`.
+    pub target: Tensor,
+}
+
+impl Batch {
+    /// The number of examples in the batch.
+    pub fn len(&self) -> usize {
+        self.input.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same batch on `device` (no copy when it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Batch> {
+        if self.input.device().same_device(device) && self.target.device().same_device(device) {
+            return Ok(self.clone());
+        }
+        Ok(Batch {
+            input: self.input.to_device(device)?,
+            target: self.target.to_device(device)?,
+        })
+    }
+}
+
+/// A map-style dataset: a length and random access by index, as PyTorch's `Dataset`.
+///
+/// Implement `len` and `get`; override [`Dataset::get_batch`] when a whole batch can be gathered
+/// at once (as [`TensorDataset`] does), which is what makes loading cheap.
+pub trait Dataset: Send + Sync {
+    /// The number of examples.
+    fn len(&self) -> usize;
+
+    /// Whether the dataset has no examples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The example at `index`.
+    fn get(&self, index: usize) -> Result<Sample>;
+
+    /// The examples at `indices`, stacked into a batch.
+    fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
+        let samples = indices
+            .iter()
+            .map(|&i| self.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        let inputs: Vec<&Tensor> = samples.iter().map(|s| &s.input).collect();
+        let targets: Vec<&Tensor> = samples.iter().map(|s| &s.target).collect();
+        Ok(Batch {
+            input: Tensor::stack(&inputs, 0)?,
+            target: Tensor::stack(&targets, 0)?,
+        })
+    }
+}
+
+/// A dataset held as two tensors whose first dimension indexes the examples.
+///
+/// Batches are one `index_select` on each tensor: normalise the inputs once when building the
+/// dataset and loading costs a memory gather per batch.
+#[derive(Debug, Clone)]
+pub struct TensorDataset {
+    inputs: Tensor,
+    targets: Tensor,
+}
+
+impl TensorDataset {
+    /// A dataset of `inputs[i]`, `targets[i]` pairs.
+    pub fn new(inputs: Tensor, targets: Tensor) -> Result<Self> {
+        let (n, m) = (inputs.dim(0)?, targets.dim(0)?);
+        if n != m {
+            return Err(Error::Invalid(format!(
+                "TensorDataset: {n} inputs but {m} targets; the first dimensions must match"
+            )));
+        }
+        Ok(Self { inputs, targets })
+    }
+
+    /// The examples `start..start + len`, sharing storage with `self`.
+    pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
+        Self::new(
+            self.inputs.narrow(0, start, len)?,
+            self.targets.narrow(0, start, len)?,
+        )
+    }
+
+    /// All inputs, `(N, ...)`.
+    pub fn inputs(&self) -> &Tensor {
+        &self.inputs
+    }
+
+    /// All targets, `(N, ...)`.
+    pub fn targets(&self) -> &Tensor {
+        &self.targets
+    }
+}
+
+impl Dataset for TensorDataset {
+    fn len(&self) -> usize {
+        self.inputs.dims().first().copied().unwrap_or(0)
+    }
+
+    fn get(&self, index: usize) -> Result<Sample> {
+        if index >= self.len() {
+            return Err(Error::Invalid(format!(
+                "index {index} out of range for a dataset of {} examples",
+                self.len()
+            )));
+        }
+        Ok(Sample {
+            input: self.inputs.get(index)?,
+            target: self.targets.get(index)?,
+        })
+    }
+
+    fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
+        let n = self.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(Error::Invalid(format!(
+                "index {bad} out of range for a dataset of {n} examples"
+            )));
+        }
+        // A contiguous ascending run is a view; anything else is one gather.
+        let contiguous = indices.windows(2).all(|w| w[1] == w[0] + 1);
+        if contiguous && !indices.is_empty() {
+            let (start, len) = (indices[0], indices.len());
+            return Ok(Batch {
+                input: self.inputs.narrow(0, start, len)?.contiguous()?,
+                target: self.targets.narrow(0, start, len)?.contiguous()?,
+            });
+        }
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(idx, indices.len(), self.inputs.device())?;
+        Ok(Batch {
+            input: self.inputs.index_select(&idx, 0)?,
+            target: self.targets.index_select(&idx, 0)?,
+        })
+    }
+}

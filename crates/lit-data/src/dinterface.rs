@@ -1,0 +1,299 @@
+//! [`DInterface`]: the generic data module that builds datasets by registered name.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams, NamedLoader, Result, Stage,
+};
+
+/// The environment variable naming the data root: a folder holding `mnist/`, `fashion-mnist/`, ...
+pub const DATA_DIR_ENV: &str = "LIT_DATA_DIR";
+
+/// What a dataset builder gets: the run's hyperparameters, the data roots to search, and a cache
+/// so that datasets cut from the same files (train and validation splits) read them once.
+pub struct DataContext {
+    /// The run's hyperparameters.
+    pub hparams: HParams,
+    /// Folders to search for data files, in order.
+    pub roots: Vec<PathBuf>,
+    cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for DataContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataContext")
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataContext {
+    /// A context whose data roots are, in order: the `data_dir` hyperparameter, `$LIT_DATA_DIR`,
+    /// then `data/`.
+    pub fn new(hparams: HParams) -> Result<Self> {
+        let mut roots = Vec::new();
+        if let Some(dir) = hparams.get::<String>("data_dir")? {
+            roots.push(PathBuf::from(dir));
+        }
+        if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+            roots.push(PathBuf::from(dir));
+        }
+        roots.push(PathBuf::from("data"));
+        Ok(Self {
+            hparams,
+            roots,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The value cached under `key`, built by `make` the first time.
+    pub fn cached<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<T>,
+    ) -> Result<Arc<T>> {
+        let hit = self
+            .cache
+            .lock()
+            .expect("cache lock poisoned")
+            .get(key)
+            .cloned();
+        if let Some(v) = hit {
+            if let Ok(v) = v.downcast::<T>() {
+                return Ok(v);
+            }
+        }
+        let v = Arc::new(make()?);
+        self.cache
+            .lock()
+            .expect("cache lock poisoned")
+            .insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+}
+
+/// Builds a dataset from the context.
+pub type DatasetBuilder = Box<dyn Fn(&DataContext) -> Result<Arc<dyn Dataset>> + Send + Sync>;
+
+/// Dataset builders by snake_case name.
+#[derive(Default)]
+pub struct DatasetRegistry {
+    builders: BTreeMap<String, DatasetBuilder>,
+}
+
+impl std::fmt::Debug for DatasetRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.builders.keys()).finish()
+    }
+}
+
+impl DatasetRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `build` under `name`, replacing any earlier one.
+    pub fn register<F>(&mut self, name: &str, build: F) -> &mut Self
+    where
+        F: Fn(&DataContext) -> Result<Arc<dyn Dataset>> + Send + Sync + 'static,
+    {
+        self.builders.insert(name.to_string(), Box::new(build));
+        self
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.builders.keys().cloned().collect()
+    }
+
+    /// Fails with the list of registered names unless `name` is one.
+    pub fn check(&self, name: &str) -> Result<()> {
+        if self.builders.contains_key(name) {
+            Ok(())
+        } else {
+            Err(Error::UnknownDataset {
+                name: name.to_string(),
+                known: self.names(),
+            })
+        }
+    }
+
+    /// Builds the dataset registered under `name`.
+    pub fn build(&self, name: &str, ctx: &DataContext) -> Result<Arc<dyn Dataset>> {
+        self.check(name)?;
+        let dataset = (self.builders[name])(ctx)?;
+        tracing::debug!(name, len = dataset.len(), "built dataset");
+        Ok(dataset)
+    }
+}
+
+/// The generic data module: a train set, named validation sets and named test sets, all chosen by
+/// registered name from the hyperparameters.
+///
+/// Keys read: `train_dataset` (a name), `val_datasets` and `test_datasets` (comma-separated names
+/// or lists), `predict_datasets` (defaults to the test sets), `batch_size` (64), `num_workers` (0),
+/// `seed` (0), and whatever the builders read themselves. Unknown names fail at construction,
+/// before any data is read.
+pub struct DInterface {
+    registry: DatasetRegistry,
+    ctx: DataContext,
+    train_name: Option<String>,
+    val_names: Vec<String>,
+    test_names: Vec<String>,
+    predict_names: Vec<String>,
+    train: Option<Arc<dyn Dataset>>,
+    val: Vec<(String, Arc<dyn Dataset>)>,
+    test: Vec<(String, Arc<dyn Dataset>)>,
+    predict: Vec<(String, Arc<dyn Dataset>)>,
+    batch_size: usize,
+    num_workers: usize,
+    seed: u64,
+}
+
+impl std::fmt::Debug for DInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DInterface")
+            .field("train", &self.train_name)
+            .field("val", &self.val_names)
+            .field("test", &self.test_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DInterface {
+    /// A data module over `registry` configured by `hparams`.
+    pub fn new(registry: DatasetRegistry, hparams: HParams) -> Result<Self> {
+        let train_name = hparams.get::<String>("train_dataset")?;
+        let val_names = hparams.get_list("val_datasets")?;
+        let test_names = hparams.get_list("test_datasets")?;
+        let predict_names = if hparams.contains("predict_datasets") {
+            hparams.get_list("predict_datasets")?
+        } else {
+            test_names.clone()
+        };
+        for name in train_name
+            .iter()
+            .chain(&val_names)
+            .chain(&test_names)
+            .chain(&predict_names)
+        {
+            registry.check(name)?;
+        }
+        let batch_size = hparams.get_or::<usize>("batch_size", 64)?;
+        if batch_size == 0 {
+            return Err(Error::HParam {
+                key: "batch_size".into(),
+                message: "must be at least 1, got 0".into(),
+            });
+        }
+        let num_workers = hparams.get_or("num_workers", 0)?;
+        let seed = hparams.get_or("seed", 0)?;
+        let ctx = DataContext::new(hparams)?;
+        Ok(Self {
+            registry,
+            ctx,
+            train_name,
+            val_names,
+            test_names,
+            predict_names,
+            train: None,
+            val: Vec::new(),
+            test: Vec::new(),
+            predict: Vec::new(),
+            batch_size,
+            num_workers,
+            seed,
+        })
+    }
+
+    fn build_all(&self, names: &[String]) -> Result<Vec<(String, Arc<dyn Dataset>)>> {
+        names
+            .iter()
+            .map(|n| Ok((n.clone(), self.registry.build(n, &self.ctx)?)))
+            .collect()
+    }
+
+    fn loader(&self, dataset: &Arc<dyn Dataset>, shuffle: bool) -> Result<DataLoader> {
+        DataLoader::new(
+            Arc::clone(dataset),
+            DataLoaderConfig {
+                batch_size: self.batch_size,
+                shuffle,
+                drop_last: false,
+                num_workers: self.num_workers,
+                prefetch_factor: 2,
+                seed: self.seed,
+            },
+        )
+    }
+
+    fn named(&self, sets: &[(String, Arc<dyn Dataset>)]) -> Result<Vec<NamedLoader>> {
+        sets.iter()
+            .map(|(name, ds)| {
+                Ok(NamedLoader {
+                    name: name.clone(),
+                    loader: self.loader(ds, false)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl DataModule for DInterface {
+    fn setup(&mut self, stage: Stage) -> Result<()> {
+        match stage {
+            Stage::Fit => {
+                let name = self.train_name.clone().ok_or_else(|| Error::HParam {
+                    key: "train_dataset".into(),
+                    message: format!(
+                        "fit needs a training set; registered: {}",
+                        self.registry.names().join(", ")
+                    ),
+                })?;
+                self.train = Some(self.registry.build(&name, &self.ctx)?);
+                self.val = self.build_all(&self.val_names)?;
+            }
+            Stage::Validate => self.val = self.build_all(&self.val_names)?,
+            Stage::Test => self.test = self.build_all(&self.test_names)?,
+            Stage::Predict => self.predict = self.build_all(&self.predict_names)?,
+        }
+        Ok(())
+    }
+
+    fn train_dataloader(&self) -> Result<DataLoader> {
+        let ds = self
+            .train
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("train_dataloader called before setup(Fit)".into()))?;
+        self.loader(ds, true)
+    }
+
+    fn val_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        self.named(&self.val)
+    }
+
+    fn test_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        self.named(&self.test)
+    }
+
+    fn predict_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        self.named(&self.predict)
+    }
+
+    fn teardown(&mut self, stage: Stage) -> Result<()> {
+        match stage {
+            Stage::Fit => {
+                self.train = None;
+                self.val.clear();
+            }
+            Stage::Validate => self.val.clear(),
+            Stage::Test => self.test.clear(),
+            Stage::Predict => self.predict.clear(),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The error type of lit-data.
+
+use std::path::PathBuf;
+
+/// Errors raised while reading, building or loading data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+    /// A file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A data file exists but its content is not what was expected.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A required data file is missing.
+    #[error("missing data file {}: {hint}", path.display())]
+    Missing {
+        /// The file that was looked for.
+        path: PathBuf,
+        /// How to get it.
+        hint: String,
+    },
+    /// A dataset name that is not registered.
+    #[error("unknown dataset '{name}'; registered datasets: {}", known.join(", "))]
+    UnknownDataset {
+        /// The name asked for.
+        name: String,
+        /// The registered names.
+        known: Vec<String>,
+    },
+    /// A hyperparameter has a value of the wrong type or out of range.
+    #[error("hyperparameter '{key}': {message}")]
+    HParam {
+        /// The key.
+        key: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// Any other invalid argument.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result type of lit-data.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

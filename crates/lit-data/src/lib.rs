@@ -1,0 +1,46 @@
+//! Datasets, data loaders and data modules for lit.
+//!
+//! - [`Dataset`]: `len` and `get`, plus a batched [`Dataset::get_batch`] that tensor-backed
+//!   datasets answer with one gather from a pre-normalised tensor.
+//! - [`DataLoader`]: batching, seeded per-epoch shuffling, `drop_last`, and worker threads that
+//!   prepare the next batches while the model computes.
+//! - [`DataModule`]: Lightning's data interface (prepare, setup, teardown, named loaders), and
+//!   [`DInterface`], the generic data module that builds its datasets from registered names and the
+//!   run's hyperparameters.
+//! - [`idx`]: the IDX format of MNIST and Fashion-MNIST, raw or gzipped, checked on read.
+//! - [`Generator`]: the seeded random generator that lit owns (candle cannot seed its CPU one).
+//!
+//! ```
+//! # fn main() -> lit_data::Result<()> {
+//! use std::sync::Arc;
+//! use candle::{Device, Tensor};
+//! use lit_data::{DataLoader, DataLoaderConfig, TensorDataset};
+//!
+//! let x = Tensor::arange(0f32, 10., &Device::Cpu)?.reshape((10, 1))?;
+//! let y = Tensor::arange(0u32, 10, &Device::Cpu)?;
+//! let ds = Arc::new(TensorDataset::new(x, y)?);
+//! let loader = DataLoader::new(ds, DataLoaderConfig { batch_size: 4, ..Default::default() })?;
+//! assert_eq!(loader.len(), 3); // 4 + 4 + 2
+//! let sizes: Vec<usize> = loader.iter(0).map(|b| b.map(|b| b.len())).collect::<Result<_, _>>()?;
+//! assert_eq!(sizes, [4, 4, 2]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod datamodule;
+mod dataset;
+mod dinterface;
+mod error;
+mod hparams;
+pub mod idx;
+mod loader;
+pub mod mnist;
+mod rng;
+
+pub use datamodule::{DataModule, NamedLoader, Stage};
+pub use dataset::{Batch, Dataset, Sample, TensorDataset};
+pub use dinterface::{DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV};
+pub use error::{Error, Result};
+pub use hparams::HParams;
+pub use loader::{BatchIter, DataLoader, DataLoaderConfig};
+pub use rng::Generator;

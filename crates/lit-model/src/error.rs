@@ -1,0 +1,48 @@
+//! The error type of lit-model.
+
+/// Errors raised by modules, optimizers, schedulers, losses and the model registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+    /// A data error surfaced through a module.
+    #[error(transparent)]
+    Data(#[from] lit_data::Error),
+    /// A metric rejected its input.
+    #[error(transparent)]
+    Metric(#[from] lit_metrics::Error),
+    /// A model name that is not registered.
+    #[error("unknown model '{name}'; registered models: {}", known.join(", "))]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The registered names.
+        known: Vec<String>,
+    },
+    /// A name (optimizer, scheduler, loss, metric) that is not one of the known choices.
+    #[error("unknown {kind} '{name}'; expected one of: {}", known.join(", "))]
+    UnknownName {
+        /// What kind of name.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+        /// The valid names.
+        known: Vec<&'static str>,
+    },
+    /// A hyperparameter is out of range.
+    #[error("hyperparameter '{key}': {message}")]
+    HParam {
+        /// The key.
+        key: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// Any other invalid use.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result type of lit-model.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,363 @@
+//! [`StepContext`]: how steps log values, Lightning's `self.log`.
+//!
+//! Logged tensors stay on the device. Epoch values are batch-size-weighted sums kept as device
+//! tensors; step values are held until the trainer asks for them, which it does only every
+//! `log_every_n_steps`. Nothing here copies to the host until [`StepContext::take_step_values`] or
+//! [`StepContext::epoch_values`] converts, and each conversion is counted in
+//! [`StepContext::host_syncs`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use candle::{DType, Tensor};
+
+use crate::{Error, Result};
+
+/// The loop a step runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunningStage {
+    /// Training steps.
+    Train,
+    /// The short validation run before training starts.
+    SanityCheck,
+    /// Validation steps.
+    Validate,
+    /// Test steps.
+    Test,
+    /// Prediction steps.
+    Predict,
+}
+
+/// Where a logged value goes, Lightning's `on_step`, `on_epoch` and `prog_bar`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Log this step's value (every `log_every_n_steps`).
+    pub on_step: bool,
+    /// Log the batch-size-weighted mean over the epoch.
+    pub on_epoch: bool,
+    /// Show the value in the progress display.
+    pub prog_bar: bool,
+}
+
+impl LogOptions {
+    /// Lightning's defaults for a stage: per step in training, per epoch elsewhere.
+    pub fn for_stage(stage: RunningStage) -> Self {
+        match stage {
+            RunningStage::Train => Self {
+                on_step: true,
+                on_epoch: false,
+                prog_bar: false,
+            },
+            _ => Self {
+                on_step: false,
+                on_epoch: true,
+                prog_bar: false,
+            },
+        }
+    }
+
+    /// The same options with the value shown in the progress display.
+    pub fn prog_bar(mut self) -> Self {
+        self.prog_bar = true;
+        self
+    }
+}
+
+struct EpochSum {
+    sum: Tensor,
+    weight: f64,
+}
+
+/// What a step uses to log, and what the trainer reads back.
+pub struct StepContext {
+    stage: RunningStage,
+    dataloader_idx: usize,
+    dataloader_names: Vec<String>,
+    batch_size: usize,
+    step_values: BTreeMap<String, Tensor>,
+    epoch_sums: BTreeMap<String, EpochSum>,
+    epoch_host: BTreeMap<String, f64>,
+    prog_bar: BTreeSet<String>,
+    host_syncs: usize,
+}
+
+impl std::fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("stage", &self.stage)
+            .field("dataloader_idx", &self.dataloader_idx)
+            .field("keys", &self.epoch_sums.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepContext {
+    /// A context for `stage` whose loaders are named `dataloader_names` (empty in training).
+    pub fn new(stage: RunningStage, dataloader_names: Vec<String>) -> Self {
+        Self {
+            stage,
+            dataloader_idx: 0,
+            dataloader_names,
+            batch_size: 0,
+            step_values: BTreeMap::new(),
+            epoch_sums: BTreeMap::new(),
+            epoch_host: BTreeMap::new(),
+            prog_bar: BTreeSet::new(),
+            host_syncs: 0,
+        }
+    }
+
+    /// The stage this context logs for.
+    pub fn stage(&self) -> RunningStage {
+        self.stage
+    }
+
+    /// The index of the loader the current batch comes from.
+    pub fn dataloader_idx(&self) -> usize {
+        self.dataloader_idx
+    }
+
+    /// The number of loaders in this stage.
+    pub fn num_dataloaders(&self) -> usize {
+        self.dataloader_names.len()
+    }
+
+    /// Sets the loader and the size of the batch about to be stepped (the trainer calls this).
+    pub fn begin_batch(&mut self, dataloader_idx: usize, batch_size: usize) {
+        self.dataloader_idx = dataloader_idx;
+        self.batch_size = batch_size;
+    }
+
+    /// The key under which `name` is logged for loader `idx`: `name/<loader name>` when the stage
+    /// has several loaders, plain `name` otherwise.
+    pub fn key_for(&self, name: &str, idx: usize) -> String {
+        if self.dataloader_names.len() > 1 {
+            format!("{name}/{}", self.dataloader_names[idx])
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// Logs a scalar tensor for the current batch with `opts`, weighted by the batch size.
+    pub fn log(&mut self, name: &str, value: &Tensor, opts: LogOptions) -> Result<()> {
+        self.log_weighted(
+            name,
+            value,
+            opts,
+            self.batch_size.max(1) as f64,
+            self.dataloader_idx,
+        )
+    }
+
+    /// Logs a scalar tensor with an explicit weight for the epoch mean and loader index.
+    pub fn log_weighted(
+        &mut self,
+        name: &str,
+        value: &Tensor,
+        opts: LogOptions,
+        weight: f64,
+        idx: usize,
+    ) -> Result<()> {
+        if value.elem_count() != 1 {
+            return Err(Error::Invalid(format!(
+                "log('{name}'): expected a scalar tensor, got shape {:?}",
+                value.shape()
+            )));
+        }
+        let value = value
+            .detach()
+            .flatten_all()?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?;
+        let key = self.key_for(name, idx);
+        let (step_key, epoch_key) = match (opts.on_step, opts.on_epoch) {
+            (true, true) => (format!("{key}_step"), format!("{key}_epoch")),
+            _ => (key.clone(), key),
+        };
+        if opts.on_step {
+            if opts.prog_bar {
+                self.prog_bar.insert(step_key.clone());
+            }
+            self.step_values.insert(step_key, value.clone());
+        }
+        if opts.on_epoch {
+            if opts.prog_bar {
+                self.prog_bar.insert(epoch_key.clone());
+            }
+            let weighted = value.affine(weight, 0.0)?;
+            match self.epoch_sums.get_mut(&epoch_key) {
+                Some(acc) => {
+                    acc.sum = (&acc.sum + weighted)?;
+                    acc.weight += weight;
+                }
+                None => {
+                    self.epoch_sums.insert(
+                        epoch_key,
+                        EpochSum {
+                            sum: weighted,
+                            weight,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs a value already on the host (a computed metric) for the epoch, for loader `idx`.
+    pub fn log_epoch_value(&mut self, name: &str, value: f64, idx: usize, prog_bar: bool) {
+        let key = self.key_for(name, idx);
+        if prog_bar {
+            self.prog_bar.insert(key.clone());
+        }
+        self.epoch_host.insert(key, value);
+    }
+
+    /// Logs a computed scalar tensor for the epoch for loader `idx` (copies it to the host once).
+    pub fn log_epoch_tensor(
+        &mut self,
+        name: &str,
+        value: &Tensor,
+        idx: usize,
+        prog_bar: bool,
+    ) -> Result<()> {
+        let v = value
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        self.host_syncs += 1;
+        match v.as_slice() {
+            [x] => {
+                self.log_epoch_value(name, *x, idx, prog_bar);
+                Ok(())
+            }
+            _ => Err(Error::Invalid(format!(
+                "log('{name}'): expected a scalar, got {} values",
+                v.len()
+            ))),
+        }
+    }
+
+    /// Whether `key` is shown in the progress display.
+    pub fn is_prog_bar(&self, key: &str) -> bool {
+        self.prog_bar.contains(key)
+    }
+
+    /// The values logged on this step, still on the device, without copying; cleared.
+    pub fn drain_step_tensors(&mut self) -> BTreeMap<String, Tensor> {
+        std::mem::take(&mut self.step_values)
+    }
+
+    /// The values logged on this step, copied to the host (one sync); cleared.
+    pub fn take_step_values(&mut self) -> Result<BTreeMap<String, f64>> {
+        let tensors = self.drain_step_tensors();
+        to_host(&tensors, &mut self.host_syncs)
+    }
+
+    /// The values logged on this step and `extra` (the loss), copied to the host together in one
+    /// sync; the step values are cleared.
+    pub fn take_step_values_with(
+        &mut self,
+        extra: &Tensor,
+    ) -> Result<(BTreeMap<String, f64>, f64)> {
+        let mut tensors = self.drain_step_tensors();
+        // A key no user can log, so it cannot collide.
+        tensors.insert(
+            "\0extra".into(),
+            extra
+                .detach()
+                .flatten_all()?
+                .squeeze(0)?
+                .to_dtype(DType::F32)?,
+        );
+        let mut values = to_host(&tensors, &mut self.host_syncs)?;
+        let extra = values.remove("\0extra").unwrap_or(f64::NAN);
+        Ok((values, extra))
+    }
+
+    /// The epoch means of everything logged since the last reset, copied to the host (one sync).
+    pub fn epoch_values(&mut self) -> Result<BTreeMap<String, f64>> {
+        let means: BTreeMap<String, Tensor> = self
+            .epoch_sums
+            .iter()
+            .map(|(k, s)| Ok((k.clone(), s.sum.affine(1.0 / s.weight, 0.0)?)))
+            .collect::<Result<_>>()?;
+        let mut out = to_host(&means, &mut self.host_syncs)?;
+        out.extend(self.epoch_host.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(out)
+    }
+
+    /// Clears the epoch accumulators and the step values.
+    pub fn reset_epoch(&mut self) {
+        self.epoch_sums.clear();
+        self.epoch_host.clear();
+        self.step_values.clear();
+    }
+
+    /// How many times this context has copied logged values to the host.
+    pub fn host_syncs(&self) -> usize {
+        self.host_syncs
+    }
+}
+
+/// Copies scalar tensors to the host with one transfer.
+fn to_host(values: &BTreeMap<String, Tensor>, syncs: &mut usize) -> Result<BTreeMap<String, f64>> {
+    if values.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let stacked = Tensor::stack(&values.values().collect::<Vec<_>>(), 0)?;
+    let host = stacked.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    *syncs += 1;
+    Ok(values.keys().cloned().zip(host).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle::Device;
+
+    use super::*;
+
+    #[test]
+    fn epoch_means_are_batch_size_weighted() {
+        let mut ctx = StepContext::new(RunningStage::Validate, vec!["a".into()]);
+        let opts = LogOptions::for_stage(RunningStage::Validate);
+        ctx.begin_batch(0, 64);
+        ctx.log(
+            "val_loss",
+            &Tensor::new(1.0f32, &Device::Cpu).unwrap(),
+            opts,
+        )
+        .unwrap();
+        ctx.begin_batch(0, 16);
+        ctx.log(
+            "val_loss",
+            &Tensor::new(6.0f32, &Device::Cpu).unwrap(),
+            opts,
+        )
+        .unwrap();
+        let v = ctx.epoch_values().unwrap()["val_loss"];
+        assert!((v - 2.0).abs() < 1e-6, "{v}"); // (64 * 1 + 16 * 6) / 80, not (1 + 6) / 2
+        assert_eq!(ctx.host_syncs(), 1);
+    }
+
+    #[test]
+    fn several_loaders_get_named_keys_and_step_epoch_suffixes() {
+        let mut ctx = StepContext::new(RunningStage::Validate, vec!["a".into(), "b".into()]);
+        ctx.begin_batch(1, 2);
+        let both = LogOptions {
+            on_step: true,
+            on_epoch: true,
+            prog_bar: true,
+        };
+        ctx.log(
+            "val_loss",
+            &Tensor::new(3.0f32, &Device::Cpu).unwrap(),
+            both,
+        )
+        .unwrap();
+        let step = ctx.take_step_values().unwrap();
+        assert_eq!(step.keys().collect::<Vec<_>>(), ["val_loss/b_step"]);
+        let epoch = ctx.epoch_values().unwrap();
+        assert_eq!(epoch.keys().collect::<Vec<_>>(), ["val_loss/b_epoch"]);
+        assert!(ctx.is_prog_bar("val_loss/b_epoch"));
+    }
+}

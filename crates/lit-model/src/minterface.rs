@@ -1,0 +1,222 @@
+//! [`MInterface`]: the generic module around any registered network.
+
+use candle::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use lit_data::{Batch, HParams, Stage};
+use lit_metrics::{Average, Metric, MulticlassAccuracy, MulticlassRecall};
+
+use crate::init::SeededVarMap;
+use crate::loss::Loss;
+use crate::{
+    optim, scheduler, BoxedNet, Error, LitModule, LogOptions, ModelRegistry, Optimization, Result,
+    RunningStage, StepContext,
+};
+
+/// The metric names `--metric` accepts.
+pub const METRICS: [&str; 2] = ["accuracy", "recall"];
+
+fn make_metric(name: &str, num_classes: usize) -> Result<Box<dyn Metric>> {
+    match name {
+        "accuracy" | "acc" => Ok(Box::new(MulticlassAccuracy::new(
+            num_classes,
+            Average::Micro,
+        ))),
+        "recall" => Ok(Box::new(MulticlassRecall::new(num_classes, Average::Macro))),
+        other => Err(Error::UnknownName {
+            kind: "metric",
+            name: other.into(),
+            known: METRICS.to_vec(),
+        }),
+    }
+}
+
+/// The template's `MInterface`: wraps the network named by `model_name` and owns its loss,
+/// metrics, optimizer and learning-rate schedule, all taken from the hyperparameters.
+///
+/// Logged keys: `train_loss` (per step and epoch), and per validation or test set
+/// `val_loss`, `val_<metric>`, `test_loss`, `test_<metric>` (suffixed `/<set name>` when a stage
+/// has several sets). Metrics are computed from whole-epoch state.
+pub struct MInterface {
+    net: BoxedNet,
+    varmap: VarMap,
+    loss: Loss,
+    metric_names: Vec<String>,
+    num_classes: usize,
+    val_metrics: Vec<Vec<Box<dyn Metric>>>,
+    test_metrics: Vec<Vec<Box<dyn Metric>>>,
+    hparams: HParams,
+}
+
+impl std::fmt::Debug for MInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MInterface")
+            .field("loss", &self.loss)
+            .field("metrics", &self.metric_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MInterface {
+    /// Builds the network named by `model_name` from `registry` on `device`.
+    ///
+    /// Every choice is checked here, before any training: the model, loss, metric, optimizer and
+    /// scheduler names and their arguments. Weights are initialised from `seed` (default 0). The
+    /// network's resolved `Config` is added to the hyperparameters, so `hparams()` is complete.
+    pub fn new(registry: &ModelRegistry, mut hparams: HParams, device: &Device) -> Result<Self> {
+        let name = hparams
+            .get::<String>("model_name")?
+            .ok_or_else(|| Error::HParam {
+                key: "model_name".into(),
+                message: format!(
+                    "no model chosen; registered models: {}",
+                    registry.names().join(", ")
+                ),
+            })?;
+        registry.check(&name)?;
+        let seed = hparams.get_or("seed", 0u64)?;
+        let varmap = VarMap::new();
+        let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, device);
+        let (net, resolved) = registry.build(&name, &hparams, vb)?;
+        hparams.merge_missing(&resolved);
+        let loss = Loss::from_hparams(&hparams)?;
+        let num_classes = hparams.get_or("num_classes", 10usize)?;
+        let metric_names = match hparams.get_list("metric")? {
+            names if names.is_empty() => vec!["accuracy".to_string()],
+            names => names,
+        };
+        for m in &metric_names {
+            make_metric(m, num_classes)?;
+        }
+        // Fail now, not after the first epoch, on a bad optimizer or schedule.
+        optim::from_hparams(&hparams, &varmap)?;
+        scheduler::from_hparams(&hparams)?;
+        Ok(Self {
+            net,
+            varmap,
+            loss,
+            metric_names,
+            num_classes,
+            val_metrics: Vec::new(),
+            test_metrics: Vec::new(),
+            hparams,
+        })
+    }
+
+    fn metrics(&mut self, stage: RunningStage, idx: usize) -> Result<&mut Vec<Box<dyn Metric>>> {
+        let (names, n) = (&self.metric_names, self.num_classes);
+        let sets = if stage == RunningStage::Test {
+            &mut self.test_metrics
+        } else {
+            &mut self.val_metrics
+        };
+        while sets.len() <= idx {
+            sets.push(
+                names
+                    .iter()
+                    .map(|m| make_metric(m, n))
+                    .collect::<Result<_>>()?,
+            );
+        }
+        Ok(&mut sets[idx])
+    }
+
+    fn eval_step(&mut self, batch: &Batch, ctx: &mut StepContext, prefix: &str) -> Result<()> {
+        let logits = self.net.forward_t(&batch.input, false)?;
+        let loss = self.loss.compute(&logits, &batch.target)?;
+        ctx.log(
+            &format!("{prefix}_loss"),
+            &loss,
+            LogOptions::for_stage(ctx.stage()).prog_bar(),
+        )?;
+        for m in self.metrics(ctx.stage(), ctx.dataloader_idx())? {
+            m.update(&logits, &batch.target)?;
+        }
+        Ok(())
+    }
+
+    fn eval_epoch_end(&mut self, ctx: &mut StepContext, prefix: &str) -> Result<()> {
+        let sets = if ctx.stage() == RunningStage::Test {
+            &mut self.test_metrics
+        } else {
+            &mut self.val_metrics
+        };
+        for (idx, metrics) in sets.iter_mut().enumerate() {
+            for m in metrics.iter_mut() {
+                ctx.log_epoch_tensor(&format!("{prefix}_{}", m.name()), &m.compute()?, idx, true)?;
+                m.reset();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LitModule for MInterface {
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.net.forward_t(input, train)?)
+    }
+
+    fn hparams(&self) -> HParams {
+        self.hparams.clone()
+    }
+
+    fn setup(&mut self, _stage: Stage) -> Result<()> {
+        self.configure_loss()
+    }
+
+    fn configure_loss(&mut self) -> Result<()> {
+        self.loss = Loss::from_hparams(&self.hparams)?;
+        Ok(())
+    }
+
+    fn training_step(
+        &mut self,
+        batch: &Batch,
+        _batch_idx: usize,
+        ctx: &mut StepContext,
+    ) -> Result<Tensor> {
+        let logits = self.net.forward_t(&batch.input, true)?;
+        let loss = self.loss.compute(&logits, &batch.target)?;
+        ctx.log(
+            "train_loss",
+            &loss,
+            LogOptions {
+                on_step: true,
+                on_epoch: true,
+                prog_bar: true,
+            },
+        )?;
+        Ok(loss)
+    }
+
+    fn validation_step(
+        &mut self,
+        batch: &Batch,
+        _batch_idx: usize,
+        ctx: &mut StepContext,
+    ) -> Result<()> {
+        self.eval_step(batch, ctx, "val")
+    }
+
+    fn on_validation_epoch_end(&mut self, ctx: &mut StepContext) -> Result<()> {
+        self.eval_epoch_end(ctx, "val")
+    }
+
+    fn test_step(&mut self, batch: &Batch, _batch_idx: usize, ctx: &mut StepContext) -> Result<()> {
+        self.eval_step(batch, ctx, "test")
+    }
+
+    fn on_test_epoch_end(&mut self, ctx: &mut StepContext) -> Result<()> {
+        self.eval_epoch_end(ctx, "test")
+    }
+
+    fn configure_optimizers(&mut self) -> Result<Optimization> {
+        Ok(Optimization {
+            optimizer: optim::from_hparams(&self.hparams, &self.varmap)?,
+            scheduler: scheduler::from_hparams(&self.hparams)?,
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! Optimizers written here so that their state can be saved and restored, matching PyTorch's
+//! `torch.optim` update rules step for step.
+//!
+//! candle's own optimizers keep their state private (and `candle_nn::AdamW` defaults to a weight
+//! decay of 0.01, unlike torch's `Adam`), so lit implements the update rules itself. Scalars such as
+//! the learning rate are applied with `affine`, so a step never copies to or from the host.
+
+mod adam;
+mod sgd;
+
+use std::collections::BTreeMap;
+
+use candle::{backprop::GradStore, Tensor, Var};
+use candle_nn::VarMap;
+use lit_data::HParams;
+
+pub use adam::{Adam, AdamConfig};
+pub use sgd::{Sgd, SgdConfig};
+
+use crate::{Error, Result};
+
+/// An optimizer's saveable state: tensors by name plus JSON for the rest (step counts).
+#[derive(Debug, Clone, Default)]
+pub struct OptimizerState {
+    /// State tensors, named `<buffer>.<parameter>` (for example `exp_avg.model.0.weight`).
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Everything else, such as per-parameter step counts.
+    pub meta: serde_json::Value,
+}
+
+/// A dyn-compatible optimizer over named parameters.
+pub trait Optimizer: Send {
+    /// The optimizer's name as PyTorch spells it (`SGD`, `Adam`, `AdamW`), used in logged keys.
+    fn name(&self) -> &str;
+
+    /// Applies one update from the gradients in `grads`; parameters without a gradient are left
+    /// alone.
+    fn step(&mut self, grads: &GradStore) -> Result<()>;
+
+    /// The current learning rate.
+    fn learning_rate(&self) -> f64;
+
+    /// Sets the learning rate (schedulers call this).
+    fn set_learning_rate(&mut self, lr: f64);
+
+    /// The state needed to continue exactly where this optimizer is.
+    fn state(&self) -> OptimizerState;
+
+    /// Restores a state produced by [`Optimizer::state`].
+    fn load_state(&mut self, state: OptimizerState) -> Result<()>;
+}
+
+/// The parameters of `varmap` sorted by name, so that updates run in a fixed order.
+pub fn named_params(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let mut params: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
+}
+
+pub(crate) fn check_range(key: &str, value: f64, ok: bool, expected: &str) -> Result<()> {
+    if ok && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::HParam {
+            key: key.to_string(),
+            message: format!("expected {expected}, got {value}"),
+        })
+    }
+}
+
+/// The optimizer names `from_hparams` accepts.
+pub const OPTIMIZERS: [&str; 3] = ["sgd", "adam", "adamw"];
+
+/// Builds the optimizer named by the `optimizer` hyperparameter (default `adam`) over `varmap`.
+///
+/// Keys: `lr` (1e-3), `weight_decay` (0, or 0.01 for `adamw` as in torch), `momentum` (0),
+/// `dampening` (0), `nesterov` (false), `beta1` (0.9), `beta2` (0.999), `eps` (1e-8), `amsgrad`.
+pub fn from_hparams(hp: &HParams, varmap: &VarMap) -> Result<Box<dyn Optimizer>> {
+    let name = hp
+        .get_or::<String>("optimizer", "adam".into())?
+        .to_lowercase();
+    let lr = hp.get_or("lr", 1e-3)?;
+    let params = named_params(varmap);
+    Ok(match name.as_str() {
+        "sgd" => Box::new(Sgd::new(
+            params,
+            SgdConfig {
+                lr,
+                momentum: hp.get_or("momentum", 0.0)?,
+                dampening: hp.get_or("dampening", 0.0)?,
+                weight_decay: hp.get_or("weight_decay", 0.0)?,
+                nesterov: hp.get_or("nesterov", false)?,
+            },
+        )?),
+        "adam" | "adamw" => {
+            let decoupled = name == "adamw";
+            Box::new(Adam::new(
+                params,
+                AdamConfig {
+                    lr,
+                    beta1: hp.get_or("beta1", 0.9)?,
+                    beta2: hp.get_or("beta2", 0.999)?,
+                    eps: hp.get_or("eps", 1e-8)?,
+                    weight_decay: hp.get_or("weight_decay", if decoupled { 0.01 } else { 0.0 })?,
+                    amsgrad: hp.get_or("amsgrad", false)?,
+                    decoupled_weight_decay: decoupled,
+                },
+            )?)
+        }
+        _ => {
+            return Err(Error::UnknownName {
+                kind: "optimizer",
+                name,
+                known: OPTIMIZERS.to_vec(),
+            })
+        }
+    })
+}

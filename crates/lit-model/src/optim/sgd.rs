@@ -1,0 +1,139 @@
+//! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, as
+//! `torch.optim.SGD`.
+
+use std::collections::BTreeMap;
+
+use candle::{backprop::GradStore, Tensor, Var};
+
+use super::{check_range, Optimizer, OptimizerState};
+use crate::{Error, Result};
+
+/// `torch.optim.SGD`'s arguments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor (0 disables the buffer).
+    pub momentum: f64,
+    /// Dampening of the gradient added to the momentum buffer.
+    pub dampening: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+/// SGD over named parameters; its momentum buffers are saveable state.
+pub struct Sgd {
+    params: Vec<(String, Var)>,
+    config: SgdConfig,
+    momentum_buffers: BTreeMap<String, Tensor>,
+}
+
+impl Sgd {
+    /// SGD over `params`; fails on out-of-range arguments.
+    pub fn new(params: Vec<(String, Var)>, config: SgdConfig) -> Result<Self> {
+        check_range("lr", config.lr, config.lr >= 0.0, "a learning rate >= 0")?;
+        check_range(
+            "momentum",
+            config.momentum,
+            config.momentum >= 0.0,
+            "momentum >= 0",
+        )?;
+        check_range(
+            "weight_decay",
+            config.weight_decay,
+            config.weight_decay >= 0.0,
+            "weight_decay >= 0",
+        )?;
+        if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
+            return Err(Error::HParam {
+                key: "nesterov".into(),
+                message: "Nesterov momentum needs momentum > 0 and dampening = 0".into(),
+            });
+        }
+        Ok(Self {
+            params,
+            config,
+            momentum_buffers: BTreeMap::new(),
+        })
+    }
+}
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &str {
+        "SGD"
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        let c = self.config;
+        for (name, var) in &self.params {
+            let Some(grad) = grads.get(var) else { continue };
+            let mut g = if c.weight_decay != 0.0 {
+                (grad + var.as_tensor().affine(c.weight_decay, 0.0)?)?
+            } else {
+                grad.clone()
+            };
+            if c.momentum != 0.0 {
+                let buf = match self.momentum_buffers.get(name) {
+                    None => g.copy()?,
+                    Some(b) => (b.affine(c.momentum, 0.0)? + g.affine(1.0 - c.dampening, 0.0)?)?,
+                };
+                g = if c.nesterov {
+                    (g + buf.affine(c.momentum, 0.0)?)?
+                } else {
+                    buf.clone()
+                };
+                self.momentum_buffers.insert(name.clone(), buf);
+            }
+            var.set(&(var.as_tensor() - g.affine(c.lr, 0.0)?)?)?;
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState {
+            tensors: self
+                .momentum_buffers
+                .iter()
+                .map(|(k, v)| (format!("momentum_buffer.{k}"), v.clone()))
+                .collect(),
+            meta: serde_json::json!({ "lr": self.config.lr }),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+        self.momentum_buffers = state
+            .tensors
+            .into_iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("momentum_buffer.")
+                    .map(|p| (p.to_string(), v))
+            })
+            .collect();
+        if let Some(lr) = state.meta.get("lr").and_then(|v| v.as_f64()) {
+            self.config.lr = lr;
+        }
+        Ok(())
+    }
+}

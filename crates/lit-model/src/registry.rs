@@ -1,0 +1,97 @@
+//! [`Net`] and [`ModelRegistry`]: plain networks chosen by name.
+
+use std::collections::BTreeMap;
+
+use candle::{ModuleT, Tensor};
+use candle_nn::VarBuilder;
+use lit_data::HParams;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{Error, Result};
+
+/// A plain network: built from a `Config` and a `VarBuilder`, with a forward pass that takes a
+/// train flag. Nothing about losses, optimizers or logging.
+///
+/// `Config` is filled from the run's hyperparameters by field name (unknown keys ignored, missing
+/// ones from `Default`), so a new hyperparameter needs no change anywhere but the `Config`.
+pub trait Net: ModuleT + Send + Sync + Sized + 'static {
+    /// The network's own hyperparameters; give it `#[serde(default)]`.
+    type Config: DeserializeOwned + Serialize + Default;
+
+    /// Builds the network, creating its parameters through `vb`.
+    fn new(config: &Self::Config, vb: VarBuilder) -> candle::Result<Self>;
+}
+
+/// A network behind a trait object, as the registry builds it.
+pub type BoxedNet = Box<dyn ModuleT + Send + Sync>;
+
+type Builder = Box<dyn Fn(&HParams, VarBuilder) -> Result<(BoxedNet, HParams)> + Send + Sync>;
+
+/// Network builders by snake_case name.
+#[derive(Default)]
+pub struct ModelRegistry {
+    builders: BTreeMap<String, Builder>,
+}
+
+impl std::fmt::Debug for ModelRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.builders.keys()).finish()
+    }
+}
+
+struct Wrapped<N>(N);
+
+impl<N: Net> ModuleT for Wrapped<N> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle::Result<Tensor> {
+        self.0.forward_t(xs, train)
+    }
+}
+
+impl ModelRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers network `N` under `name`.
+    pub fn register<N: Net>(&mut self, name: &str) -> &mut Self {
+        self.builders.insert(
+            name.to_string(),
+            Box::new(|hparams: &HParams, vb: VarBuilder| {
+                let config: N::Config = hparams.to_config()?;
+                let resolved = HParams::from_serialize(&config)?;
+                let net = N::new(&config, vb)?;
+                Ok((Box::new(Wrapped(net)) as BoxedNet, resolved))
+            }),
+        );
+        self
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.builders.keys().cloned().collect()
+    }
+
+    /// Fails with the list of registered names unless `name` is one.
+    pub fn check(&self, name: &str) -> Result<()> {
+        if self.builders.contains_key(name) {
+            Ok(())
+        } else {
+            Err(Error::UnknownModel {
+                name: name.to_string(),
+                known: self.names(),
+            })
+        }
+    }
+
+    /// Builds network `name` from `hparams`; also returns its resolved `Config` as hyperparameters.
+    pub fn build(
+        &self,
+        name: &str,
+        hparams: &HParams,
+        vb: VarBuilder,
+    ) -> Result<(BoxedNet, HParams)> {
+        self.check(name)?;
+        (self.builders[name])(hparams, vb)
+    }
+}

@@ -1,0 +1,170 @@
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `train [--dev] [--features F] [-- ARGS]`: build and run the `mnist` binary (release profile;
+//!   `--dev` reuses the test build instead). ARGS go to the binary: `fit` is assumed when they do
+//!   not start with a subcommand.
+//! - `test [ARGS]`: `cargo test --workspace ARGS`.
+//! - `data [--from DIR] [--fashion]`: put MNIST (or Fashion-MNIST) into `data/`, copied from DIR
+//!   or downloaded with curl, and check it against SHA256SUMS.
+//! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
+//!   undo that.
+//! - `ci`: what CI checks: fmt, clippy, tests.
+//!
+//! This crate depends on std and anyhow only, so it builds in seconds.
+// xtask is a command-line tool: it talks to the user on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+mod data;
+mod model;
+
+fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = env::args().skip(1).collect();
+    if args.is_empty() {
+        bail!("usage: cargo xtask <train|test|data|new-model|remove-model|ci> [ARGS]");
+    }
+    let command = args.remove(0);
+    absolutize_env("LIT_DATA_DIR")?;
+    env::set_current_dir(project_root()).context("entering the project root")?;
+    match command.as_str() {
+        "train" => train(args),
+        "test" => cargo(&["test", "--workspace"], &args),
+        "ci" => ci(),
+        "data" => data::run(args),
+        "new-model" => model::new_model(one_name(&args)?),
+        "remove-model" => model::remove_model(one_name(&args)?),
+        other => bail!("unknown xtask command '{other}'; expected train, test, data, new-model, remove-model or ci"),
+    }
+}
+
+fn one_name(args: &[String]) -> anyhow::Result<&str> {
+    match args {
+        [name] => Ok(name),
+        _ => bail!("expected exactly one NAME, got {args:?}"),
+    }
+}
+
+/// The workspace root: the parent of this crate's folder.
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Makes a relative path in `var` absolute against the caller's folder, before we change folder.
+fn absolutize_env(var: &str) -> anyhow::Result<()> {
+    if let Some(value) = env::var_os(var).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(&value);
+        if path.is_relative() {
+            let abs = env::current_dir()?.join(path);
+            env::set_var(var, abs);
+        }
+    }
+    Ok(())
+}
+
+fn cargo_bin() -> OsString {
+    env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo(base: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    run_cmd(Command::new(cargo_bin()).args(base).args(extra))
+}
+
+fn train(args: Vec<String>) -> anyhow::Result<()> {
+    let (mut ours, mut theirs): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut it = args.into_iter();
+    for a in it.by_ref() {
+        if a == "--" {
+            break;
+        }
+        ours.push(a);
+    }
+    theirs.extend(it);
+    let mut cmd = Command::new(cargo_bin());
+    cmd.args(["run", "--quiet", "--package", "mnist", "--bin", "mnist"]);
+    let mut release = true;
+    let mut ours = ours.into_iter();
+    while let Some(a) = ours.next() {
+        match a.as_str() {
+            "--dev" => release = false,
+            "--release" => release = true,
+            "--features" => {
+                let f = ours.next().context("--features needs a value")?;
+                cmd.args(["--features", &f]);
+            }
+            other => bail!("cargo xtask train: unknown option '{other}' (options go after `--`)"),
+        }
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.arg("--");
+    let subcommands = ["fit", "validate", "test", "predict"];
+    if theirs
+        .first()
+        .is_none_or(|a| !subcommands.contains(&a.as_str()) && a != "--help" && a != "-h")
+    {
+        cmd.arg("fit");
+    }
+    cmd.args(&theirs);
+    run_cmd(&mut cmd)
+}
+
+fn ci() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(&["test", "--workspace"], &[])
+}
+
+/// Replaces `marker` in `path` with `insert` followed by the marker.
+pub(crate) fn insert_before(path: &Path, marker: &str, insert: &str) -> anyhow::Result<()> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if !text.contains(marker) {
+        bail!("{}: marker '{marker}' not found", path.display());
+    }
+    let line_start = text[..text.find(marker).unwrap_or(0)]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let mut out = String::with_capacity(text.len() + insert.len());
+    out.push_str(&text[..line_start]);
+    out.push_str(insert);
+    out.push_str(&text[line_start..]);
+    fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Removes every line equal to `line` from `path`.
+pub(crate) fn remove_line(path: &Path, line: &str) -> anyhow::Result<()> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let out: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| l.trim_end_matches('\n') != line)
+        .collect();
+    fs::write(path, out.concat()).with_context(|| format!("writing {}", path.display()))
+}
