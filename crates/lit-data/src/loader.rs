@@ -135,6 +135,7 @@ impl DataLoader {
             dataset: Arc::clone(&self.dataset),
             order,
             batch_size: b,
+            start,
             next: start,
             end,
             receivers,
@@ -151,6 +152,7 @@ pub struct BatchIter {
     dataset: Arc<dyn Dataset>,
     order: Arc<Vec<usize>>,
     batch_size: usize,
+    start: usize,
     next: usize,
     end: usize,
     receivers: Vec<mpsc::Receiver<Result<Batch>>>,
@@ -178,7 +180,8 @@ impl Iterator for BatchIter {
                     .get_batch(batch_indices(&self.order, i, self.batch_size)),
             );
         }
-        let rx = &self.receivers[i % self.receivers.len()];
+        // Worker w prepares batches start + w, start + w + n, ...
+        let rx = &self.receivers[(i - self.start) % self.receivers.len()];
         Some(rx.recv().unwrap_or_else(|_| {
             Err(Error::Invalid(format!(
                 "data loader worker for batch {i} stopped unexpectedly"

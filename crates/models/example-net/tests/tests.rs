@@ -1,4 +1,6 @@
 //! ExampleNet against PyTorch: the same weights give the same logits.
+// Helpers outside #[test] functions panic on failure too, as tests do.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
@@ -8,25 +10,10 @@ use example_net::{Config, ExampleNet};
 use lit_model::Net;
 
 fn fixture() -> Option<PathBuf> {
-    let dir = std::env::var_os("LIT_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures")
-        });
-    let path = dir.join("example_net.safetensors");
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "fixture {} missing in CI",
-        path.display()
-    );
-    eprintln!(
-        "SKIPPED: {} not found (set LIT_FIXTURES_DIR)",
-        path.display()
-    );
-    None
+    lit_testutil::require(
+        lit_testutil::fixtures_dir()?.join("example_net.safetensors"),
+        "ExampleNet fixture",
+    )
 }
 
 #[test]

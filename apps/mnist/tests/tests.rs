@@ -1,0 +1,180 @@
+//! The `mnist` binary as a user runs it: bad input gets a clear error and a non-zero exit, the
+//! hyperparameters merge as documented, and a fast dev run trains on real data.
+// Helpers outside #[test] functions panic on failure too, as tests do.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mnist(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LIT_DATA_DIR")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("running mnist")
+}
+
+/// Runs and expects failure; returns stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = mnist(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    stderr
+}
+
+fn idx(rank: u8, dims: &[u32]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, rank];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.resize(v.len() + dims.iter().product::<u32>() as usize, 0);
+    v
+}
+
+/// A data root with small valid MNIST-format files.
+fn fake_data(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("train-images-idx3-ubyte"), idx(3, &[8, 28, 28])).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(1, &[8])).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(3, &[4, 28, 28])).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(1, &[4])).unwrap();
+    dir
+}
+
+#[test]
+fn unknown_names_list_what_is_registered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = fails(tmp.path(), &["--model-name", "resnet9000"]);
+    assert!(
+        e.contains("unknown model 'resnet9000'") && e.contains("example_net, standard_net"),
+        "{e}"
+    );
+    let e = fails(tmp.path(), &["--val-datasets", "mnist_val,cifar"]);
+    assert!(
+        e.contains("unknown dataset 'cifar'") && e.contains("mnist_val_shifted"),
+        "{e}"
+    );
+    let e = fails(tmp.path(), &["--optimizer", "lion"]);
+    assert!(e.contains("unknown optimizer 'lion'"), "{e}");
+    let e = fails(tmp.path(), &["--lr-scheduler", "poly"]);
+    assert!(e.contains("unknown lr scheduler 'poly'"), "{e}");
+    let e = fails(tmp.path(), &["--loss", "hinge"]);
+    assert!(e.contains("unknown loss 'hinge'"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = fails(tmp.path(), &["--batch-size", "0"]);
+    assert!(e.contains("batch_size") && e.contains("at least 1"), "{e}");
+    let e = fails(tmp.path(), &["--lr", "-0.1"]);
+    assert!(e.contains("'lr'") && e.contains("-0.1"), "{e}");
+}
+
+#[test]
+fn missing_data_names_the_file_and_how_to_get_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = fails(tmp.path(), &["--fast-dev-run"]);
+    assert!(
+        e.contains("train-images-idx3-ubyte")
+            && e.contains("LIT_DATA_DIR")
+            && e.contains("cargo xtask data"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupt_files_are_named_with_expected_and_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fake_data(tmp.path());
+    let root = tmp.path().to_str().unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(3, &[8, 1, 1])).unwrap();
+    let e = fails(tmp.path(), &["--fast-dev-run", "--data-dir", root]);
+    assert!(
+        e.contains("train-labels-idx1-ubyte")
+            && e.contains("expected 0x00000801")
+            && e.contains("found 0x00000803"),
+        "{e}"
+    );
+    let mut truncated = idx(1, &[8]);
+    truncated.truncate(10);
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), truncated).unwrap();
+    let e = fails(tmp.path(), &["--fast-dev-run", "--data-dir", root]);
+    assert!(
+        e.contains("train-labels-idx1-ubyte") && e.contains("truncated") && e.contains("8 bytes"),
+        "{e}"
+    );
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(1, &[7])).unwrap();
+    let e = fails(tmp.path(), &["--fast-dev-run", "--data-dir", root]);
+    assert!(e.contains("7 labels for 8 images"), "{e}");
+}
+
+#[test]
+fn hyperparameters_merge_defaults_config_file_flags_and_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("run.yaml"),
+        "max_epochs: 7\nlr: 0.5\nhid: 3\n",
+    )
+    .unwrap();
+    let out = mnist(
+        tmp.path(),
+        &[
+            "--config",
+            "run.yaml",
+            "--lr",
+            "0.01",
+            "--model-name",
+            "standard_net",
+            "--set",
+            "hid=17",
+            "--print-config",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "max_epochs: 7",
+        "lr: 0.01",
+        "hid: 17",
+        "batch_size: 64",
+        "model_name: standard_net",
+    ] {
+        assert!(yaml.lines().any(|l| l == line), "{line} not in:\n{yaml}");
+    }
+}
+
+#[test]
+fn fast_dev_run_on_real_mnist_writes_no_run_directory() {
+    let Some(root) = lit_testutil::data_root() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = mnist(
+        tmp.path(),
+        &["--fast-dev-run", "--data-dir", root.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("val_acc/mnist_val_shifted") && stdout.contains("test_acc"),
+        "{stdout}"
+    );
+    assert!(!tmp.path().join("logs").exists());
+}

@@ -1,0 +1,262 @@
+//! Trainer behaviour.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use lit_core::{Accelerator, Error, Limit, Trainer, TrainerConfig};
+
+use crate::common::{datamodule, hparams, Recorded, Recorder};
+
+fn config(root: &std::path::Path) -> TrainerConfig {
+    TrainerConfig {
+        max_epochs: 1,
+        accelerator: Accelerator::Cpu,
+        default_root_dir: root.to_path_buf(),
+        run_name: "linear4".into(),
+        num_sanity_val_steps: 0,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn hook_order_of_a_short_fit_with_two_validation_sets() {
+    let root = tempfile::tempdir().unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let hp = hparams(&[]);
+    let cfg = TrainerConfig {
+        limit_train_batches: Limit::Batches(2),
+        limit_val_batches: Limit::Batches(1),
+        num_sanity_val_steps: 1,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg)
+        .unwrap()
+        .with_callback(Recorder(log.clone()));
+    let mut module = Recorded::new(&hp, log.clone());
+    trainer.fit(&mut module, &mut datamodule(&hp)).unwrap();
+    let validation = [
+        "on_validation_start",
+        "on_validation_epoch_start",
+        "module.on_validation_epoch_start",
+        "module.validation_step[0]",
+        "on_validation_batch_end[0]",
+        "module.validation_step[1]",
+        "on_validation_batch_end[1]",
+        "module.on_validation_epoch_end",
+        "on_validation_epoch_end",
+        "on_validation_end",
+    ];
+    let batch = [
+        "on_train_batch_start",
+        "module.training_step",
+        "on_train_batch_end",
+    ];
+    let mut expected = vec![
+        "module.configure_optimizers",
+        "on_fit_start",
+        "on_sanity_check_start",
+    ];
+    expected.extend(validation);
+    expected.extend([
+        "on_sanity_check_end",
+        "on_train_start",
+        "on_train_epoch_start",
+        "module.on_train_epoch_start",
+    ]);
+    expected.extend(batch);
+    expected.extend(batch);
+    expected.extend(validation);
+    expected.extend([
+        "module.on_train_epoch_end",
+        "on_train_epoch_end",
+        "on_train_end",
+        "on_fit_end",
+    ]);
+    assert_eq!(*log.borrow(), expected);
+}
+
+#[test]
+fn several_validation_sets_log_named_keys_and_one_set_logs_plain_keys() {
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[]);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut trainer = Trainer::new(config(root.path())).unwrap();
+    trainer
+        .fit(&mut Recorded::new(&hp, log.clone()), &mut datamodule(&hp))
+        .unwrap();
+    let keys: Vec<&String> = trainer.state().epoch_metrics.keys().collect();
+    for k in [
+        "val_acc/va",
+        "val_acc/vb",
+        "val_loss/va",
+        "val_loss/vb",
+        "train_loss_epoch",
+    ] {
+        assert!(keys.iter().any(|x| *x == k), "{k} not in {keys:?}");
+    }
+    let hp = hparams(&[("val_datasets", "vb".into())]);
+    let mut trainer = Trainer::new(config(root.path())).unwrap();
+    trainer
+        .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
+        .unwrap();
+    let m = &trainer.state().epoch_metrics;
+    assert!(
+        m.contains_key("val_acc") && m.contains_key("val_loss"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn host_syncs_happen_only_every_log_every_n_steps_and_at_epoch_end() {
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[("val_datasets", serde_json::Value::Null)]);
+    let cfg = TrainerConfig {
+        log_every_n_steps: 5,
+        logger: false,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg).unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    trainer
+        .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
+        .unwrap();
+    // 40 examples / 4 = 10 steps: syncs at steps 5 and 10, then one for the epoch means.
+    assert_eq!(trainer.state().global_step, 10);
+    assert_eq!(trainer.state().host_syncs, 3);
+}
+
+#[test]
+fn a_run_writes_hparams_and_a_metrics_row_per_epoch() {
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[("extra_key", 7.into())]);
+    let cfg = TrainerConfig {
+        max_epochs: 3,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg).unwrap().with_hparams(hp.clone());
+    let log = Rc::new(RefCell::new(Vec::new()));
+    trainer
+        .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
+        .unwrap();
+    let dir = root.path().join("linear4/version_0");
+    assert_eq!(trainer.log_dir(), Some(dir.as_path()));
+    let yaml = std::fs::read_to_string(dir.join("hparams.yaml")).unwrap();
+    assert!(
+        yaml.contains("extra_key: 7") && yaml.contains("lr: 0.05"),
+        "{yaml}"
+    );
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "train_loss_epoch")
+        .unwrap();
+    let epoch_rows = csv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.split(',').nth(col).unwrap_or("").is_empty())
+        .count();
+    assert_eq!(epoch_rows, 3, "{csv}");
+}
+
+#[test]
+fn fast_dev_run_runs_one_batch_and_writes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[]);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let cfg = TrainerConfig {
+        fast_dev_run: 1,
+        max_epochs: 10,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg)
+        .unwrap()
+        .with_callback(Recorder(log.clone()));
+    let mut module = Recorded::new(&hp, log.clone());
+    let mut dm = datamodule(&hp);
+    trainer.fit(&mut module, &mut dm).unwrap();
+    trainer.test(&mut module, &mut dm).unwrap();
+    assert_eq!(trainer.state().global_step, 1);
+    let count = |what: &str| log.borrow().iter().filter(|l| *l == what).count();
+    assert_eq!(count("module.training_step"), 1);
+    assert_eq!(
+        count("module.validation_step[0]") + count("module.validation_step[1]"),
+        2
+    );
+    assert_eq!(count("module.test_step"), 1);
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn same_seed_same_weights_after_training() {
+    let run = |seed: u64, workers: usize| {
+        let root = tempfile::tempdir().unwrap();
+        let hp = hparams(&[("seed", seed.into()), ("num_workers", workers.into())]);
+        let cfg = TrainerConfig {
+            max_epochs: 2,
+            logger: false,
+            ..config(root.path())
+        };
+        let mut trainer = Trainer::new(cfg).unwrap();
+        let mut module = Recorded::new(&hp, Rc::new(RefCell::new(Vec::new())));
+        trainer.fit(&mut module, &mut datamodule(&hp)).unwrap();
+        module.weights()
+    };
+    assert_eq!(run(5, 0), run(5, 0));
+    assert_eq!(
+        run(5, 0),
+        run(5, 2),
+        "loader threads must not change the data order"
+    );
+    assert_ne!(run(5, 0), run(6, 0));
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_with_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[]);
+    let cfg = TrainerConfig {
+        log_every_n_steps: 1,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg).unwrap();
+    let mut module = Recorded::new(&hp, Rc::new(RefCell::new(Vec::new())));
+    module.nan_loss = true;
+    let err = trainer.fit(&mut module, &mut datamodule(&hp)).unwrap_err();
+    assert!(matches!(err, Error::NonFiniteLoss { step: 1, .. }), "{err}");
+    assert!(err.to_string().contains("NaN"), "{err}");
+}
+
+#[test]
+fn max_steps_and_limits_stop_where_asked() {
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[]);
+    let cfg = TrainerConfig {
+        max_epochs: 5,
+        max_steps: Some(7),
+        logger: false,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg).unwrap();
+    trainer
+        .fit(
+            &mut Recorded::new(&hp, Rc::new(RefCell::new(Vec::new()))),
+            &mut datamodule(&hp),
+        )
+        .unwrap();
+    assert_eq!(trainer.state().global_step, 7);
+    let cfg = TrainerConfig {
+        max_epochs: 2,
+        limit_train_batches: Limit::Fraction(0.5),
+        logger: false,
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg).unwrap();
+    trainer
+        .fit(
+            &mut Recorded::new(&hp, Rc::new(RefCell::new(Vec::new()))),
+            &mut datamodule(&hp),
+        )
+        .unwrap();
+    assert_eq!(trainer.state().global_step, 10);
+}

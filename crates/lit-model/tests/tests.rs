@@ -1,0 +1,6 @@
+//! lit-model against PyTorch's reference values, and its error messages.
+// Helpers outside #[test] functions panic on failure too, as tests do.
+#![allow(clippy::unwrap_used)]
+
+mod numerics;
+mod registry;
