@@ -316,3 +316,55 @@ fn losses_match_torch() {
         "triplet_margin",
     );
 }
+
+#[test]
+fn optimizer_state_never_holds_the_autograd_graph() {
+    // A variable's gradient points into the forward graph; state built from it without detaching
+    // chains every step's activations together and grows memory without bound.
+    let p = Var::from_tensor(&Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
+    let x = Tensor::new(&[0.5f32, 0.1, -0.3], &Device::Cpu).unwrap();
+    let optimizers: Vec<Box<dyn Optimizer>> = vec![
+        Box::new(
+            Sgd::new(
+                vec![("p".into(), p.clone())],
+                SgdConfig {
+                    momentum: 0.9,
+                    weight_decay: 0.1,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            Adam::new(
+                vec![("p".into(), p.clone())],
+                AdamConfig {
+                    weight_decay: 0.1,
+                    amsgrad: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ),
+    ];
+    for mut opt in optimizers {
+        for _ in 0..3 {
+            let loss = (p.as_tensor() * &x)
+                .unwrap()
+                .relu()
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        for (name, t) in opt.state().tensors {
+            assert!(
+                !t.track_op(),
+                "{} state {name} is still part of the autograd graph",
+                opt.name()
+            );
+        }
+    }
+}

@@ -101,11 +101,13 @@ impl Optimizer for Adam {
         let c = self.config;
         for (name, var) in &self.params {
             let Some(grad) = grads.get(var) else { continue };
-            let mut p = var.as_tensor().clone();
+            // A variable's gradient still points into the forward graph; detach everything the
+            // update touches so that stored moments never keep a step's activations alive.
+            let (grad, mut p) = (grad.detach(), var.as_tensor().detach());
             let g = if c.weight_decay != 0.0 && !c.decoupled_weight_decay {
                 (grad + p.affine(c.weight_decay, 0.0)?)?
             } else {
-                grad.clone()
+                grad
             };
             if c.weight_decay != 0.0 && c.decoupled_weight_decay {
                 p = p.affine(1.0 - c.lr * c.weight_decay, 0.0)?;

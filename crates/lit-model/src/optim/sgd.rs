@@ -81,10 +81,13 @@ impl Optimizer for Sgd {
         let c = self.config;
         for (name, var) in &self.params {
             let Some(grad) = grads.get(var) else { continue };
+            // A variable's gradient still points into the forward graph; detach everything the
+            // update touches so that stored state never keeps a step's activations alive.
+            let (grad, p) = (grad.detach(), var.as_tensor().detach());
             let mut g = if c.weight_decay != 0.0 {
-                (grad + var.as_tensor().affine(c.weight_decay, 0.0)?)?
+                (grad + p.affine(c.weight_decay, 0.0)?)?
             } else {
-                grad.clone()
+                grad
             };
             if c.momentum != 0.0 {
                 let buf = match self.momentum_buffers.get(name) {
@@ -98,7 +101,7 @@ impl Optimizer for Sgd {
                 };
                 self.momentum_buffers.insert(name.clone(), buf);
             }
-            var.set(&(var.as_tensor() - g.affine(c.lr, 0.0)?)?)?;
+            var.set(&(p - g.affine(c.lr, 0.0)?)?)?;
         }
         Ok(())
     }
