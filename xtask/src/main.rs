@@ -24,6 +24,7 @@ use anyhow::{bail, Context};
 
 mod data;
 mod model;
+mod tidy;
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = env::args().skip(1).collect();
