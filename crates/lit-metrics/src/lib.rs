@@ -21,11 +21,20 @@
 //! ```
 
 mod aggregation;
+mod auroc;
 mod base;
 mod classification;
+mod collection;
 mod error;
+mod regression;
 
-pub use aggregation::MeanMetric;
+pub use aggregation::{MeanMetric, Reduce, Reduction};
+pub use auroc::MulticlassAuroc;
 pub use base::Metric;
-pub use classification::{Average, MulticlassAccuracy, MulticlassRecall, StatScores};
+pub use classification::{
+    Average, MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassPrecision,
+    MulticlassRecall, StatScores,
+};
+pub use collection::MetricCollection;
 pub use error::{Error, Result};
+pub use regression::{Regression, RegressionKind};
