@@ -74,7 +74,7 @@ pub(crate) struct RunArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub(crate) lr: f64,
-    /// sgd, adam or adamw.
+    /// sgd, adam, adamw or rmsprop.
     #[arg(long, default_value = "adam")]
     pub(crate) optimizer: String,
     /// SGD momentum.
@@ -83,7 +83,7 @@ pub(crate) struct RunArgs {
     /// Weight decay (default: 0, or 0.01 for adamw as in PyTorch).
     #[arg(long)]
     pub(crate) weight_decay: Option<f64>,
-    /// none, step, multi_step, cosine or exponential.
+    /// none, step, multi_step, cosine, exponential, one_cycle or plateau.
     #[arg(long, default_value = "none")]
     pub(crate) lr_scheduler: String,
     /// Linear warmup length, in scheduler steps.
@@ -116,10 +116,26 @@ pub(crate) struct RunArgs {
     /// The network.
     #[arg(long, default_value = "example_net")]
     pub(crate) model_name: String,
-    /// cross_entropy or mse.
+    /// cross_entropy, nll, mse, l1, smooth_l1 or bce_with_logits.
     #[arg(long, default_value = "cross_entropy")]
     pub(crate) loss: String,
-    /// Metrics per validation and test set, comma-separated: accuracy, recall.
+    /// Label smoothing of cross_entropy.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) label_smoothing: f64,
+    /// No weight decay on biases and other one-dimensional parameters.
+    #[arg(long)]
+    pub(crate) no_decay_bias: bool,
+    /// Sum gradients over N batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) accumulate_grad_batches: usize,
+    /// Clip gradients at this value (global norm, or element value).
+    #[arg(long)]
+    pub(crate) gradient_clip_val: Option<f64>,
+    /// norm or value.
+    #[arg(long, default_value = "norm")]
+    pub(crate) gradient_clip_algorithm: String,
+    /// Metrics per validation and test set, comma-separated: accuracy, accuracy_macro, precision,
+    /// recall, f1, f1_weighted, auroc, top<k>_accuracy.
     #[arg(long, default_value = "accuracy")]
     pub(crate) metric: String,
     /// Classes.

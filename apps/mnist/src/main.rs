@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use lit_callbacks::ProgressBar;
-use lit_core::{Accelerator, Limit, Trainer, TrainerConfig};
+use lit_core::{Accelerator, GradientClip, Limit, Trainer, TrainerConfig};
 use lit_data::DInterface;
 use lit_model::MInterface;
 
@@ -107,6 +107,16 @@ fn run() -> anyhow::Result<()> {
         accelerator: args.accelerator.parse::<Accelerator>()?,
         devices: args.devices,
         seed: args.seed,
+        accumulate_grad_batches: args.accumulate_grad_batches,
+        gradient_clip: match (
+            args.gradient_clip_val,
+            args.gradient_clip_algorithm.as_str(),
+        ) {
+            (None, _) => GradientClip::None,
+            (Some(v), "norm") => GradientClip::Norm(v),
+            (Some(v), "value") => GradientClip::Value(v),
+            (Some(_), other) => bail!("--gradient-clip-algorithm {other}: expected norm or value"),
+        },
     };
     let mut datamodule = DInterface::new(datasets::registry(), resolved.hparams.clone())?;
     let mut trainer = Trainer::new(config)?

@@ -57,6 +57,19 @@ impl std::str::FromStr for Limit {
     }
 }
 
+/// How gradients are clipped before the optimizer step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum GradientClip {
+    /// No clipping.
+    #[default]
+    None,
+    /// Scale all gradients together so their global L2 norm is at most this
+    /// (`torch.nn.utils.clip_grad_norm_`).
+    Norm(f64),
+    /// Clamp every gradient element into `[-v, v]` (`clip_grad_value_`).
+    Value(f64),
+}
+
 /// The trainer's settings, with Lightning's names and defaults.
 #[derive(Debug, Clone)]
 pub struct TrainerConfig {
@@ -94,6 +107,11 @@ pub struct TrainerConfig {
     pub devices: usize,
     /// The seed for shuffling and initialisation.
     pub seed: u64,
+    /// Sum gradients over this many batches before each optimizer step (the loss is divided by
+    /// it); the last batch of an epoch always steps.
+    pub accumulate_grad_batches: usize,
+    /// Gradient clipping before each optimizer step.
+    pub gradient_clip: GradientClip,
 }
 
 impl Default for TrainerConfig {
@@ -116,6 +134,8 @@ impl Default for TrainerConfig {
             accelerator: Accelerator::Auto,
             devices: 1,
             seed: 0,
+            accumulate_grad_batches: 1,
+            gradient_clip: GradientClip::None,
         }
     }
 }
@@ -136,6 +156,19 @@ impl TrainerConfig {
             ));
         }
         c.log_every_n_steps = c.log_every_n_steps.max(1);
+        if c.accumulate_grad_batches == 0 {
+            return Err(Error::Config(
+                "accumulate_grad_batches must be at least 1".into(),
+            ));
+        }
+        match c.gradient_clip {
+            GradientClip::Norm(v) | GradientClip::Value(v) if !(v > 0.0 && v.is_finite()) => {
+                return Err(Error::Config(format!(
+                    "gradient clipping needs a positive finite value, got {v}"
+                )));
+            }
+            _ => {}
+        }
         if c.fast_dev_run > 0 {
             let n = Limit::Batches(c.fast_dev_run);
             c.max_epochs = 1;

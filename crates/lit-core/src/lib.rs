@@ -9,6 +9,7 @@ mod accelerator;
 mod callback;
 mod config;
 mod error;
+mod grads;
 mod logger;
 pub mod rundir;
 mod state;
@@ -16,8 +17,9 @@ pub mod trainer;
 
 pub use accelerator::{Accelerator, SingleDevice, Strategy};
 pub use callback::Callback;
-pub use config::{Limit, TrainerConfig};
+pub use config::{GradientClip, Limit, TrainerConfig};
 pub use error::{Error, Result};
+pub use grads::clip_gradients;
 pub use lit_data;
 pub use lit_model;
 pub use logger::{CsvLogger, Logger};

@@ -16,7 +16,9 @@
 //!   on_train_epoch_start, module.on_train_epoch_start
 //!   for each batch:
 //!     on_train_batch_start
-//!     module.training_step, backward, optimizer step, step-interval scheduler
+//!     module.training_step, backward
+//!     [every accumulate_grad_batches batches and at the epoch's last batch:
+//!      gradient clipping, optimizer step, global_step += 1, step-interval scheduler]
 //!     [every log_every_n_steps: logged step values copied to the host and sent to the loggers]
 //!     on_train_batch_end
 //!     [validation loop, when val_check_interval says so]
@@ -276,6 +278,9 @@ impl Trainer {
             .map(|l| l.of(n_train))
             .filter(|&k| k > 0);
         let log_every = self.config.log_every_n_steps;
+        let accumulate = self.config.accumulate_grad_batches.max(1);
+        let vars = module.varmap().all_vars();
+        let mut accumulated: Option<candle::backprop::GradStore> = None;
         let mut ctx = StepContext::new(RunningStage::Train, Vec::new());
         self.callbacks(|c, s| c.on_train_start(s))?;
         let mut done = self.config.max_steps == Some(0);
@@ -297,27 +302,39 @@ impl Trainer {
                 self.callbacks(|c, s| c.on_train_batch_start(s, &batch, batch_idx))?;
                 ctx.begin_batch(0, batch.len());
                 let loss = module.training_step(&batch, batch_idx, &mut ctx)?;
-                let mut grads = loss.backward()?;
-                self.strategy.reduce_gradients(&mut grads)?;
-                optimizer.step(&grads)?;
-                drop(grads);
-                self.state.global_step += 1;
-                if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Step) {
-                    if self.state.global_step % sc.frequency.max(1) as u64 == 0 {
-                        optimizer.set_learning_rate(sc.scheduler.step(None));
-                    }
-                }
-                self.state.learning_rate =
-                    Some((optimizer.name().to_string(), optimizer.learning_rate()));
-                if self.state.global_step % log_every == 0 {
-                    let (values, loss_value) = ctx.take_step_values_with(&loss)?;
-                    self.check_finite(loss_value)?;
-                    self.state.last_train_loss = Some(loss_value);
-                    self.note_prog_bar(&ctx, values.keys().cloned());
-                    self.state.callback_metrics.extend(values.clone());
-                    self.log(&values)?;
+                let grads = if accumulate > 1 {
+                    loss.affine(1.0 / accumulate as f64, 0.0)?.backward()?
                 } else {
-                    ctx.drain_step_tensors();
+                    loss.backward()?
+                };
+                match accumulated.as_mut() {
+                    Some(acc) => acc.extend(grads)?,
+                    None => accumulated = Some(grads),
+                }
+                let boundary = (batch_idx + 1) % accumulate == 0 || batch_idx + 1 == n_train;
+                if let Some(mut grads) = accumulated.take_if(|_| boundary) {
+                    self.strategy.reduce_gradients(&mut grads)?;
+                    crate::clip_gradients(&mut grads, &vars, self.config.gradient_clip)?;
+                    optimizer.step(&grads)?;
+                    drop(grads);
+                    self.state.global_step += 1;
+                    if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Step) {
+                        if self.state.global_step % sc.frequency.max(1) as u64 == 0 {
+                            optimizer.set_learning_rate(sc.scheduler.step(None));
+                        }
+                    }
+                    self.state.learning_rate =
+                        Some((optimizer.name().to_string(), optimizer.learning_rate()));
+                    if self.state.global_step % log_every == 0 {
+                        let (values, loss_value) = ctx.take_step_values_with(&loss)?;
+                        self.check_finite(loss_value)?;
+                        self.state.last_train_loss = Some(loss_value);
+                        self.note_prog_bar(&ctx, values.keys().cloned());
+                        self.state.callback_metrics.extend(values.clone());
+                        self.log(&values)?;
+                    } else {
+                        ctx.drain_step_tensors();
+                    }
                 }
                 self.state.host_syncs = ctx.host_syncs();
                 self.callbacks(|c, s| c.on_train_batch_end(s, batch_idx))?;

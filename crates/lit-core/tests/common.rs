@@ -66,6 +66,7 @@ pub(crate) fn datamodule(hp: &HParams) -> DInterface {
     r.register("va", |_| Ok(synthetic(10, 2)));
     r.register("vb", |_| Ok(synthetic(6, 3)));
     r.register("test", |_| Ok(synthetic(8, 4)));
+    r.register("train64", |_| Ok(synthetic(64, 9)));
     DInterface::new(r, hp.clone()).unwrap()
 }
 

@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod numerics;
 mod trainer;

@@ -13,6 +13,51 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     )?)
 }
 
+/// Cross-entropy with label smoothing `eps`, as `F.cross_entropy(logits, target, label_smoothing=eps)`:
+/// `(1 - eps) * nll + eps * mean_c(-log_softmax)`.
+pub fn cross_entropy_smoothed(logits: &Tensor, target: &Tensor, eps: f64) -> Result<Tensor> {
+    if eps == 0.0 {
+        return cross_entropy(logits, target);
+    }
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = nll(&logp, target)?;
+    let c = logits.dim(D::Minus1)? as f64;
+    let smooth = logp.sum(D::Minus1)?.mean_all()?.affine(-1.0 / c, 0.0)?;
+    Ok((nll.affine(1.0 - eps, 0.0)? + smooth.affine(eps, 0.0)?)?)
+}
+
+/// Negative log-likelihood of log-probabilities `(N, C)` against class indices, as `F.nll_loss`.
+pub fn nll(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::loss::nll(
+        log_probs,
+        &target.to_dtype(DType::U32)?,
+    )?)
+}
+
+/// Mean absolute error, as `F.l1_loss`.
+pub fn l1(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    Ok((pred - target)?.abs()?.mean_all()?)
+}
+
+/// Smooth L1 (Huber-like) loss with `beta`, as `F.smooth_l1_loss`: `0.5 d² / beta` where
+/// `|d| < beta`, `|d| - 0.5 beta` elsewhere.
+pub fn smooth_l1(pred: &Tensor, target: &Tensor, beta: f64) -> Result<Tensor> {
+    let d = (pred - target)?.abs()?;
+    let small = d.lt(beta)?;
+    let quadratic = d.sqr()?.affine(0.5 / beta, 0.0)?;
+    let linear = d.affine(1.0, -0.5 * beta)?;
+    Ok(small.where_cond(&quadratic, &linear)?.mean_all()?)
+}
+
+/// Binary cross-entropy on logits, as `F.binary_cross_entropy_with_logits`, in the stable form
+/// `max(x, 0) - x t + log(1 + exp(-|x|))`.
+pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let t = target.to_dtype(logits.dtype())?;
+    let loss = ((logits.relu()? - (logits * &t)?)?
+        + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    Ok(loss.mean_all()?)
+}
+
 /// Mean squared error, as `F.mse_loss`.
 pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::loss::mse(pred, target)?)
@@ -34,24 +79,54 @@ pub fn triplet_margin(
 }
 
 /// A loss chosen by name for a module that maps inputs to scores.
+///
+/// For the regression and binary losses, integer class targets are one-hot encoded to the
+/// scores' width first, so every loss works with a classifier's `(N, C)` scores.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Loss {
-    /// Cross-entropy against class indices.
-    CrossEntropy,
-    /// MSE; integer class targets are one-hot encoded to the scores' width first.
+    /// Cross-entropy against class indices, with label smoothing.
+    CrossEntropy {
+        /// Label smoothing in `[0, 1)`.
+        label_smoothing: f64,
+    },
+    /// NLL of `log_softmax(scores)` (the same value as cross-entropy, computed in two steps).
+    Nll,
+    /// Mean squared error.
     Mse,
+    /// Mean absolute error.
+    L1,
+    /// Smooth L1 with `beta`.
+    SmoothL1 {
+        /// Where the loss turns from quadratic to linear.
+        beta: f64,
+    },
+    /// Binary cross-entropy on logits.
+    BceWithLogits,
 }
 
 /// The loss names `Loss::from_name` accepts.
-pub const LOSSES: [&str; 2] = ["cross_entropy", "mse"];
+pub const LOSSES: [&str; 6] = [
+    "cross_entropy",
+    "nll",
+    "mse",
+    "l1",
+    "smooth_l1",
+    "bce_with_logits",
+];
 
 impl Loss {
     /// The loss called `name`. `triplet_margin` takes three embeddings rather than scores and
     /// targets, so it is called directly from a custom module's step, not chosen here.
     pub fn from_name(name: &str) -> Result<Self> {
         match name.to_lowercase().as_str() {
-            "cross_entropy" | "ce" => Ok(Loss::CrossEntropy),
+            "cross_entropy" | "ce" => Ok(Loss::CrossEntropy {
+                label_smoothing: 0.0,
+            }),
+            "nll" => Ok(Loss::Nll),
             "mse" => Ok(Loss::Mse),
+            "l1" => Ok(Loss::L1),
+            "smooth_l1" => Ok(Loss::SmoothL1 { beta: 1.0 }),
+            "bce_with_logits" | "bce" => Ok(Loss::BceWithLogits),
             "triplet_margin" => Err(Error::HParam {
                 key: "loss".into(),
                 message: "triplet_margin takes (anchor, positive, negative) embeddings; call \
@@ -66,26 +141,58 @@ impl Loss {
         }
     }
 
-    /// The loss named by the `loss` hyperparameter (default `cross_entropy`).
+    /// The loss named by the `loss` hyperparameter (default `cross_entropy`), with
+    /// `label_smoothing` (0) and `smooth_l1_beta` (1).
     pub fn from_hparams(hp: &HParams) -> Result<Self> {
-        Self::from_name(&hp.get_or::<String>("loss", "cross_entropy".into())?)
+        Ok(
+            match Self::from_name(&hp.get_or::<String>("loss", "cross_entropy".into())?)? {
+                Loss::CrossEntropy { .. } => {
+                    let ls = hp.get_or("label_smoothing", 0.0)?;
+                    if !(0.0..1.0).contains(&ls) {
+                        return Err(Error::HParam {
+                            key: "label_smoothing".into(),
+                            message: format!("expected a value in [0, 1), got {ls}"),
+                        });
+                    }
+                    Loss::CrossEntropy {
+                        label_smoothing: ls,
+                    }
+                }
+                Loss::SmoothL1 { .. } => Loss::SmoothL1 {
+                    beta: hp.get_or("smooth_l1_beta", 1.0)?,
+                },
+                other => other,
+            },
+        )
+    }
+
+    fn dense_target(scores: &Tensor, target: &Tensor) -> Result<Tensor> {
+        if target.dtype().is_int() && target.rank() + 1 == scores.rank() {
+            let c = scores.dim(D::Minus1)? as u32;
+            let classes = Tensor::arange(0u32, c, scores.device())?;
+            Ok(target
+                .to_dtype(DType::U32)?
+                .unsqueeze(D::Minus1)?
+                .broadcast_eq(&classes.unsqueeze(0)?)?
+                .to_dtype(scores.dtype())?)
+        } else {
+            Ok(target.to_dtype(scores.dtype())?)
+        }
     }
 
     /// The mean loss of `scores` against `target`.
     pub fn compute(&self, scores: &Tensor, target: &Tensor) -> Result<Tensor> {
-        match self {
-            Loss::CrossEntropy => cross_entropy(scores, target),
-            Loss::Mse if target.dtype().is_int() && target.rank() + 1 == scores.rank() => {
-                let c = scores.dim(D::Minus1)? as u32;
-                let classes = Tensor::arange(0u32, c, scores.device())?;
-                let one_hot = target
-                    .to_dtype(DType::U32)?
-                    .unsqueeze(D::Minus1)?
-                    .broadcast_eq(&classes.unsqueeze(0)?)?
-                    .to_dtype(scores.dtype())?;
-                mse(scores, &one_hot)
+        match *self {
+            Loss::CrossEntropy { label_smoothing } => {
+                cross_entropy_smoothed(scores, target, label_smoothing)
             }
-            Loss::Mse => mse(scores, target),
+            Loss::Nll => nll(&candle_nn::ops::log_softmax(scores, D::Minus1)?, target),
+            Loss::Mse => mse(scores, &Self::dense_target(scores, target)?),
+            Loss::L1 => l1(scores, &Self::dense_target(scores, target)?),
+            Loss::SmoothL1 { beta } => {
+                smooth_l1(scores, &Self::dense_target(scores, target)?, beta)
+            }
+            Loss::BceWithLogits => bce_with_logits(scores, &Self::dense_target(scores, target)?),
         }
     }
 }

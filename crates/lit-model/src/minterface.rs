@@ -3,7 +3,10 @@
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use lit_data::{Batch, HParams, Stage};
-use lit_metrics::{Average, Metric, MulticlassAccuracy, MulticlassRecall};
+use lit_metrics::{
+    Average, Metric, MulticlassAccuracy, MulticlassAuroc, MulticlassF1Score, MulticlassPrecision,
+    MulticlassRecall,
+};
 
 use crate::init::SeededVarMap;
 use crate::loss::Loss;
@@ -12,23 +15,54 @@ use crate::{
     RunningStage, StepContext,
 };
 
-/// The metric names `--metric` accepts.
-pub const METRICS: [&str; 2] = ["accuracy", "recall"];
+/// The metric names `--metric` accepts; `top<k>_accuracy` (such as `top5_accuracy`) as well.
+pub const METRICS: [&str; 8] = [
+    "accuracy",
+    "accuracy_macro",
+    "precision",
+    "recall",
+    "f1",
+    "f1_weighted",
+    "auroc",
+    "top<k>_accuracy",
+];
 
-fn make_metric(name: &str, num_classes: usize) -> Result<Box<dyn Metric>> {
-    match name {
-        "accuracy" | "acc" => Ok(Box::new(MulticlassAccuracy::new(
-            num_classes,
-            Average::Micro,
-        ))),
-        "recall" => Ok(Box::new(MulticlassRecall::new(num_classes, Average::Macro))),
-        other => Err(Error::UnknownName {
-            kind: "metric",
-            name: other.into(),
-            known: METRICS.to_vec(),
-        }),
-    }
+/// The metric called `name` and the key it is logged under (`accuracy` logs as `acc`).
+fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
+    let m: Box<dyn Metric> = match name {
+        "accuracy" | "acc" => Box::new(MulticlassAccuracy::new(c, Average::Micro)),
+        "accuracy_macro" => Box::new(MulticlassAccuracy::new(c, Average::Macro)),
+        "precision" => Box::new(MulticlassPrecision::new(c, Average::Macro)),
+        "recall" => Box::new(MulticlassRecall::new(c, Average::Macro)),
+        "f1" => Box::new(MulticlassF1Score::new(c, Average::Macro)),
+        "f1_weighted" => Box::new(MulticlassF1Score::new(c, Average::Weighted)),
+        "auroc" => Box::new(MulticlassAuroc::new(c, Average::Macro)),
+        other => match other
+            .strip_prefix("top")
+            .and_then(|r| r.strip_suffix("_accuracy"))
+            .and_then(|k| k.parse().ok())
+        {
+            Some(k) => Box::new(MulticlassAccuracy::new(c, Average::Micro).with_top_k(k)),
+            None => {
+                return Err(Error::UnknownName {
+                    kind: "metric",
+                    name: other.into(),
+                    known: METRICS.to_vec(),
+                })
+            }
+        },
+    };
+    let key = match name {
+        "accuracy" | "acc" => "acc".to_string(),
+        other => other
+            .strip_suffix("_accuracy")
+            .map(|k| format!("{k}_acc"))
+            .unwrap_or_else(|| other.to_string()),
+    };
+    Ok((key, m))
 }
+
+type Metrics = Vec<(String, Box<dyn Metric>)>;
 
 /// The template's `MInterface`: wraps the network named by `model_name` and owns its loss,
 /// metrics, optimizer and learning-rate schedule, all taken from the hyperparameters.
@@ -42,8 +76,8 @@ pub struct MInterface {
     loss: Loss,
     metric_names: Vec<String>,
     num_classes: usize,
-    val_metrics: Vec<Vec<Box<dyn Metric>>>,
-    test_metrics: Vec<Vec<Box<dyn Metric>>>,
+    val_metrics: Vec<Metrics>,
+    test_metrics: Vec<Metrics>,
     hparams: HParams,
 }
 
@@ -102,7 +136,7 @@ impl MInterface {
         })
     }
 
-    fn metrics(&mut self, stage: RunningStage, idx: usize) -> Result<&mut Vec<Box<dyn Metric>>> {
+    fn metrics(&mut self, stage: RunningStage, idx: usize) -> Result<&mut Metrics> {
         let (names, n) = (&self.metric_names, self.num_classes);
         let sets = if stage == RunningStage::Test {
             &mut self.test_metrics
@@ -128,7 +162,7 @@ impl MInterface {
             &loss,
             LogOptions::for_stage(ctx.stage()).prog_bar(),
         )?;
-        for m in self.metrics(ctx.stage(), ctx.dataloader_idx())? {
+        for (_, m) in self.metrics(ctx.stage(), ctx.dataloader_idx())? {
             m.update(&logits, &batch.target)?;
         }
         Ok(())
@@ -141,8 +175,8 @@ impl MInterface {
             &mut self.val_metrics
         };
         for (idx, metrics) in sets.iter_mut().enumerate() {
-            for m in metrics.iter_mut() {
-                ctx.log_epoch_tensor(&format!("{prefix}_{}", m.name()), &m.compute()?, idx, true)?;
+            for (key, m) in metrics.iter_mut() {
+                ctx.log_epoch_tensor(&format!("{prefix}_{key}"), &m.compute()?, idx, true)?;
                 m.reset();
             }
         }

@@ -171,20 +171,253 @@ impl LrScheduler for Scheduled {
     }
 }
 
+/// The one-cycle policy, as `torch.optim.lr_scheduler.OneCycleLR` with cosine annealing: from
+/// `max_lr / div_factor` up to `max_lr` over the first `pct_start` of `total_steps`, then down to
+/// `max_lr / div_factor / final_div_factor`.
+#[derive(Debug, Clone)]
+pub struct OneCycle {
+    /// The peak learning rate.
+    pub max_lr: f64,
+    /// Steps in the whole cycle.
+    pub total_steps: u64,
+    /// The fraction of the cycle spent increasing.
+    pub pct_start: f64,
+    /// `max_lr / initial_lr`.
+    pub div_factor: f64,
+    /// `initial_lr / min_lr`.
+    pub final_div_factor: f64,
+    t: u64,
+}
+
+impl OneCycle {
+    /// torch's defaults: `pct_start` 0.3, `div_factor` 25, `final_div_factor` 1e4.
+    pub fn new(max_lr: f64, total_steps: u64) -> Self {
+        Self {
+            max_lr,
+            total_steps: total_steps.max(2),
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            t: 0,
+        }
+    }
+
+    /// The learning rate after `t` steps (held at the end once the cycle is over).
+    pub fn lr_at(&self, t: u64) -> f64 {
+        let anneal = |start: f64, end: f64, pct: f64| {
+            end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0)
+        };
+        let initial = self.max_lr / self.div_factor;
+        let min = initial / self.final_div_factor;
+        let end1 = self.pct_start * self.total_steps as f64 - 1.0;
+        let end2 = self.total_steps as f64 - 1.0;
+        let t = (t as f64).min(end2);
+        if t <= end1 {
+            anneal(initial, self.max_lr, t / end1)
+        } else {
+            anneal(self.max_lr, min, (t - end1) / (end2 - end1))
+        }
+    }
+}
+
+impl LrScheduler for OneCycle {
+    fn name(&self) -> &str {
+        "one_cycle"
+    }
+    fn lr(&self) -> f64 {
+        self.lr_at(self.t)
+    }
+    fn step(&mut self, _metric: Option<f64>) -> f64 {
+        self.t += 1;
+        self.lr()
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "t": self.t })
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.t = state
+            .get("t")
+            .and_then(|t| t.as_u64())
+            .ok_or_else(|| Error::Invalid(format!("bad one_cycle state: {state}")))?;
+        Ok(())
+    }
+}
+
+/// Whether a lower or a higher monitored value is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Lower is better (losses).
+    Min,
+    /// Higher is better (accuracies).
+    Max,
+}
+
+/// Cuts the learning rate when a monitored value stops improving, as `ReduceLROnPlateau` with
+/// `threshold_mode='rel'`.
+#[derive(Debug, Clone)]
+pub struct ReduceOnPlateau {
+    lr: f64,
+    /// Lower or higher is better.
+    pub mode: Mode,
+    /// Multiplies the rate on each cut.
+    pub factor: f64,
+    /// Steps without improvement tolerated before a cut.
+    pub patience: u64,
+    /// Relative improvement that counts.
+    pub threshold: f64,
+    /// Steps after a cut during which no new cut happens.
+    pub cooldown: u64,
+    /// The floor.
+    pub min_lr: f64,
+    best: f64,
+    num_bad: u64,
+    cooldown_counter: u64,
+}
+
+impl ReduceOnPlateau {
+    /// torch's defaults but for `lr`: factor 0.1, patience 10, threshold 1e-4, no cooldown, no floor.
+    pub fn new(lr: f64, mode: Mode) -> Self {
+        let best = if mode == Mode::Min {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        };
+        Self {
+            lr,
+            mode,
+            factor: 0.1,
+            patience: 10,
+            threshold: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+            best,
+            num_bad: 0,
+            cooldown_counter: 0,
+        }
+    }
+
+    fn is_better(&self, v: f64) -> bool {
+        match self.mode {
+            Mode::Min => v < self.best * (1.0 - self.threshold),
+            Mode::Max => v > self.best * (1.0 + self.threshold),
+        }
+    }
+}
+
+impl LrScheduler for ReduceOnPlateau {
+    fn name(&self) -> &str {
+        "plateau"
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn step(&mut self, metric: Option<f64>) -> f64 {
+        let Some(v) = metric else { return self.lr };
+        if self.is_better(v) {
+            self.best = v;
+            self.num_bad = 0;
+        } else {
+            self.num_bad += 1;
+        }
+        if self.cooldown_counter > 0 {
+            self.cooldown_counter -= 1;
+            self.num_bad = 0;
+        }
+        if self.num_bad > self.patience {
+            let new = (self.lr * self.factor).max(self.min_lr);
+            if self.lr - new > 1e-8 {
+                self.lr = new;
+            }
+            self.cooldown_counter = self.cooldown;
+            self.num_bad = 0;
+        }
+        self.lr
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "lr": self.lr, "best": self.best, "num_bad": self.num_bad, "cooldown_counter": self.cooldown_counter })
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        let f = |k: &str| {
+            state
+                .get(k)
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| Error::Invalid(format!("plateau state without '{k}': {state}")))
+        };
+        self.lr = f("lr")?;
+        // JSON has no infinity: a best that was never set is stored as null.
+        self.best = state
+            .get("best")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(self.best);
+        self.num_bad = f("num_bad")? as u64;
+        self.cooldown_counter = f("cooldown_counter")? as u64;
+        Ok(())
+    }
+}
+
 /// The schedule names `from_hparams` accepts.
-pub const SCHEDULERS: [&str; 5] = ["none", "step", "multi_step", "cosine", "exponential"];
+pub const SCHEDULERS: [&str; 7] = [
+    "none",
+    "step",
+    "multi_step",
+    "cosine",
+    "exponential",
+    "one_cycle",
+    "plateau",
+];
 
 /// Builds the schedule named by `lr_scheduler` (default `none`) for a base rate of `lr`.
 ///
 /// Keys, as in the template: `lr_decay_steps` (20; step size for `step`, `T_max` for `cosine`),
 /// `lr_decay_rate` (0.5; `gamma`), `lr_decay_min_lr` (1e-5; `eta_min` for cosine), `milestones`
 /// (for `multi_step`), `warmup_steps` (0) and `warmup_start_factor` (0.01), and `lr_interval`
-/// (`epoch` or `step`, default `epoch`). `none` with warmup is warmup alone.
+/// (`epoch` or `step`, default `epoch`) with `lr_frequency` (1). `none` with warmup is warmup
+/// alone. `one_cycle` peaks at `lr` over `lr_decay_steps` scheduler steps. `plateau` cuts by
+/// `lr_decay_rate` after `plateau_patience` (10) epochs without a relative improvement of
+/// `plateau_threshold` (1e-4) in `plateau_monitor` (default `val_loss`, or `val_loss/<first set>`
+/// with several validation sets), `plateau_mode` (`min`), `plateau_cooldown` (0), floor
+/// `lr_decay_min_lr`.
 pub fn from_hparams(hp: &HParams) -> Result<Option<SchedulerConfig>> {
     let name = hp
         .get_or::<String>("lr_scheduler", "none".into())?
         .to_lowercase();
     let lr = hp.get_or("lr", 1e-3)?;
+    let interval = hp.get_or("lr_interval", Interval::Epoch)?;
+    let frequency = hp.get_or::<usize>("lr_frequency", 1)?.max(1);
+    match name.as_str() {
+        "one_cycle" => {
+            let total = hp.get_or::<u64>("lr_decay_steps", 20)?;
+            return Ok(Some(SchedulerConfig {
+                scheduler: Box::new(OneCycle::new(lr, total)),
+                interval,
+                frequency,
+                monitor: None,
+            }));
+        }
+        "plateau" => {
+            let vals = hp.get_list("val_datasets")?;
+            let default_key = if vals.len() > 1 {
+                format!("val_loss/{}", vals[0])
+            } else {
+                "val_loss".into()
+            };
+            let mut p = ReduceOnPlateau::new(lr, hp.get_or("plateau_mode", Mode::Min)?);
+            p.factor = hp.get_or("lr_decay_rate", 0.1)?;
+            p.patience = hp.get_or("plateau_patience", 10)?;
+            p.threshold = hp.get_or("plateau_threshold", 1e-4)?;
+            p.cooldown = hp.get_or("plateau_cooldown", 0)?;
+            p.min_lr = hp.get_or("lr_decay_min_lr", 0.0)?;
+            let monitor = hp.get_or("plateau_monitor", default_key)?;
+            return Ok(Some(SchedulerConfig {
+                scheduler: Box::new(p),
+                interval: Interval::Epoch,
+                frequency,
+                monitor: Some(monitor),
+            }));
+        }
+        _ => {}
+    }
     let steps = hp.get_or::<u64>("lr_decay_steps", 20)?;
     let gamma = hp.get_or("lr_decay_rate", 0.5)?;
     let warmup_steps = hp.get_or::<u64>("warmup_steps", 0)?;
@@ -230,11 +463,10 @@ pub fn from_hparams(hp: &HParams) -> Result<Option<SchedulerConfig>> {
             })
         }
     };
-    let interval = hp.get_or("lr_interval", Interval::Epoch)?;
     Ok(Some(SchedulerConfig {
         scheduler: Box::new(Scheduled::new(lr, decay, Some(warmup))),
         interval,
-        frequency: 1,
+        frequency,
         monitor: None,
     }))
 }

@@ -308,6 +308,30 @@ fn losses_match_torch() {
         tensor(&l["positive"], &[4, 8]),
         tensor(&l["negative"], &[4, 8]),
     );
+    let ls = scalar(lit_model::loss::cross_entropy_smoothed(&logits, &labels, 0.1).unwrap());
+    assert_close(
+        &[ls],
+        &[loss_case(&r, "cross_entropy_label_smoothing_0.1")],
+        1e-5,
+        "label smoothing",
+    );
+    let logp = candle_nn::ops::log_softmax(&logits, 1).unwrap();
+    let nll = scalar(lit_model::loss::nll(&logp, &labels).unwrap());
+    assert_close(&[nll], &[loss_case(&r, "nll_of_log_softmax")], 1e-5, "nll");
+    let (pred, target) = (tensor(&l["pred"], &[6, 4]), tensor(&l["target"], &[6, 4]));
+    let l1 = scalar(lit_model::loss::l1(&pred, &target).unwrap());
+    assert_close(&[l1], &[loss_case(&r, "l1")], 1e-5, "l1");
+    let sl1 = scalar(lit_model::loss::smooth_l1(&pred, &target, 1.0).unwrap());
+    assert_close(&[sl1], &[loss_case(&r, "smooth_l1")], 1e-5, "smooth_l1");
+    let bce = scalar(
+        lit_model::loss::bce_with_logits(&pred, &tensor(&l["binary_target"], &[6, 4])).unwrap(),
+    );
+    assert_close(
+        &[bce],
+        &[loss_case(&r, "bce_with_logits(pred, binary_target)")],
+        1e-5,
+        "bce_with_logits",
+    );
     let tm = scalar(lit_model::loss::triplet_margin(&a, &p, &n, 1.0).unwrap());
     assert_close(
         &[tm],
@@ -367,4 +391,87 @@ fn optimizer_state_never_holds_the_autograd_graph() {
             );
         }
     }
+}
+
+#[test]
+fn rmsprop_matches_torch() {
+    use lit_model::optim::{RmsProp, RmsPropConfig};
+    let cfg = RmsPropConfig {
+        lr: 0.01,
+        alpha: 0.9,
+        momentum: 0.5,
+        ..Default::default()
+    };
+    check_optimizer("rmsprop", move |p| Box::new(RmsProp::new(p, cfg).unwrap()));
+}
+
+#[test]
+fn param_groups_take_their_own_weight_decay_and_lr() {
+    use lit_model::optim::{no_decay_on_biases, ParamGroup};
+    // torch.optim.SGD([{"params": [w]}, {"params": [b], "weight_decay": 0, "lr": 0.05}], lr=0.1, weight_decay=0.5)
+    // with loss = w + b (gradients 1): w = 2 - 0.1 * (1 + 0.5 * 2) = 1.8, b = 3 - 0.05 * 1 = 2.95.
+    let w = Var::from_tensor(&Tensor::new(&[[2.0f32]], &Device::Cpu).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::new(&[3.0f32], &Device::Cpu).unwrap()).unwrap();
+    let groups = no_decay_on_biases(vec![
+        ("fc.weight".into(), w.clone()),
+        ("fc.bias".into(), b.clone()),
+    ]);
+    assert_eq!(groups[1].params[0].0, "fc.bias");
+    let groups = vec![
+        groups[0].clone(),
+        ParamGroup {
+            lr_scale: 0.5,
+            ..groups[1].clone()
+        },
+    ];
+    let mut opt = Sgd::with_groups(
+        groups,
+        SgdConfig {
+            lr: 0.1,
+            weight_decay: 0.5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let loss = (w.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap()).unwrap();
+    opt.step(&loss.backward().unwrap()).unwrap();
+    let w_after = w
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()[0];
+    assert!((w_after - 1.8).abs() < 1e-6, "{w_after}");
+    let b_after = b.as_tensor().to_vec1::<f32>().unwrap()[0];
+    assert!((b_after - 2.95).abs() < 1e-6, "{b_after}");
+}
+
+#[test]
+fn one_cycle_matches_torch() {
+    use lit_model::scheduler::OneCycle;
+    let Some(r) = reference() else { return };
+    let expected = flat(&r["schedulers"]["cases"]["one_cycle"]["lrs"]);
+    let mut s = OneCycle::new(0.1, 31);
+    let mut got = vec![s.lr()];
+    for _ in 1..expected.len() {
+        got.push(s.step(None));
+    }
+    assert_close(&got, &expected, 1e-9, "one_cycle");
+}
+
+#[test]
+fn reduce_on_plateau_matches_torch() {
+    use lit_model::scheduler::{Mode, ReduceOnPlateau};
+    let Some(r) = reference() else { return };
+    let case = &r["schedulers"]["cases"]["plateau"];
+    let expected = flat(&case["lrs"]);
+    let metrics = flat(&case["metrics"]);
+    let mut s = ReduceOnPlateau::new(0.1, Mode::Min);
+    s.factor = 0.5;
+    s.patience = 2;
+    let mut got = vec![s.lr()];
+    for m in metrics {
+        got.push(s.step(Some(m)));
+    }
+    assert_close(&got, &expected, 1e-12, "plateau");
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use candle::{backprop::GradStore, Tensor, Var};
 
-use super::{check_range, Optimizer, OptimizerState};
+use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
 use crate::Result;
 
 /// The arguments of `torch.optim.Adam` / `AdamW`.
@@ -52,7 +52,7 @@ struct Moments {
 
 /// Adam or AdamW over named parameters; moments and step counts are saveable state.
 pub struct Adam {
-    params: Vec<(String, Var)>,
+    groups: Vec<Group>,
     config: AdamConfig,
     moments: BTreeMap<String, Moments>,
 }
@@ -60,6 +60,11 @@ pub struct Adam {
 impl Adam {
     /// Adam over `params`; fails on out-of-range arguments.
     pub fn new(params: Vec<(String, Var)>, config: AdamConfig) -> Result<Self> {
+        Self::with_groups(vec![ParamGroup::new(params)], config)
+    }
+
+    /// Adam over parameter groups with their own learning-rate scale and weight decay.
+    pub fn with_groups(groups: Vec<ParamGroup>, config: AdamConfig) -> Result<Self> {
         check_range("lr", config.lr, config.lr >= 0.0, "a learning rate >= 0")?;
         check_range(
             "beta1",
@@ -81,7 +86,7 @@ impl Adam {
             "weight_decay >= 0",
         )?;
         Ok(Self {
-            params,
+            groups: resolve_groups(groups, config.weight_decay)?,
             config,
             moments: BTreeMap::new(),
         })
@@ -99,18 +104,22 @@ impl Optimizer for Adam {
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
         let c = self.config;
-        for (name, var) in &self.params {
+        for (name, var, lr, wd) in self.groups.iter().flat_map(|g| {
+            g.params
+                .iter()
+                .map(move |(n, v)| (n, v, c.lr * g.lr_scale, g.weight_decay))
+        }) {
             let Some(grad) = grads.get(var) else { continue };
             // A variable's gradient still points into the forward graph; detach everything the
             // update touches so that stored moments never keep a step's activations alive.
             let (grad, mut p) = (grad.detach(), var.as_tensor().detach());
-            let g = if c.weight_decay != 0.0 && !c.decoupled_weight_decay {
-                (grad + p.affine(c.weight_decay, 0.0)?)?
+            let g = if wd != 0.0 && !c.decoupled_weight_decay {
+                (grad + p.affine(wd, 0.0)?)?
             } else {
                 grad
             };
-            if c.weight_decay != 0.0 && c.decoupled_weight_decay {
-                p = p.affine(1.0 - c.lr * c.weight_decay, 0.0)?;
+            if wd != 0.0 && c.decoupled_weight_decay {
+                p = p.affine(1.0 - lr * wd, 0.0)?;
             }
             let m = match self.moments.get(name) {
                 Some(m) => m.clone(),
@@ -133,7 +142,7 @@ impl Optimizer for Adam {
             let bc2 = 1.0 - c.beta2.powi(step as i32);
             let second = max_exp_avg_sq.as_ref().unwrap_or(&exp_avg_sq);
             let denom = second.sqrt()?.affine(1.0 / bc2.sqrt(), c.eps)?;
-            let update = (exp_avg.affine(c.lr / bc1, 0.0)? / denom)?;
+            let update = (exp_avg.affine(lr / bc1, 0.0)? / denom)?;
             var.set(&(p - update)?)?;
             self.moments.insert(
                 name.clone(),
@@ -175,7 +184,7 @@ impl Optimizer for Adam {
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
         let mut moments = BTreeMap::new();
-        for (name, _) in &self.params {
+        for (name, _) in self.groups.iter().flat_map(|g| g.params.iter()) {
             let get = |buf: &str| state.tensors.get(&format!("{buf}.{name}")).cloned();
             let (Some(exp_avg), Some(exp_avg_sq)) = (get("exp_avg"), get("exp_avg_sq")) else {
                 continue;

@@ -6,6 +6,7 @@
 //! the learning rate are applied with `affine`, so a step never copies to or from the host.
 
 mod adam;
+mod rmsprop;
 mod sgd;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use candle_nn::VarMap;
 use lit_data::HParams;
 
 pub use adam::{Adam, AdamConfig};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::{Error, Result};
@@ -50,6 +52,79 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
 }
 
+/// Parameters that share a learning-rate scale and weight decay, as a torch param group.
+#[derive(Clone)]
+pub struct ParamGroup {
+    /// The parameters, by name.
+    pub params: Vec<(String, Var)>,
+    /// This group's learning rate as a multiple of the optimizer's (schedules scale both alike).
+    pub lr_scale: f64,
+    /// This group's weight decay; `None` takes the optimizer's.
+    pub weight_decay: Option<f64>,
+}
+
+impl std::fmt::Debug for ParamGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamGroup")
+            .field(
+                "params",
+                &self.params.iter().map(|p| &p.0).collect::<Vec<_>>(),
+            )
+            .field("lr_scale", &self.lr_scale)
+            .field("weight_decay", &self.weight_decay)
+            .finish()
+    }
+}
+
+impl ParamGroup {
+    /// One group of `params` with the optimizer's settings.
+    pub fn new(params: Vec<(String, Var)>) -> Self {
+        Self {
+            params,
+            lr_scale: 1.0,
+            weight_decay: None,
+        }
+    }
+}
+
+/// A group resolved against the optimizer's defaults.
+pub(crate) struct Group {
+    pub(crate) params: Vec<(String, Var)>,
+    pub(crate) lr_scale: f64,
+    pub(crate) weight_decay: f64,
+}
+
+pub(crate) fn resolve_groups(groups: Vec<ParamGroup>, weight_decay: f64) -> Result<Vec<Group>> {
+    groups
+        .into_iter()
+        .map(|g| {
+            let wd = g.weight_decay.unwrap_or(weight_decay);
+            check_range("weight_decay", wd, wd >= 0.0, "weight_decay >= 0")?;
+            check_range("lr_scale", g.lr_scale, g.lr_scale >= 0.0, "a scale >= 0")?;
+            Ok(Group {
+                params: g.params,
+                lr_scale: g.lr_scale,
+                weight_decay: wd,
+            })
+        })
+        .collect()
+}
+
+/// The common recipe of no weight decay on biases and other one-dimensional parameters
+/// (normalisation scales): two groups, the second with `weight_decay = 0`.
+pub fn no_decay_on_biases(params: Vec<(String, Var)>) -> Vec<ParamGroup> {
+    let (no_decay, decay): (Vec<_>, Vec<_>) = params
+        .into_iter()
+        .partition(|(name, v)| name.ends_with(".bias") || v.rank() <= 1);
+    vec![
+        ParamGroup::new(decay),
+        ParamGroup {
+            weight_decay: Some(0.0),
+            ..ParamGroup::new(no_decay)
+        },
+    ]
+}
+
 /// The parameters of `varmap` sorted by name, so that updates run in a fixed order.
 pub fn named_params(varmap: &VarMap) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock poisoned");
@@ -70,7 +145,7 @@ pub(crate) fn check_range(key: &str, value: f64, ok: bool, expected: &str) -> Re
 }
 
 /// The optimizer names `from_hparams` accepts.
-pub const OPTIMIZERS: [&str; 3] = ["sgd", "adam", "adamw"];
+pub const OPTIMIZERS: [&str; 4] = ["sgd", "adam", "adamw", "rmsprop"];
 
 /// Builds the optimizer named by the `optimizer` hyperparameter (default `adam`) over `varmap`.
 ///
@@ -82,8 +157,13 @@ pub fn from_hparams(hp: &HParams, varmap: &VarMap) -> Result<Box<dyn Optimizer>>
         .to_lowercase();
     let lr = hp.get_or("lr", 1e-3)?;
     let params = named_params(varmap);
+    let params = if hp.get_or("no_decay_bias", false)? {
+        no_decay_on_biases(params)
+    } else {
+        vec![ParamGroup::new(params)]
+    };
     Ok(match name.as_str() {
-        "sgd" => Box::new(Sgd::new(
+        "sgd" => Box::new(Sgd::with_groups(
             params,
             SgdConfig {
                 lr,
@@ -95,7 +175,7 @@ pub fn from_hparams(hp: &HParams, varmap: &VarMap) -> Result<Box<dyn Optimizer>>
         )?),
         "adam" | "adamw" => {
             let decoupled = name == "adamw";
-            Box::new(Adam::new(
+            Box::new(Adam::with_groups(
                 params,
                 AdamConfig {
                     lr,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use candle::{backprop::GradStore, Tensor, Var};
 
-use super::{check_range, Optimizer, OptimizerState};
+use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
 use crate::{Error, Result};
 
 /// `torch.optim.SGD`'s arguments.
@@ -37,7 +37,7 @@ impl Default for SgdConfig {
 
 /// SGD over named parameters; its momentum buffers are saveable state.
 pub struct Sgd {
-    params: Vec<(String, Var)>,
+    groups: Vec<Group>,
     config: SgdConfig,
     momentum_buffers: BTreeMap<String, Tensor>,
 }
@@ -45,6 +45,11 @@ pub struct Sgd {
 impl Sgd {
     /// SGD over `params`; fails on out-of-range arguments.
     pub fn new(params: Vec<(String, Var)>, config: SgdConfig) -> Result<Self> {
+        Self::with_groups(vec![ParamGroup::new(params)], config)
+    }
+
+    /// SGD over parameter groups with their own learning-rate scale and weight decay.
+    pub fn with_groups(groups: Vec<ParamGroup>, config: SgdConfig) -> Result<Self> {
         check_range("lr", config.lr, config.lr >= 0.0, "a learning rate >= 0")?;
         check_range(
             "momentum",
@@ -65,7 +70,7 @@ impl Sgd {
             });
         }
         Ok(Self {
-            params,
+            groups: resolve_groups(groups, config.weight_decay)?,
             config,
             momentum_buffers: BTreeMap::new(),
         })
@@ -79,13 +84,17 @@ impl Optimizer for Sgd {
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
         let c = self.config;
-        for (name, var) in &self.params {
+        for (name, var, lr, weight_decay) in self.groups.iter().flat_map(|g| {
+            g.params
+                .iter()
+                .map(move |(n, v)| (n, v, c.lr * g.lr_scale, g.weight_decay))
+        }) {
             let Some(grad) = grads.get(var) else { continue };
             // A variable's gradient still points into the forward graph; detach everything the
             // update touches so that stored state never keeps a step's activations alive.
             let (grad, p) = (grad.detach(), var.as_tensor().detach());
-            let mut g = if c.weight_decay != 0.0 {
-                (grad + p.affine(c.weight_decay, 0.0)?)?
+            let mut g = if weight_decay != 0.0 {
+                (grad + p.affine(weight_decay, 0.0)?)?
             } else {
                 grad
             };
@@ -101,7 +110,7 @@ impl Optimizer for Sgd {
                 };
                 self.momentum_buffers.insert(name.clone(), buf);
             }
-            var.set(&(p - g.affine(c.lr, 0.0)?)?)?;
+            var.set(&(p - g.affine(lr, 0.0)?)?)?;
         }
         Ok(())
     }
