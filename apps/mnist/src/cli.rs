@@ -174,6 +174,40 @@ pub(crate) struct RunArgs {
     /// Floating-point precision: 32.
     #[arg(long, default_value = "32")]
     pub(crate) precision: String,
+    /// The logged key that early stopping and checkpoints watch (default: val_acc, or
+    /// val_acc/<first validation set> with several).
+    #[arg(long)]
+    pub(crate) monitor: Option<String>,
+    /// max or min: whether a higher monitored value is better.
+    #[arg(long, default_value = "max")]
+    pub(crate) mode: String,
+    /// Stop after this many epochs without improvement (0: no early stopping).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) early_stopping_patience: usize,
+    /// The smallest change that counts as an improvement.
+    #[arg(long, default_value_t = 0.001)]
+    pub(crate) min_delta: f64,
+    /// Checkpoints to keep by the monitored value (-1: all, 0: none).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub(crate) save_top_k: i64,
+    /// Do not keep last.safetensors.
+    #[arg(long)]
+    pub(crate) no_save_last: bool,
+    /// Also checkpoint every N optimizer steps.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) checkpoint_every_n_train_steps: u64,
+    /// Checkpoint file name template, such as best-{epoch}-{val_acc:.4f}.
+    #[arg(long)]
+    pub(crate) checkpoint_filename: Option<String>,
+    /// Checkpoints hold the weights only (not resumable).
+    #[arg(long)]
+    pub(crate) save_weights_only: bool,
+    /// Stop after this much training time: DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds.
+    #[arg(long)]
+    pub(crate) max_time: Option<String>,
+    /// Log the learning rate every optimizer step instead of every epoch.
+    #[arg(long)]
+    pub(crate) lr_monitor_every_step: bool,
     /// After fit, skip the test sets.
     #[arg(long)]
     pub(crate) no_test: bool,

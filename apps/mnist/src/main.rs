@@ -17,9 +17,13 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use lit_callbacks::ProgressBar;
+use lit_callbacks::{
+    Curves, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar,
+    TensorBoardLogger, Timer,
+};
 use lit_core::{Accelerator, GradientClip, Limit, Trainer, TrainerConfig};
 use lit_data::DInterface;
+use lit_model::scheduler::Mode;
 use lit_model::MInterface;
 
 // glibc's allocator returns freed tensor buffers to the kernel and faults them back in on the next
@@ -64,6 +68,55 @@ fn print_table(title: &str, values: &BTreeMap<String, f64>) {
         println!("| {k:<width$} | {v:>10.4} |");
     }
     println!("{rule}");
+}
+
+/// The template's callbacks: summary, learning-rate monitor, early stopping, checkpoints, plus the
+/// time limit and the curves.
+fn add_fit_callbacks(trainer: &mut Trainer, args: &cli::RunArgs) -> anyhow::Result<()> {
+    let mode = match args.mode.as_str() {
+        "max" => Mode::Max,
+        "min" => Mode::Min,
+        other => bail!("--mode {other}: expected max or min"),
+    };
+    let monitor = args.monitor.clone().unwrap_or_else(|| {
+        let vals: Vec<&str> = args
+            .val_datasets
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if vals.len() > 1 {
+            format!("val_acc/{}", vals[0])
+        } else {
+            "val_acc".into()
+        }
+    });
+    trainer.add_callback(Box::new(ModelSummary::new()));
+    trainer.add_callback(Box::new(LearningRateMonitor::new(
+        args.lr_monitor_every_step,
+    )));
+    if let Some(t) = &args.max_time {
+        let d = Timer::parse(t).with_context(|| {
+            format!("--max-time {t}: expected DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds")
+        })?;
+        trainer.add_callback(Box::new(Timer::new(d)));
+    }
+    if args.early_stopping_patience > 0 {
+        trainer.add_callback(Box::new(
+            EarlyStopping::new(monitor.clone(), mode)
+                .patience(args.early_stopping_patience)
+                .min_delta(args.min_delta),
+        ));
+    }
+    let mut checkpoints = ModelCheckpoint::monitored(monitor, mode);
+    checkpoints.filename = args.checkpoint_filename.clone();
+    checkpoints.save_top_k = args.save_top_k;
+    checkpoints.save_last = !args.no_save_last;
+    checkpoints.every_n_train_steps = args.checkpoint_every_n_train_steps;
+    checkpoints.save_weights_only = args.save_weights_only;
+    trainer.add_callback(Box::new(checkpoints));
+    trainer.add_callback(Box::new(Curves::new()));
+    Ok(())
 }
 
 fn run() -> anyhow::Result<()> {
@@ -121,7 +174,11 @@ fn run() -> anyhow::Result<()> {
     let mut datamodule = DInterface::new(datasets::registry(), resolved.hparams.clone())?;
     let mut trainer = Trainer::new(config)?
         .with_hparams(resolved.hparams.clone())
+        .with_logger(TensorBoardLogger::new())
         .with_callback(ProgressBar::new());
+    if resolved.command == "fit" {
+        add_fit_callbacks(&mut trainer, args)?;
+    }
     let mut module = MInterface::new(
         &models::registry(),
         resolved.hparams.clone(),

@@ -178,3 +178,87 @@ fn fast_dev_run_on_real_mnist_writes_no_run_directory() {
     );
     assert!(!tmp.path().join("logs").exists());
 }
+
+#[test]
+fn a_misspelt_monitor_fails_before_the_first_epoch_ends() {
+    let Some(root) = lit_testutil::data_root() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--monitor",
+        "val_acc/typo",
+        "--limit-train-batches",
+        "3",
+        "--limit-val-batches",
+        "2",
+        "--data-dir",
+        root.to_str().unwrap(),
+    ];
+    let e = fails(tmp.path(), &args);
+    assert!(
+        e.contains("'val_acc/typo' was never logged") && e.contains("val_acc/mnist_val"),
+        "{e}"
+    );
+    let out = mnist(tmp.path(), &args);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("epoch 1/"),
+        "an epoch finished"
+    );
+}
+
+#[test]
+fn a_short_fit_writes_every_artifact_without_nested_folders() {
+    let Some(root) = lit_testutil::data_root() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = mnist(
+        tmp.path(),
+        &[
+            "--max-epochs",
+            "2",
+            "--limit-train-batches",
+            "4",
+            "--limit-val-batches",
+            "2",
+            "--limit-test-batches",
+            "2",
+            "--checkpoint-filename",
+            "best_{epoch}_{val_acc/mnist_val:.4f}",
+            "--data-dir",
+            root.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Total params") && stdout.contains("best model: "),
+        "{stdout}"
+    );
+    let run = tmp.path().join("logs/example_net/version_0");
+    let names: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in ["metrics.csv", "hparams.yaml", "curves.png", "checkpoints"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("events.out.tfevents.")),
+        "{names:?}"
+    );
+    for e in std::fs::read_dir(run.join("checkpoints")).unwrap() {
+        let e = e.unwrap();
+        assert!(
+            e.file_type().unwrap().is_file(),
+            "nested folder {:?}",
+            e.path()
+        );
+        assert!(e.file_name().to_string_lossy().ends_with(".safetensors"));
+    }
+}

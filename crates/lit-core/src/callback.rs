@@ -17,6 +17,21 @@ pub trait Callback {
         "callback"
     }
 
+    /// The key under which this callback's state is saved in checkpoints (unique per run).
+    fn state_key(&self) -> String {
+        self.name().to_string()
+    }
+
+    /// The state to save in checkpoints, if any.
+    fn state_dict(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores a state saved by [`Callback::state_dict`].
+    fn load_state_dict(&mut self, state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether this callback reads monitored values (early stopping, checkpoints): such callbacks
     /// run last at epoch ends.
     fn is_monitoring(&self) -> bool {

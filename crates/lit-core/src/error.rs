@@ -43,6 +43,14 @@ pub enum Error {
         /// The keys that exist.
         available: Vec<String>,
     },
+    /// A checkpoint file is unreadable or does not match the model.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// An invalid trainer setting.
     #[error("{0}")]
     Config(String),

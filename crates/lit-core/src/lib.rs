@@ -7,6 +7,7 @@
 
 mod accelerator;
 mod callback;
+pub mod checkpoint;
 mod config;
 mod error;
 mod grads;

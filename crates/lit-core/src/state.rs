@@ -53,6 +53,21 @@ pub struct TrainerState {
     pub max_epochs: usize,
     /// Whether this is a `fast_dev_run`.
     pub fast_dev_run: bool,
+    /// The values of every completed epoch, in order (for curves and summaries).
+    pub history: Vec<BTreeMap<String, f64>>,
+    /// Keys the sanity check's validation logged (values discarded), so monitors can check their
+    /// key before the first epoch ends.
+    pub sanity_keys: Vec<String>,
+    /// Where training continues if a checkpoint is written now: (epoch, batch within it).
+    pub resume_point: (usize, usize),
+    /// Checkpoints callbacks asked for; the trainer writes them after the hook returns.
+    pub checkpoint_requests: Vec<crate::checkpoint::CheckpointRequest>,
+    /// Values callbacks logged (learning rates); the trainer sends them to the loggers.
+    pub pending_logs: BTreeMap<String, f64>,
+    /// The best checkpoint so far and its monitored value (set by ModelCheckpoint).
+    pub best_model: Option<(PathBuf, f64)>,
+    /// The last checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for TrainerState {
@@ -90,7 +105,26 @@ impl TrainerState {
             host_syncs: 0,
             max_epochs,
             fast_dev_run: false,
+            history: Vec::new(),
+            sanity_keys: Vec::new(),
+            resume_point: (0, 0),
+            checkpoint_requests: Vec::new(),
+            pending_logs: BTreeMap::new(),
+            best_model: None,
+            last_checkpoint: None,
         }
+    }
+
+    /// Logs a value from a callback (sent to the loggers with the current step).
+    pub fn log(&mut self, key: impl Into<String>, value: f64) {
+        let key = key.into();
+        self.callback_metrics.insert(key.clone(), value);
+        self.pending_logs.insert(key, value);
+    }
+
+    /// Asks the trainer to write a checkpoint after the current hook.
+    pub fn request_checkpoint(&mut self, request: crate::checkpoint::CheckpointRequest) {
+        self.checkpoint_requests.push(request);
     }
 
     /// The monitored value under `key`, or the keys that exist.

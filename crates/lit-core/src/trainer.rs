@@ -24,9 +24,10 @@
 //!     [validation loop, when val_check_interval says so]
 //!   [validation loop, every check_val_every_n_epoch epochs]
 //!   module.on_train_epoch_end
-//!   <epoch values copied to the host, sent to the loggers and flushed>
+//!   <epoch values copied to the host and sent to the loggers>
+//!   epoch-interval scheduler (so checkpoints written next hold its stepped state)
 //!   on_train_epoch_end
-//!   epoch-interval scheduler
+//!   <checkpoints asked for by callbacks written; loggers flushed>
 //! on_train_end
 //! on_fit_end
 //! datamodule.teardown(Fit)
@@ -47,9 +48,11 @@ use std::collections::BTreeMap;
 
 use candle::{Device, Tensor};
 use lit_data::{DataModule, NamedLoader, Stage};
-use lit_model::scheduler::Interval;
+use lit_model::optim::Optimizer;
+use lit_model::scheduler::{Interval, SchedulerConfig};
 use lit_model::{HParams, LitModule, Optimization, RunningStage, StepContext};
 
+use crate::checkpoint::{self, CheckpointMeta};
 use crate::{
     rundir, Callback, CsvLogger, Error, Limit, Logger, Result, SingleDevice, Strategy,
     TrainerConfig, TrainerState,
@@ -236,6 +239,59 @@ impl Trainer {
         }
     }
 
+    /// Sends values callbacks logged to the loggers and writes the checkpoints they asked for.
+    fn service(
+        &mut self,
+        optimizer: &dyn Optimizer,
+        scheduler: Option<&SchedulerConfig>,
+    ) -> Result<()> {
+        if !self.state.pending_logs.is_empty() {
+            let values = std::mem::take(&mut self.state.pending_logs);
+            self.log(&values)?;
+        }
+        let requests = std::mem::take(&mut self.state.checkpoint_requests);
+        if requests.is_empty() || !self.strategy.is_global_zero() {
+            return Ok(());
+        }
+        let Some(varmap) = self.state.varmap.clone() else {
+            return Ok(());
+        };
+        let callbacks: BTreeMap<String, serde_json::Value> = self
+            .callbacks
+            .iter()
+            .filter_map(|c| c.state_dict().map(|s| (c.state_key(), s)))
+            .collect();
+        for req in requests {
+            let meta = CheckpointMeta {
+                lit_version: env!("CARGO_PKG_VERSION").to_string(),
+                model_name: self.state.hparams.get("model_name").ok().flatten(),
+                weights_only: req.weights_only,
+                resume_epoch: self.state.resume_point.0,
+                resume_batch: self.state.resume_point.1,
+                global_step: self.state.global_step,
+                optimizer: None,
+                scheduler: scheduler.map(|s| s.scheduler.state()),
+                callbacks: callbacks.clone(),
+                monitor: req.monitor.clone(),
+                monitor_higher_is_better: req.higher_is_better,
+                hparams: self.state.hparams.clone(),
+            };
+            checkpoint::save(&req.path, &varmap, Some(&optimizer.state()), &meta)?;
+            tracing::debug!(path = %req.path.display(), "checkpoint written");
+            for old in &req.remove {
+                if old != &req.path {
+                    match std::fs::remove_file(old) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io(old, e)),
+                    }
+                }
+            }
+            self.state.last_checkpoint = Some(req.path);
+        }
+        Ok(())
+    }
+
     /// Trains `module` on `datamodule`'s training set, validating on its validation sets.
     pub fn fit<M: LitModule, D: DataModule>(
         &mut self,
@@ -266,7 +322,8 @@ impl Trainer {
             self.state.stage = Some(RunningStage::SanityCheck);
             self.callbacks(|c, s| c.on_sanity_check_start(s))?;
             let limit = Limit::Batches(self.config.num_sanity_val_steps);
-            self.evaluate(module, &vals, RunningStage::SanityCheck, limit)?;
+            let values = self.evaluate(module, &vals, RunningStage::SanityCheck, limit)?;
+            self.state.sanity_keys = values.into_keys().collect();
             self.callbacks(|c, s| c.on_sanity_check_end(s))?;
         }
 
@@ -337,7 +394,9 @@ impl Trainer {
                     }
                 }
                 self.state.host_syncs = ctx.host_syncs();
-                self.callbacks(|c, s| c.on_train_batch_end(s, batch_idx))?;
+                self.state.resume_point = (epoch, batch_idx + 1);
+                self.callbacks_ordered(|c, s| c.on_train_batch_end(s, batch_idx))?;
+                self.service(optimizer.as_ref(), scheduler.as_ref())?;
                 if validate_epoch && !vals.is_empty() {
                     if let Some(k) = val_every {
                         if (batch_idx + 1) % k == 0 && batch_idx + 1 < n_train {
@@ -386,10 +445,8 @@ impl Trainer {
             self.state.callback_metrics.extend(train_values.clone());
             epoch_values.extend(train_values);
             self.state.epoch_metrics = epoch_values.clone();
+            self.state.history.push(epoch_values.clone());
             self.log(&epoch_values)?;
-            self.flush()?;
-            self.callbacks_ordered(|c, s| c.on_train_epoch_end(s))?;
-
             if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Epoch) {
                 if (epoch + 1) % sc.frequency.max(1) == 0 {
                     let metric = match &sc.monitor {
@@ -407,6 +464,11 @@ impl Trainer {
                         Some((optimizer.name().to_string(), optimizer.learning_rate()));
                 }
             }
+            self.state.resume_point = (epoch + 1, 0);
+            self.callbacks_ordered(|c, s| c.on_train_epoch_end(s))?;
+            self.service(optimizer.as_ref(), scheduler.as_ref())?;
+            self.flush()?;
+
             if self.state.should_stop {
                 tracing::info!(
                     reason = self
@@ -420,7 +482,8 @@ impl Trainer {
             }
         }
         self.callbacks(|c, s| c.on_train_end(s))?;
-        self.callbacks(|c, s| c.on_fit_end(s))?;
+        self.callbacks_ordered(|c, s| c.on_fit_end(s))?;
+        self.service(optimizer.as_ref(), scheduler.as_ref())?;
         self.flush()?;
         dm.teardown(Stage::Fit)?;
         Ok(())

@@ -1,0 +1,218 @@
+//! Checkpoint files: weights, optimizer state and loop state in one safetensors file.
+//!
+//! A checkpoint is a safetensors file (no code runs on load, unlike pickle). Weights are stored
+//! under the module's parameter names, which for models built like the template are PyTorch's
+//! (`model.0.weight`), so `torch.nn.Module.load_state_dict` takes them. Optimizer tensors follow
+//! under `optimizer.<buffer>.<parameter>`. Everything else (epoch, step, position in the epoch,
+//! optimizer and scheduler counters, callback states, hyperparameters) is JSON in the safetensors
+//! metadata under the key `lit`. Files are written to a temporary file, fsynced and renamed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle::{Device, Tensor};
+use candle_nn::VarMap;
+use lit_data::HParams;
+use lit_model::optim::OptimizerState;
+use serde::{Deserialize, Serialize};
+
+use crate::{rundir, Error, Result};
+
+/// The metadata key holding [`CheckpointMeta`].
+pub const META_KEY: &str = "lit";
+const OPTIM_PREFIX: &str = "optimizer.";
+
+/// The non-tensor part of a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CheckpointMeta {
+    /// The lit version that wrote the file.
+    pub lit_version: String,
+    /// The model's registered name, when known.
+    pub model_name: Option<String>,
+    /// Whether only the weights were saved.
+    pub weights_only: bool,
+    /// The epoch to continue at.
+    pub resume_epoch: usize,
+    /// The batch within `resume_epoch` to continue at.
+    pub resume_batch: usize,
+    /// Optimizer steps taken.
+    pub global_step: u64,
+    /// The optimizer's non-tensor state (step counts, learning rate).
+    pub optimizer: Option<serde_json::Value>,
+    /// The learning-rate schedule's state.
+    pub scheduler: Option<serde_json::Value>,
+    /// Each callback's state, by callback key.
+    pub callbacks: BTreeMap<String, serde_json::Value>,
+    /// The monitored key and its value when the file was written, for `best` lookups.
+    pub monitor: Option<(String, f64)>,
+    /// Whether a higher monitored value is better.
+    pub monitor_higher_is_better: bool,
+    /// The run's hyperparameters.
+    pub hparams: HParams,
+}
+
+/// A loaded checkpoint.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Weights by parameter name, on the CPU.
+    pub weights: HashMap<String, Tensor>,
+    /// Optimizer state tensors by name (without the `optimizer.` prefix).
+    pub optimizer: BTreeMap<String, Tensor>,
+    /// Everything else.
+    pub meta: CheckpointMeta,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(
+    path: &Path,
+    varmap: &VarMap,
+    optimizer: Option<&OptimizerState>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let mut tensors: BTreeMap<String, Tensor> = {
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect()
+    };
+    let mut meta = meta.clone();
+    if let Some(o) = optimizer.filter(|_| !meta.weights_only) {
+        for (k, t) in &o.tensors {
+            tensors.insert(format!("{OPTIM_PREFIX}{k}"), t.detach());
+        }
+        meta.optimizer = Some(o.meta.clone());
+    }
+    // safetensors wants contiguous CPU data.
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| bad(path, format!("serialising metadata: {e}")))?;
+    let bytes = safetensors::serialize(
+        tensors.iter().map(|(k, t)| (k.as_str(), t)),
+        Some(HashMap::from([(META_KEY.to_string(), json)])),
+    )
+    .map_err(|e| bad(path, format!("serialising tensors: {e}")))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    rundir::write_atomic(path, &bytes)
+}
+
+/// Reads a checkpoint, or a plain safetensors file of weights (such as one saved from PyTorch).
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(path, format!("not a safetensors file ({e:?})")))?;
+    let meta = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| bad(path, format!("corrupt lit metadata: {e}")))?,
+        None => CheckpointMeta {
+            weights_only: true,
+            ..Default::default()
+        },
+    };
+    let all = candle::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(path, format!("reading tensors: {e}")))?;
+    let mut weights = HashMap::new();
+    let mut optimizer = BTreeMap::new();
+    for (k, t) in all {
+        match k.strip_prefix(OPTIM_PREFIX) {
+            Some(rest) => {
+                optimizer.insert(rest.to_string(), t);
+            }
+            None => {
+                weights.insert(k, t);
+            }
+        }
+    }
+    Ok(Checkpoint {
+        weights,
+        optimizer,
+        meta,
+    })
+}
+
+/// Copies `weights` into the parameters of `varmap`, checking that they match exactly: every
+/// missing, unexpected, wrongly shaped or wrongly typed tensor is named in the error.
+pub fn load_weights(path: &Path, varmap: &VarMap, weights: &HashMap<String, Tensor>) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let mut problems = Vec::new();
+    let mut missing: Vec<&String> = data.keys().filter(|k| !weights.contains_key(*k)).collect();
+    missing.sort();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "missing keys: {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut unexpected: Vec<&String> = weights.keys().filter(|k| !data.contains_key(*k)).collect();
+    unexpected.sort();
+    if !unexpected.is_empty() {
+        problems.push(format!(
+            "unexpected keys: {}",
+            unexpected
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut names: Vec<&String> = data.keys().filter(|k| weights.contains_key(*k)).collect();
+    names.sort();
+    for name in &names {
+        let (var, t) = (&data[*name], &weights[*name]);
+        if var.dims() != t.dims() {
+            problems.push(format!(
+                "{name}: shape {:?} in the file, the model has {:?}",
+                t.dims(),
+                var.dims()
+            ));
+        } else if var.dtype() != t.dtype() {
+            problems.push(format!(
+                "{name}: dtype {:?} in the file, the model has {:?}",
+                t.dtype(),
+                var.dtype()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(bad(
+            path,
+            format!("does not match the model: {}", problems.join("; ")),
+        ));
+    }
+    for name in names {
+        let var = &data[name];
+        var.set(&weights[name].to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
+/// A checkpoint a callback asks the trainer to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointRequest {
+    /// Where.
+    pub path: PathBuf,
+    /// Weights only, or everything needed to resume.
+    pub weights_only: bool,
+    /// The monitored value to record in the file.
+    pub monitor: Option<(String, f64)>,
+    /// Whether higher monitored values are better.
+    pub higher_is_better: bool,
+    /// Files to delete once this one is written (checkpoints it displaced).
+    pub remove: Vec<PathBuf>,
+}
