@@ -208,6 +208,14 @@ pub(crate) struct RunArgs {
     /// Log the learning rate every optimizer step instead of every epoch.
     #[arg(long)]
     pub(crate) lr_monitor_every_step: bool,
+    /// Start from a checkpoint: `last`, `best` (of the latest run of this model) or a file. fit
+    /// resumes it (into a new version directory); validate, test and predict load its weights.
+    #[arg(long)]
+    pub(crate) ckpt_path: Option<String>,
+    /// Refuse settings that are not bit-reproducible (a GPU); on the CPU a run with the same seed
+    /// and thread count is reproduced bit for bit.
+    #[arg(long)]
+    pub(crate) deterministic: bool,
     /// After fit, skip the test sets.
     #[arg(long)]
     pub(crate) no_test: bool,

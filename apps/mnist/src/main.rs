@@ -179,6 +179,14 @@ fn run() -> anyhow::Result<()> {
     if resolved.command == "fit" {
         add_fit_callbacks(&mut trainer, args)?;
     }
+    if args.deterministic && !trainer.device().is_cpu() {
+        bail!("--deterministic: GPU kernels (atomics, cuDNN autotuning) are not bit-reproducible; use --accelerator cpu");
+    }
+    if let Some(spec) = &args.ckpt_path {
+        let path = lit_core::checkpoint::resolve(spec, &args.log_dir, &args.model_name)?;
+        println!("checkpoint: {}", path.display());
+        trainer = trainer.with_ckpt_path(path);
+    }
     let mut module = MInterface::new(
         &models::registry(),
         resolved.hparams.clone(),

@@ -44,6 +44,7 @@ pub struct ModelCheckpoint {
     pub strict: bool,
     kept: Vec<(f64, PathBuf)>,
     latest: Option<PathBuf>,
+    last_step_checked: u64,
 }
 
 impl Default for ModelCheckpoint {
@@ -61,6 +62,7 @@ impl Default for ModelCheckpoint {
             strict: true,
             kept: Vec::new(),
             latest: None,
+            last_step_checked: 0,
         }
     }
 }
@@ -260,8 +262,11 @@ impl Callback for ModelCheckpoint {
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
         let n = self.every_n_train_steps;
-        if n > 0 && s.global_step > 0 && s.global_step % n == 0 && s.resume_point.1 < s.num_batches
-        {
+        // Only on the batch that took the step (with accumulation, several batches share one),
+        // and not on an epoch's last batch, which the epoch-end check covers.
+        let new_step = s.global_step != self.last_step_checked;
+        if n > 0 && s.global_step % n == 0 && new_step && s.resume_point.1 < s.num_batches {
+            self.last_step_checked = s.global_step;
             self.save(s, false)?;
         }
         Ok(())

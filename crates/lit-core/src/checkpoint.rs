@@ -216,3 +216,116 @@ pub struct CheckpointRequest {
     /// Files to delete once this one is written (checkpoints it displaced).
     pub remove: Vec<PathBuf>,
 }
+
+/// The metadata of a checkpoint file, without reading its tensors.
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad(path, "not a safetensors file (shorter than its header)"))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return Err(bad(
+            path,
+            "not a safetensors file (implausible header length)",
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|_| bad(path, "not a safetensors file (truncated header)"))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(path, format!("not a safetensors file ({e})")))?;
+    match json
+        .get("__metadata__")
+        .and_then(|m| m.get(META_KEY))
+        .and_then(|m| m.as_str())
+    {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| bad(path, format!("corrupt lit metadata: {e}")))
+        }
+        None => Ok(CheckpointMeta {
+            weights_only: true,
+            ..Default::default()
+        }),
+    }
+}
+
+fn latest_run_with_checkpoints(root: &Path, run_name: &str) -> Option<PathBuf> {
+    let base = root.join(run_name);
+    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(&base)
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("version_")?
+                .parse()
+                .ok()?;
+            e.path().join("checkpoints").is_dir().then(|| (n, e.path()))
+        })
+        .collect();
+    runs.sort();
+    runs.pop().map(|(_, p)| p)
+}
+
+/// Resolves `--ckpt-path`: `last` (the latest run's `last.safetensors`), `best` (the latest run's
+/// checkpoint with the best monitored value) or a file path.
+pub fn resolve(spec: &str, root: &Path, run_name: &str) -> Result<PathBuf> {
+    let missing = |what: &str| {
+        Error::Config(format!(
+            "--ckpt-path {spec}: no {what} under {} (looked in the highest version_N/checkpoints/)",
+            root.join(run_name).display()
+        ))
+    };
+    match spec {
+        "last" => {
+            let run = latest_run_with_checkpoints(root, run_name)
+                .ok_or_else(|| missing("run with checkpoints"))?;
+            let last = run.join("checkpoints/last.safetensors");
+            if last.is_file() {
+                Ok(last)
+            } else {
+                Err(missing("last.safetensors"))
+            }
+        }
+        "best" => {
+            let run = latest_run_with_checkpoints(root, run_name)
+                .ok_or_else(|| missing("run with checkpoints"))?;
+            let dir = run.join("checkpoints");
+            let mut best: Option<(f64, bool, PathBuf)> = None;
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_none_or(|x| x != "safetensors")
+                    || path.ends_with("last.safetensors")
+                {
+                    continue;
+                }
+                let meta = read_meta(&path)?;
+                if let Some((_, v)) = meta.monitor {
+                    let hi = meta.monitor_higher_is_better;
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|(b, _, _)| if hi { v > *b } else { v < *b });
+                    if better {
+                        best = Some((v, hi, path));
+                    }
+                }
+            }
+            best.map(|(_, _, p)| p)
+                .ok_or_else(|| missing("checkpoint with a monitored value"))
+        }
+        path => {
+            let p = PathBuf::from(path);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::Config(format!(
+                    "--ckpt-path {path}: no such file (or use last / best)"
+                )))
+            }
+        }
+    }
+}

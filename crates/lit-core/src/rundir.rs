@@ -25,6 +25,16 @@ pub fn create_version_dir(root: &Path, name: &str) -> Result<PathBuf> {
 /// Writes `bytes` to `path` through a temporary file in the same folder that is flushed to disk
 /// and renamed over `path`, so a crash leaves either the old file or the new one, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, |_| Ok(()))
+}
+
+/// [`write_atomic`] with a hook that runs between the fsync of the temporary file and the rename;
+/// an error from it aborts the write as a crash at that point would (tests use it).
+pub fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -34,11 +44,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+    let tmp_path = tmp.as_path();
+    let write = move || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(tmp_path)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        before_rename(tmp_path)?;
+        std::fs::rename(tmp_path, path)?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }

@@ -66,6 +66,7 @@ pub struct Trainer {
     loggers: Vec<Box<dyn Logger>>,
     loggers_started: bool,
     state: TrainerState,
+    ckpt_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -104,6 +105,7 @@ impl Trainer {
             loggers,
             loggers_started: false,
             state,
+            ckpt_path: None,
         })
     }
 
@@ -124,6 +126,74 @@ impl Trainer {
             self.loggers.push(Box::new(logger));
         }
         self
+    }
+
+    /// Starts from a checkpoint: `fit` resumes it (weights, optimizer, schedule, callbacks, loop
+    /// position), `validate`, `test` and `predict` load its weights. `fit` uses it once.
+    pub fn with_ckpt_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ckpt_path = Some(path.into());
+        self
+    }
+
+    /// Loads the weights of `path` into `module`, checking the model name and every tensor.
+    fn load_weights<M: LitModule>(
+        &self,
+        path: &std::path::Path,
+        module: &M,
+    ) -> Result<checkpoint::Checkpoint> {
+        let ck = checkpoint::load(path)?;
+        let ours: Option<String> = self.state.hparams.get("model_name").ok().flatten();
+        if let (Some(theirs), Some(ours)) = (&ck.meta.model_name, &ours) {
+            if theirs != ours {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!("was written by model '{theirs}', this run builds '{ours}'"),
+                });
+            }
+        }
+        checkpoint::load_weights(path, module.varmap(), &ck.weights)?;
+        tracing::info!(path = %path.display(), "weights loaded");
+        Ok(ck)
+    }
+
+    /// Restores everything `fit` needs from `path`; returns the (epoch, batch) to continue at.
+    fn restore<M: LitModule>(
+        &mut self,
+        path: &std::path::Path,
+        module: &M,
+        optimizer: &mut dyn Optimizer,
+        scheduler: Option<&mut SchedulerConfig>,
+    ) -> Result<(usize, usize)> {
+        let ck = self.load_weights(path, module)?;
+        if ck.meta.weights_only {
+            tracing::warn!(path = %path.display(), "weights-only checkpoint: training starts at epoch 0 from these weights");
+            return Ok((0, 0));
+        }
+        let device = self.device().clone();
+        let tensors = ck
+            .optimizer
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(&device)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let meta = ck.meta.optimizer.clone().unwrap_or(serde_json::Value::Null);
+        optimizer.load_state(lit_model::optim::OptimizerState { tensors, meta })?;
+        if let (Some(sc), Some(state)) = (scheduler, &ck.meta.scheduler) {
+            sc.scheduler.load_state(state)?;
+        }
+        for cb in self.callbacks.iter_mut() {
+            if let Some(state) = ck.meta.callbacks.get(&cb.state_key()) {
+                cb.load_state_dict(state)?;
+            }
+        }
+        self.state.global_step = ck.meta.global_step;
+        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
+        tracing::info!(
+            epoch = ck.meta.resume_epoch,
+            batch = ck.meta.resume_batch,
+            step = ck.meta.global_step,
+            "resuming"
+        );
+        Ok((ck.meta.resume_epoch, ck.meta.resume_batch))
     }
 
     /// Sets the hyperparameters saved with the run (merged with the module's own).
@@ -316,6 +386,10 @@ impl Trainer {
             mut scheduler,
         } = module.configure_optimizers()?;
         self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
+        let (start_epoch, start_batch) = match self.ckpt_path.take() {
+            Some(path) => self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?,
+            None => (0, 0),
+        };
         self.callbacks(|c, s| c.on_fit_start(s))?;
 
         if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {
@@ -341,7 +415,7 @@ impl Trainer {
         let mut ctx = StepContext::new(RunningStage::Train, Vec::new());
         self.callbacks(|c, s| c.on_train_start(s))?;
         let mut done = self.config.max_steps == Some(0);
-        for epoch in 0..self.config.max_epochs {
+        for epoch in start_epoch..self.config.max_epochs {
             if done {
                 break;
             }
@@ -352,7 +426,13 @@ impl Trainer {
             self.callbacks(|c, s| c.on_train_epoch_start(s))?;
             module.on_train_epoch_start(&mut ctx)?;
             let validate_epoch = (epoch + 1) % self.config.check_val_every_n_epoch == 0;
-            for (batch_idx, batch) in train.iter(epoch as u64).take(n_train).enumerate() {
+            let skip = if epoch == start_epoch {
+                start_batch.min(n_train)
+            } else {
+                0
+            };
+            let batches = train.iter_from(epoch as u64, skip).take(n_train - skip);
+            for (batch_idx, batch) in (skip..).zip(batches) {
                 let batch = batch?.to_device(&device)?;
                 self.state.batch_idx = batch_idx;
                 self.state.batch_size = batch.len();
@@ -572,6 +652,9 @@ impl Trainer {
             dm.prepare_data()?;
             dm.setup(Stage::Validate)?;
             module.setup(Stage::Validate)?;
+            if let Some(path) = self.ckpt_path.clone() {
+                self.load_weights(&path, module)?;
+            }
             let vals = dm.val_dataloaders()?;
             self.start_run(module.hparams())?;
             let values = self.evaluate(
@@ -598,6 +681,9 @@ impl Trainer {
             dm.prepare_data()?;
             dm.setup(Stage::Test)?;
             module.setup(Stage::Test)?;
+            if let Some(path) = self.ckpt_path.clone() {
+                self.load_weights(&path, module)?;
+            }
             let tests = dm.test_dataloaders()?;
             if tests.is_empty() {
                 return Err(Error::Config(
@@ -629,6 +715,9 @@ impl Trainer {
             dm.prepare_data()?;
             dm.setup(Stage::Predict)?;
             module.setup(Stage::Predict)?;
+            if let Some(path) = self.ckpt_path.clone() {
+                self.load_weights(&path, module)?;
+            }
             let device = self.device().clone();
             self.state.stage = Some(RunningStage::Predict);
             self.callbacks(|c, s| c.on_predict_start(s))?;

@@ -5,4 +5,5 @@
 
 mod common;
 mod numerics;
+mod resume;
 mod trainer;
