@@ -155,7 +155,7 @@ impl Callback for ProgressBar {
         let secs = self.started.elapsed().as_secs_f64();
         self.finish_bar();
         let mut keys: Vec<String> = s
-            .epoch_metrics
+            .epoch_metrics()
             .keys()
             .filter(|k| !k.ends_with("_step"))
             .cloned()
@@ -166,7 +166,7 @@ impl Callback for ProgressBar {
             s.epoch + 1,
             s.max_epochs,
             self.samples as f64 / secs.max(1e-9),
-            fmt_values(&s.epoch_metrics, &keys)
+            fmt_values(s.epoch_metrics(), &keys)
         );
         Ok(())
     }

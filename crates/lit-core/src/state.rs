@@ -23,8 +23,6 @@ pub struct TrainerState {
     pub callback_metrics: BTreeMap<String, f64>,
     /// Keys shown in the progress display.
     pub progress_bar_keys: Vec<String>,
-    /// Values logged at the end of the last completed epoch (training and validation).
-    pub epoch_metrics: BTreeMap<String, f64>,
     /// Set by a callback to stop training after the current epoch.
     pub should_stop: bool,
     /// Why training stopped, when a callback stopped it.
@@ -90,7 +88,6 @@ impl TrainerState {
             stage: None,
             callback_metrics: BTreeMap::new(),
             progress_bar_keys: Vec::new(),
-            epoch_metrics: BTreeMap::new(),
             should_stop: false,
             stop_reason: None,
             log_dir: None,
@@ -113,6 +110,12 @@ impl TrainerState {
             best_model: None,
             last_checkpoint: None,
         }
+    }
+
+    /// The values of the last completed epoch (training and validation), empty before the first.
+    pub fn epoch_metrics(&self) -> &BTreeMap<String, f64> {
+        static EMPTY: BTreeMap<String, f64> = BTreeMap::new();
+        self.history.last().unwrap_or(&EMPTY)
     }
 
     /// Logs a value from a callback (sent to the loggers with the current step).

@@ -460,8 +460,9 @@ impl Trainer {
                             optimizer.set_learning_rate(sc.scheduler.step(None));
                         }
                     }
-                    self.state.learning_rate =
-                        Some((optimizer.name().to_string(), optimizer.learning_rate()));
+                    if let Some(lr) = self.state.learning_rate.as_mut() {
+                        lr.1 = optimizer.learning_rate();
+                    }
                     if self.state.global_step % log_every == 0 {
                         let (values, loss_value) = ctx.take_step_values_with(&loss)?;
                         self.check_finite(loss_value)?;
@@ -524,7 +525,6 @@ impl Trainer {
             self.note_prog_bar(&ctx, train_values.keys().cloned());
             self.state.callback_metrics.extend(train_values.clone());
             epoch_values.extend(train_values);
-            self.state.epoch_metrics = epoch_values.clone();
             self.state.history.push(epoch_values.clone());
             self.log(&epoch_values)?;
             if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Epoch) {
@@ -540,8 +540,9 @@ impl Trainer {
                         None => None,
                     };
                     optimizer.set_learning_rate(sc.scheduler.step(metric));
-                    self.state.learning_rate =
-                        Some((optimizer.name().to_string(), optimizer.learning_rate()));
+                    if let Some(lr) = self.state.learning_rate.as_mut() {
+                        lr.1 = optimizer.learning_rate();
+                    }
                 }
             }
             self.state.resume_point = (epoch + 1, 0);

@@ -84,7 +84,7 @@ fn several_validation_sets_log_named_keys_and_one_set_logs_plain_keys() {
     trainer
         .fit(&mut Recorded::new(&hp, log.clone()), &mut datamodule(&hp))
         .unwrap();
-    let keys: Vec<&String> = trainer.state().epoch_metrics.keys().collect();
+    let keys: Vec<&String> = trainer.state().epoch_metrics().keys().collect();
     for k in [
         "val_acc/va",
         "val_acc/vb",
@@ -99,7 +99,7 @@ fn several_validation_sets_log_named_keys_and_one_set_logs_plain_keys() {
     trainer
         .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
         .unwrap();
-    let m = &trainer.state().epoch_metrics;
+    let m = trainer.state().epoch_metrics();
     assert!(
         m.contains_key("val_acc") && m.contains_key("val_loss"),
         "{m:?}"
