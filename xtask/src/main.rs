@@ -8,6 +8,7 @@
 //!   or downloaded with curl, and check it against SHA256SUMS.
 //! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
 //!   undo that.
+//! - `bench [--full]`: lit's Trainer against a bare Candle loop (see BENCHMARKS.md).
 //! - `ci`: what CI checks: fmt, clippy, tests.
 //!
 //! This crate depends on std and anyhow only, so it builds in seconds.
@@ -29,7 +30,7 @@ mod tidy;
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = env::args().skip(1).collect();
     if args.is_empty() {
-        bail!("usage: cargo xtask <train|test|data|new-model|remove-model|ci> [ARGS]");
+        bail!("usage: cargo xtask <train|test|data|bench|new-model|remove-model|ci> [ARGS]");
     }
     let command = args.remove(0);
     absolutize_env("LIT_DATA_DIR")?;
@@ -38,10 +39,11 @@ fn main() -> anyhow::Result<()> {
         "train" => train(args),
         "test" => cargo(&["test", "--workspace"], &args),
         "ci" => ci(),
+        "bench" => cargo(&["run", "--quiet", "--release", "--package", "lit-bench", "--"], &args),
         "data" => data::run(args),
         "new-model" => model::new_model(one_name(&args)?),
         "remove-model" => model::remove_model(one_name(&args)?),
-        other => bail!("unknown xtask command '{other}'; expected train, test, data, new-model, remove-model or ci"),
+        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, new-model, remove-model or ci"),
     }
 }
 

@@ -1,0 +1,211 @@
+//! `lit-bench`: times lit's Trainer against a bare Candle loop on ExampleNet, MNIST (60,000
+//! training images), batch 64, Adam, f32, the same seed and the same kernels.
+//!
+//! `cargo xtask bench` runs it: each variant runs in its own process (so peak memory is its own),
+//! the bare loop first, and the table reports samples/s, seconds per 60,000-image epoch, peak
+//! resident memory and the ratio of lit's time to the bare loop's. `--full` runs 3 epochs per
+//! variant; the default runs 200 steps.
+// A benchmark reports on stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle::{DType, Device, ModuleT};
+use lit_core::{Accelerator, Limit, Trainer, TrainerConfig};
+use lit_data::mnist::{self, Flavor};
+use lit_data::{
+    DInterface, DataContext, DataLoader, DataLoaderConfig, Dataset, DatasetRegistry, HParams,
+};
+use lit_model::init::SeededVarMap;
+use lit_model::optim::{named_params, Adam, AdamConfig, Optimizer};
+use lit_model::{MInterface, ModelRegistry, Net};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SEED: u64 = 1234;
+const BATCH: usize = 64;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn roots() -> Vec<PathBuf> {
+    DataContext::new(HParams::new())
+        .map(|c| c.roots)
+        .unwrap_or_default()
+}
+
+fn train_set() -> anyhow::Result<Arc<dyn Dataset>> {
+    let raw = mnist::load_split(Flavor::Mnist, &roots(), true)?;
+    Ok(Arc::new(mnist::to_dataset(
+        &raw,
+        0.1307,
+        0.3081,
+        &Device::Cpu,
+    )?))
+}
+
+/// The bare loop: forward, cross-entropy, backward, Adam step; nothing else.
+fn bare(steps: usize, epochs: usize) -> anyhow::Result<(f64, usize)> {
+    let loader = DataLoader::new(
+        train_set()?,
+        DataLoaderConfig {
+            batch_size: BATCH,
+            shuffle: true,
+            seed: SEED,
+            ..Default::default()
+        },
+    )?;
+    let varmap = candle_nn::VarMap::new();
+    let vb = SeededVarMap::var_builder(&varmap, SEED, DType::F32, &Device::Cpu);
+    let net = example_net::ExampleNet::new(&example_net::Config::default(), vb)?;
+    let mut opt = Adam::new(named_params(&varmap), AdamConfig::default())?;
+    let start = Instant::now();
+    let mut samples = 0;
+    for epoch in 0..epochs {
+        for batch in loader.iter(epoch as u64).take(steps) {
+            let batch = batch?;
+            let logits = net.forward_t(&batch.input, true)?;
+            let loss = lit_model::loss::cross_entropy(&logits, &batch.target)?;
+            opt.step(&loss.backward()?)?;
+            samples += batch.len();
+        }
+    }
+    Ok((start.elapsed().as_secs_f64(), samples))
+}
+
+/// lit's Trainer with MInterface and DInterface, logging every 50 steps, no validation.
+fn lit(steps: usize, epochs: usize) -> anyhow::Result<(f64, usize)> {
+    let mut hp = HParams::new();
+    for (k, v) in [
+        ("model_name", serde_json::json!("example_net")),
+        ("train_dataset", serde_json::json!("mnist_60k")),
+        ("batch_size", serde_json::json!(BATCH)),
+        ("seed", serde_json::json!(SEED)),
+        ("optimizer", serde_json::json!("adam")),
+    ] {
+        hp.set(k, v)?;
+    }
+    let mut datasets = DatasetRegistry::new();
+    datasets.register("mnist_60k", |ctx| {
+        let ds = ctx.cached("mnist_60k", || {
+            let raw = mnist::load_split(Flavor::Mnist, &roots(), true)?;
+            mnist::to_dataset(&raw, 0.1307, 0.3081, &Device::Cpu)
+        })?;
+        Ok(ds as Arc<dyn Dataset>)
+    });
+    let mut dm = DInterface::new(datasets, hp.clone())?;
+    // Read the data before timing, as the bare loop does (fit's own setup then hits the cache).
+    lit_data::DataModule::setup(&mut dm, lit_data::Stage::Fit)?;
+    let mut models = ModelRegistry::new();
+    models.register::<example_net::ExampleNet>("example_net");
+    let mut module = MInterface::new(&models, hp.clone(), &Device::Cpu)?;
+    let cfg = TrainerConfig {
+        max_epochs: epochs,
+        limit_train_batches: Limit::Batches(steps),
+        num_sanity_val_steps: 0,
+        accelerator: Accelerator::Cpu,
+        logger: false,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(cfg)?.with_hparams(hp);
+    let start = Instant::now();
+    trainer.fit(&mut module, &mut dm)?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok((secs, trainer.state().global_step as usize * BATCH))
+}
+
+fn child(variant: &str, steps: usize, epochs: usize) -> anyhow::Result<()> {
+    let (secs, samples) = match variant {
+        "bare" => bare(steps, epochs)?,
+        "lit" => lit(steps, epochs)?,
+        other => bail!("unknown variant {other}"),
+    };
+    println!(
+        "{}",
+        serde_json::json!({ "variant": variant, "seconds": secs, "samples": samples, "peak_rss_mb": peak_rss_mb() })
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if let [flag, variant, steps, epochs] = args.as_slice() {
+        if flag == "--child" {
+            return child(variant, steps.parse()?, epochs.parse()?);
+        }
+    }
+    let full = args.iter().any(|a| a == "--full");
+    let (steps, epochs) = if full { (usize::MAX, 3) } else { (200, 1) };
+    println!(
+        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {} thread(s); {}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
+        if full { "3 epochs" } else { "200 steps" }
+    );
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for variant in ["bare", "lit"] {
+        let out = Command::new(&exe)
+            .args(["--child", variant, &steps.to_string(), &epochs.to_string()])
+            .output()
+            .context("running a variant")?;
+        if !out.status.success() {
+            bail!("{variant} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("{variant} printed {line}"))?;
+        let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+        let samples = v["samples"].as_f64().unwrap_or(f64::NAN);
+        rows.push((
+            variant,
+            samples / secs,
+            60_000.0 * secs / samples,
+            v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+            secs,
+        ));
+    }
+    println!(
+        "{:<10} {:>12} {:>14} {:>14} {:>10}",
+        "variant", "samples/s", "s per epoch", "peak MB", "ratio"
+    );
+    let base = rows[0].4;
+    for (name, sps, epoch_s, mb, secs) in &rows {
+        println!(
+            "{name:<10} {sps:>12.0} {epoch_s:>14.2} {mb:>14.0} {:>10.3}",
+            secs / base
+        );
+    }
+    println!(
+        "framework overhead (lit / bare, same kernels): {:.3}",
+        rows[1].4 / base
+    );
+    Ok(())
+}
