@@ -14,6 +14,7 @@
 
 mod error;
 pub mod init;
+pub mod kernels;
 mod logging;
 pub mod loss;
 mod minterface;

@@ -4,9 +4,87 @@
 //! differs from PyTorch's default (`kaiming_uniform_(a = sqrt(5))`, that is `U(-1/sqrt(fan_in),
 //! 1/sqrt(fan_in))` for weights and biases alike). These constructors use PyTorch's rule, so a
 //! network ported from PyTorch starts from the same distribution and trains the same way. The
-//! layers are candle-nn's own types.
+//! layers are candle-nn's `Linear` and lit's [`Conv2d`], which runs the fast CPU kernels of
+//! [`crate::kernels`] where they apply and candle's own convolution elsewhere.
 
-use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use candle::{DType, Module, Tensor};
+use candle_nn::{Conv2dConfig, Init, Linear, VarBuilder};
+
+use crate::kernels;
+
+/// A 2-d convolution with the parameters of `nn.Conv2d` (`weight` `(out, in / groups, k, k)`,
+/// `bias` `(out,)`). On the CPU in f32 without groups or dilation it runs lit's im2col + gemm
+/// kernel; elsewhere candle's `conv2d`. Both give the same numbers within f32 rounding.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    cfg: Conv2dConfig,
+    fallback: candle_nn::Conv2d,
+}
+
+impl Conv2d {
+    /// A convolution over existing parameters.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, cfg: Conv2dConfig) -> Self {
+        let fallback = candle_nn::Conv2d::new(weight.clone(), bias.clone(), cfg);
+        Self {
+            weight,
+            bias,
+            cfg,
+            fallback,
+        }
+    }
+
+    /// The weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Conv2d {
+    fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
+        let fast = x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && x.rank() == 4
+            && self.cfg.groups == 1
+            && self.cfg.dilation == 1
+            && self.cfg.cudnn_fwd_algo.is_none();
+        match (&self.bias, fast) {
+            (Some(b), true) => {
+                kernels::conv2d(x, &self.weight, b, self.cfg.stride, self.cfg.padding, relu)
+            }
+            _ if relu => self.fallback.forward(x)?.relu(),
+            _ => self.fallback.forward(x),
+        }
+    }
+
+    /// `relu(conv(x))` in one pass on the CPU (the same as `forward` followed by `relu`).
+    pub fn forward_relu(&self, x: &Tensor) -> candle::Result<Tensor> {
+        self.run(x, true)
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> candle::Result<Tensor> {
+        self.run(x, false)
+    }
+}
+
+/// Max-pooling with a `k` x `k` window and stride `k`, as `nn.MaxPool2d(k)`: lit's kernel on the
+/// CPU in f32 (its backward routes each gradient to the window's maximum, as PyTorch does), candle's
+/// `max_pool2d` elsewhere.
+pub fn max_pool2d(x: &Tensor, k: usize) -> candle::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 {
+        kernels::max_pool2d(x, k)
+    } else {
+        x.max_pool2d(k)
+    }
+}
 
 fn torch_uniform(fan_in: usize) -> Init {
     let bound = 1.0 / (fan_in.max(1) as f64).sqrt();

@@ -2,5 +2,6 @@
 // Helpers outside #[test] functions panic on failure too, as tests do.
 #![allow(clippy::unwrap_used)]
 
+mod kernels;
 mod numerics;
 mod registry;

@@ -18,8 +18,8 @@
 //! | 11 | Linear(128, num_classes) |
 
 use candle::{ModuleT, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, VarBuilder};
-use lit_model::nn::{conv2d, linear};
+use candle_nn::{Conv2dConfig, Linear, Module, VarBuilder};
+use lit_model::nn::{conv2d, linear, max_pool2d, Conv2d};
 use serde::{Deserialize, Serialize};
 
 /// ExampleNet's hyperparameters.
@@ -72,9 +72,9 @@ impl lit_model::Net for ExampleNet {
 
 impl ModuleT for ExampleNet {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> candle::Result<Tensor> {
-        let xs = self.conv0.forward(xs)?.relu()?.max_pool2d(2)?;
-        let xs = self.conv3.forward(&xs)?.relu()?.max_pool2d(2)?;
-        let xs = self.conv6.forward(&xs)?.relu()?.flatten_from(1)?;
+        let xs = max_pool2d(&self.conv0.forward_relu(xs)?, 2)?;
+        let xs = max_pool2d(&self.conv3.forward_relu(&xs)?, 2)?;
+        let xs = self.conv6.forward_relu(&xs)?.flatten_from(1)?;
         let xs = self.fc9.forward(&xs)?.relu()?;
         self.fc11.forward(&xs)
     }
