@@ -265,7 +265,8 @@ impl Callback for ModelCheckpoint {
         // Only on the batch that took the step (with accumulation, several batches share one),
         // and not on an epoch's last batch, which the epoch-end check covers.
         let new_step = s.global_step != self.last_step_checked;
-        if n > 0 && s.global_step % n == 0 && new_step && s.resume_point.1 < s.num_batches {
+        if n > 0 && s.global_step.is_multiple_of(n) && new_step && s.resume_point.1 < s.num_batches
+        {
             self.last_step_checked = s.global_step;
             self.save(s, false)?;
         }
@@ -273,7 +274,7 @@ impl Callback for ModelCheckpoint {
     }
 
     fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> Result<()> {
-        if self.every_n_epochs > 0 && (s.epoch + 1) % self.every_n_epochs == 0 {
+        if self.every_n_epochs > 0 && (s.epoch + 1).is_multiple_of(self.every_n_epochs) {
             self.save(s, true)?;
         }
         Ok(())

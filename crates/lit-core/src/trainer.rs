@@ -425,7 +425,7 @@ impl Trainer {
             ctx.reset_epoch();
             self.callbacks(|c, s| c.on_train_epoch_start(s))?;
             module.on_train_epoch_start(&mut ctx)?;
-            let validate_epoch = (epoch + 1) % self.config.check_val_every_n_epoch == 0;
+            let validate_epoch = (epoch + 1).is_multiple_of(self.config.check_val_every_n_epoch);
             let skip = if epoch == start_epoch {
                 start_batch.min(n_train)
             } else {
@@ -448,7 +448,8 @@ impl Trainer {
                     Some(acc) => acc.extend(grads)?,
                     None => accumulated = Some(grads),
                 }
-                let boundary = (batch_idx + 1) % accumulate == 0 || batch_idx + 1 == n_train;
+                let boundary =
+                    (batch_idx + 1).is_multiple_of(accumulate) || batch_idx + 1 == n_train;
                 if let Some(mut grads) = accumulated.take_if(|_| boundary) {
                     self.strategy.reduce_gradients(&mut grads)?;
                     crate::clip_gradients(&mut grads, &vars, self.config.gradient_clip)?;
@@ -456,14 +457,18 @@ impl Trainer {
                     drop(grads);
                     self.state.global_step += 1;
                     if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Step) {
-                        if self.state.global_step % sc.frequency.max(1) as u64 == 0 {
+                        if self
+                            .state
+                            .global_step
+                            .is_multiple_of(sc.frequency.max(1) as u64)
+                        {
                             optimizer.set_learning_rate(sc.scheduler.step(None));
                         }
                     }
                     if let Some(lr) = self.state.learning_rate.as_mut() {
                         lr.1 = optimizer.learning_rate();
                     }
-                    if self.state.global_step % log_every == 0 {
+                    if self.state.global_step.is_multiple_of(log_every) {
                         let (values, loss_value) = ctx.take_step_values_with(&loss)?;
                         self.check_finite(loss_value)?;
                         self.state.last_train_loss = Some(loss_value);
@@ -480,7 +485,7 @@ impl Trainer {
                 self.service(optimizer.as_ref(), scheduler.as_ref())?;
                 if validate_epoch && !vals.is_empty() {
                     if let Some(k) = val_every {
-                        if (batch_idx + 1) % k == 0 && batch_idx + 1 < n_train {
+                        if (batch_idx + 1).is_multiple_of(k) && batch_idx + 1 < n_train {
                             let values = self.evaluate(
                                 module,
                                 &vals,
@@ -528,7 +533,7 @@ impl Trainer {
             self.state.history.push(epoch_values.clone());
             self.log(&epoch_values)?;
             if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Epoch) {
-                if (epoch + 1) % sc.frequency.max(1) == 0 {
+                if (epoch + 1).is_multiple_of(sc.frequency.max(1)) {
                     let metric = match &sc.monitor {
                         Some(key) => Some(self.state.monitored(key).map_err(|available| {
                             Error::MissingMonitor {

@@ -151,7 +151,7 @@ fn states_merge_as_if_one_worker_saw_everything() {
     let (mut a, mut b) = (whole.clone(), whole.clone());
     for (i, (p, t)) in data.iter().enumerate() {
         whole.update(p, t).unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             a.update(p, t).unwrap()
         } else {
             b.update(p, t).unwrap()
