@@ -211,27 +211,31 @@ impl CustomOp3 for Conv2dOp {
         );
         let (ckk, ohw) = (g.ckk(), g.ohw());
         let mut y = vec![0f32; g.n * g.o * ohw];
-        y.par_chunks_mut(g.o * ohw).enumerate().for_each_init(
-            || vec![0f32; ckk * ohw],
-            |cols, (i, yn)| {
-                g.im2col(&x[i * g.chw()..(i + 1) * g.chw()], cols);
-                for (o, row) in yn.chunks_mut(ohw).enumerate() {
-                    row.fill(b[o]);
-                }
-                matmul(
-                    g.o,
-                    ohw,
-                    ckk,
-                    yn,
-                    true,
-                    (w, ckk as isize, 1),
-                    (cols, ohw as isize, 1),
-                );
-                if self.relu {
-                    yn.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
-            },
-        );
+        let per_thread = g.n.div_ceil(rayon::current_num_threads()).max(1);
+        y.par_chunks_mut(g.o * ohw)
+            .with_min_len(per_thread)
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; ckk * ohw],
+                |cols, (i, yn)| {
+                    g.im2col(&x[i * g.chw()..(i + 1) * g.chw()], cols);
+                    for (o, row) in yn.chunks_mut(ohw).enumerate() {
+                        row.fill(b[o]);
+                    }
+                    matmul(
+                        g.o,
+                        ohw,
+                        ckk,
+                        yn,
+                        true,
+                        (w, ckk as isize, 1),
+                        (cols, ohw as isize, 1),
+                    );
+                    if self.relu {
+                        yn.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                },
+            );
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
@@ -251,20 +255,33 @@ impl CustomOp3 for Conv2dOp {
             cpu_f32(&xg.0, xg.1, "input")?,
             cpu_f32(&wg.0, wg.1, "weight")?,
         );
-        let mut gy = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        if self.relu {
-            // ReLU passes the gradient where its output is positive.
+        let grad = grad.contiguous()?;
+        let gg = grad.storage_and_layout();
+        let gy_in = cpu_f32(&gg.0, gg.1, "gradient")?;
+        // ReLU passes the gradient where its output is positive; mask in parallel chunks.
+        let masked;
+        let gy: &[f32] = if self.relu {
             let rg = res.storage_and_layout();
             let y = cpu_f32(&rg.0, rg.1, "output")?;
-            gy.iter_mut().zip(y).for_each(|(g, y)| {
-                if *y <= 0.0 {
-                    *g = 0.0
-                }
-            });
-        }
+            let mut m = vec![0f32; gy_in.len()];
+            m.par_chunks_mut(1 << 15)
+                .zip(gy_in.par_chunks(1 << 15).zip(y.par_chunks(1 << 15)))
+                .for_each(|(m, (g, y))| {
+                    for ((m, g), y) in m.iter_mut().zip(g).zip(y) {
+                        *m = if *y > 0.0 { *g } else { 0.0 };
+                    }
+                });
+            masked = m;
+            &masked
+        } else {
+            gy_in
+        };
+        // One split of the batch per thread: each split allocates its buffers once.
+        let per_thread = g.n.div_ceil(rayon::current_num_threads()).max(1);
         // Weight and bias gradients: sum over images of gy_n @ cols_n^T and of gy_n's rows.
         let (gw, gb) = (0..g.n)
             .into_par_iter()
+            .with_min_len(per_thread)
             .fold(
                 || {
                     (
@@ -303,22 +320,25 @@ impl CustomOp3 for Conv2dOp {
         // The input gradient, only when something upstream needs it (not for the input images).
         let gx = if x.track_op() {
             let mut dx = vec![0f32; g.n * chw];
-            dx.par_chunks_mut(chw).enumerate().for_each_init(
-                || vec![0f32; ckk * ohw],
-                |dcols, (i, dxn)| {
-                    let gyn = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
-                    matmul(
-                        ckk,
-                        ohw,
-                        g.o,
-                        dcols,
-                        false,
-                        (ws, 1, ckk as isize),
-                        (gyn, ohw as isize, 1),
-                    );
-                    g.col2im(dcols, dxn);
-                },
-            );
+            dx.par_chunks_mut(chw)
+                .with_min_len(per_thread)
+                .enumerate()
+                .for_each_init(
+                    || vec![0f32; ckk * ohw],
+                    |dcols, (i, dxn)| {
+                        let gyn = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
+                        matmul(
+                            ckk,
+                            ohw,
+                            g.o,
+                            dcols,
+                            false,
+                            (ws, 1, ckk as isize),
+                            (gyn, ohw as isize, 1),
+                        );
+                        g.col2im(dcols, dxn);
+                    },
+                );
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
         } else {
             None

@@ -53,9 +53,17 @@ impl CustomOp1 for MaxPoolOp {
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle::Result<Option<Tensor>> {
         let (planes, h, w, oh, ow) = self.dims(arg.dims())?;
-        let x = arg.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let y = res.flatten_all()?.to_vec1::<f32>()?;
-        let gy = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let (arg, res, grad) = (arg.contiguous()?, res.contiguous()?, grad.contiguous()?);
+        let (xg, yg, gg) = (
+            arg.storage_and_layout(),
+            res.storage_and_layout(),
+            grad.storage_and_layout(),
+        );
+        let (x, y, gy) = (
+            cpu_f32(&xg.0, xg.1)?,
+            cpu_f32(&yg.0, yg.1)?,
+            cpu_f32(&gg.0, gg.1)?,
+        );
         let k = self.k;
         let mut dx = vec![0f32; planes * h * w];
         dx.par_chunks_mut(h * w).enumerate().for_each(|(p, dxp)| {
@@ -80,6 +88,17 @@ impl CustomOp1 for MaxPoolOp {
             }
         });
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// The f32 data of a contiguous CPU tensor's storage, without copying.
+fn cpu_f32<'a>(s: &'a candle::Storage, l: &Layout) -> candle::Result<&'a [f32]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle::Error::Msg("max_pool2d kernel: tensor must be contiguous".into()))?;
+    match s {
+        candle::Storage::Cpu(CpuStorage::F32(v)) => Ok(&v[start..end]),
+        _ => candle::bail!("max_pool2d kernel: tensors must be f32 on the CPU"),
     }
 }
 
