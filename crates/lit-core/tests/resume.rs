@@ -35,14 +35,22 @@ impl Callback for Saver {
         Ok(())
     }
     fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> CoreResult<()> {
-        let path = self.dir.join(format!("e{}.safetensors", s.epoch));
-        s.request_checkpoint(CheckpointRequest {
-            path,
-            weights_only: false,
-            monitor: None,
-            higher_is_better: false,
-            remove: vec![],
-        });
+        let mut paths = vec![self.dir.join(format!("e{}.safetensors", s.epoch))];
+        // The run's own `last`, as ModelCheckpoint(save_last) keeps it.
+        paths.extend(
+            s.log_dir
+                .as_ref()
+                .map(|d| d.join("checkpoints/last.safetensors")),
+        );
+        for path in paths {
+            s.request_checkpoint(CheckpointRequest {
+                path,
+                weights_only: false,
+                monitor: None,
+                higher_is_better: false,
+                remove: vec![],
+            });
+        }
         Ok(())
     }
 }
@@ -124,7 +132,14 @@ fn two_epochs_plus_a_resumed_one_equal_three_straight_bit_for_bit() {
     );
     fit(&a, 3, vec![], None);
     fit(&b, 2, vec![], None);
-    fit(&c, 3, vec![], Some(&b.join("e1.safetensors")));
+    // Resume from `last`, found in the latest run directory as --ckpt-path last finds it.
+    let last = checkpoint::resolve("last", &b.join("logs"), "linear4").unwrap();
+    assert!(
+        last.ends_with("version_0/checkpoints/last.safetensors"),
+        "{}",
+        last.display()
+    );
+    fit(&c, 3, vec![], Some(&last));
     assert!(
         !c.join("e1.safetensors").exists(),
         "the resumed run re-ran an epoch"
