@@ -34,6 +34,14 @@ pub trait LrScheduler: Send {
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()>;
 }
 
+/// The step counter `t` of a counted schedule's saved state.
+fn step_count(state: &serde_json::Value, who: &str) -> Result<u64> {
+    state
+        .get("t")
+        .and_then(|t| t.as_u64())
+        .ok_or_else(|| Error::Invalid(format!("{who} state without a step count: {state}")))
+}
+
 /// A schedule with when to step it, as Lightning's `lr_scheduler_config`.
 pub struct SchedulerConfig {
     /// The schedule.
@@ -164,9 +172,7 @@ impl LrScheduler for Scheduled {
         serde_json::json!({ "t": self.t, "base_lr": self.base_lr })
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        self.t = state.get("t").and_then(|t| t.as_u64()).ok_or_else(|| {
-            Error::Invalid(format!("scheduler state without a step count: {state}"))
-        })?;
+        self.t = step_count(state, "scheduler")?;
         Ok(())
     }
 }
@@ -235,10 +241,7 @@ impl LrScheduler for OneCycle {
         serde_json::json!({ "t": self.t })
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        self.t = state
-            .get("t")
-            .and_then(|t| t.as_u64())
-            .ok_or_else(|| Error::Invalid(format!("bad one_cycle state: {state}")))?;
+        self.t = step_count(state, "one_cycle")?;
         Ok(())
     }
 }

@@ -206,9 +206,7 @@ impl Optimizer for Adam {
             );
         }
         self.moments = moments;
-        if let Some(lr) = state.meta.get("lr").and_then(|v| v.as_f64()) {
-            self.config.lr = lr;
-        }
+        super::restore_lr(&mut self.config.lr, &state.meta);
         Ok(())
     }
 }

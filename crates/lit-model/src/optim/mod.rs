@@ -133,6 +133,13 @@ pub fn named_params(varmap: &VarMap) -> Vec<(String, Var)> {
     params
 }
 
+/// Sets `lr` from a saved state's `lr`, when it has one.
+pub(crate) fn restore_lr(lr: &mut f64, meta: &serde_json::Value) {
+    if let Some(v) = meta.get("lr").and_then(|v| v.as_f64()) {
+        *lr = v;
+    }
+}
+
 pub(crate) fn check_range(key: &str, value: f64, ok: bool, expected: &str) -> Result<()> {
     if ok && value.is_finite() {
         Ok(())

@@ -142,9 +142,7 @@ impl Optimizer for RmsProp {
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
         self.state = state.tensors;
-        if let Some(lr) = state.meta.get("lr").and_then(|v| v.as_f64()) {
-            self.config.lr = lr;
-        }
+        super::restore_lr(&mut self.config.lr, &state.meta);
         Ok(())
     }
 }

@@ -143,9 +143,7 @@ impl Optimizer for Sgd {
                     .map(|p| (p.to_string(), v))
             })
             .collect();
-        if let Some(lr) = state.meta.get("lr").and_then(|v| v.as_f64()) {
-            self.config.lr = lr;
-        }
+        super::restore_lr(&mut self.config.lr, &state.meta);
         Ok(())
     }
 }
