@@ -87,10 +87,15 @@ impl CandleNet {
         };
         Ok(Self {
             convs: vec![conv(1, 16, "0")?, conv(16, 32, "3")?, conv(32, 64, "6")?],
-            fc9: lit_model::nn::linear(7 * 7 * 64, 128, vb.pp("9"))?,
-            fc11: lit_model::nn::linear(128, 10, vb.pp("11"))?,
+            fc9: candle_linear(lit_model::nn::linear(7 * 7 * 64, 128, vb.pp("9"))?),
+            fc11: candle_linear(lit_model::nn::linear(128, 10, vb.pp("11"))?),
         })
     }
+}
+
+/// candle-nn's `Linear` over the parameters of lit's (initialised as PyTorch does).
+fn candle_linear(l: lit_model::nn::Linear) -> candle_nn::Linear {
+    candle_nn::Linear::new(l.weight().clone(), l.bias().cloned())
 }
 
 impl ModuleT for CandleNet {
@@ -133,7 +138,11 @@ fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<(f6
             let batch = batch?;
             let t0 = Instant::now();
             let logits = net.forward_t(&batch.input, true)?;
-            let loss = lit_model::loss::cross_entropy(&logits, &batch.target)?;
+            let loss = if candle_kernels {
+                candle_nn::loss::cross_entropy(&logits, &batch.target.to_dtype(DType::U32)?)?
+            } else {
+                lit_model::loss::cross_entropy(&logits, &batch.target)?
+            };
             let t1 = Instant::now();
             let grads = loss.backward()?;
             let t2 = Instant::now();
@@ -211,12 +220,8 @@ fn child(variant: &str, steps: usize, epochs: usize) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    // The same thread settings as the mnist app, for every variant (children inherit them).
+    lit_core::threads::init();
     if let [flag, variant, steps, epochs] = args.as_slice() {
         if flag == "--child" {
             return child(variant, steps.parse()?, epochs.parse()?);

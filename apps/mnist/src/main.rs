@@ -125,13 +125,8 @@ fn run() -> anyhow::Result<()> {
         print!("{}", serde_yaml::to_string(&resolved.hparams)?);
         return Ok(());
     }
-    // Set the thread count once: without it candle re-reads /proc/cpuinfo on every matrix product.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    // Thread counts, once and before any tensor work (see lit_core::threads).
+    lit_core::threads::init();
     let args = &resolved.args;
     if args.precision != "32" && args.precision != "32-true" {
         bail!(

@@ -14,6 +14,7 @@ mod grads;
 mod logger;
 pub mod rundir;
 mod state;
+pub mod threads;
 pub mod trainer;
 
 pub use accelerator::{Accelerator, SingleDevice, Strategy};

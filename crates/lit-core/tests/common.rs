@@ -5,9 +5,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use candle::{Device, ModuleT, Tensor};
-use candle_nn::{Linear, Module, VarBuilder, VarMap};
+use candle_nn::{Module, VarBuilder, VarMap};
 use lit_core::{Callback, Result as CoreResult, TrainerState};
 use lit_data::{DInterface, Dataset, DatasetRegistry, TensorDataset};
+use lit_model::nn::Linear;
 use lit_model::{
     Batch, HParams, LitModule, MInterface, ModelRegistry, Net, Optimization, Result, StepContext,
 };

@@ -5,8 +5,16 @@ use lit_data::HParams;
 
 use crate::{Error, Result};
 
-/// Cross-entropy of `logits` `(N, C)` against class indices `(N,)`, as `F.cross_entropy`.
+/// Cross-entropy of `logits` `(N, C)` against class indices `(N,)`, as `F.cross_entropy`: one
+/// fused op for f32 logits on the CPU ([`crate::kernels::cross_entropy`]), candle-nn's otherwise.
 pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 && logits.rank() == 2 {
+        let target = match target.dtype() {
+            DType::U8 | DType::U32 | DType::I64 => target.clone(),
+            _ => target.to_dtype(DType::U32)?,
+        };
+        return Ok(crate::kernels::cross_entropy(logits, &target)?);
+    }
     Ok(candle_nn::loss::cross_entropy(
         logits,
         &target.to_dtype(DType::U32)?,

@@ -4,11 +4,15 @@
 //! differs from PyTorch's default (`kaiming_uniform_(a = sqrt(5))`, that is `U(-1/sqrt(fan_in),
 //! 1/sqrt(fan_in))` for weights and biases alike). These constructors use PyTorch's rule, so a
 //! network ported from PyTorch starts from the same distribution and trains the same way. The
-//! layers are candle-nn's `Linear` and lit's [`Conv2d`], which runs the fast CPU kernels of
-//! [`crate::kernels`] where they apply and candle's own convolution elsewhere.
+//! layers, lit's [`Linear`] and [`Conv2d`], run the fast CPU kernels of [`crate::kernels`] where
+//! they apply and candle's own ops elsewhere, with the parameters of `nn.Linear` and `nn.Conv2d`.
+//!
+//! Each layer also has fused forms (`forward_relu`, and for convolutions
+//! `forward_relu_pool`) that compute what `relu` and `max_pool2d` after the layer would, as one op:
+//! the same numbers, fewer tensors for autograd to keep.
 
 use candle::{DType, Module, Tensor};
-use candle_nn::{Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{Conv2dConfig, Init, VarBuilder};
 
 use crate::kernels;
 
@@ -47,14 +51,18 @@ impl Conv2d {
 }
 
 impl Conv2d {
-    fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
-        let fast = x.device().is_cpu()
+    /// Whether lit's kernel handles `x` with this configuration.
+    fn fast(&self, x: &Tensor) -> bool {
+        x.device().is_cpu()
             && x.dtype() == DType::F32
             && x.rank() == 4
             && self.cfg.groups == 1
             && self.cfg.dilation == 1
-            && self.cfg.cudnn_fwd_algo.is_none();
-        match (&self.bias, fast) {
+            && self.cfg.cudnn_fwd_algo.is_none()
+    }
+
+    fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
+        match (&self.bias, self.fast(x)) {
             (Some(b), true) => {
                 kernels::conv2d(x, &self.weight, b, self.cfg.stride, self.cfg.padding, relu)
             }
@@ -66,6 +74,23 @@ impl Conv2d {
     /// `relu(conv(x))` in one pass on the CPU (the same as `forward` followed by `relu`).
     pub fn forward_relu(&self, x: &Tensor) -> candle::Result<Tensor> {
         self.run(x, true)
+    }
+
+    /// `max_pool2d(relu(conv(x)), k)` (window and stride `k`, as `nn.MaxPool2d(k)`) in one op on
+    /// the CPU: the full-resolution activation lives only in per-thread scratch memory.
+    pub fn forward_relu_pool(&self, x: &Tensor, k: usize) -> candle::Result<Tensor> {
+        match (&self.bias, self.fast(x)) {
+            (Some(b), true) => kernels::conv2d_pool(
+                x,
+                &self.weight,
+                b,
+                self.cfg.stride,
+                self.cfg.padding,
+                true,
+                k,
+            ),
+            _ => max_pool2d(&self.run(x, true)?, k),
+        }
     }
 }
 
@@ -91,6 +116,58 @@ fn torch_uniform(fan_in: usize) -> Init {
     Init::Uniform {
         lo: -bound,
         up: bound,
+    }
+}
+
+/// A fully connected layer with the parameters of `nn.Linear` (`weight` `(out, in)`, `bias`
+/// `(out,)`): lit's fused kernel on the CPU in f32 with a bias, candle-nn's `Linear` elsewhere.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    fallback: candle_nn::Linear,
+}
+
+impl Linear {
+    /// A layer over existing parameters.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        let fallback = candle_nn::Linear::new(weight.clone(), bias.clone());
+        Self {
+            weight,
+            bias,
+            fallback,
+        }
+    }
+
+    /// The weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
+        match &self.bias {
+            Some(b) if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2 => {
+                kernels::linear(x, &self.weight, b, relu)
+            }
+            _ if relu => self.fallback.forward(x)?.relu(),
+            _ => self.fallback.forward(x),
+        }
+    }
+
+    /// `relu(linear(x))` in one op on the CPU (the same as `forward` followed by `relu`).
+    pub fn forward_relu(&self, x: &Tensor) -> candle::Result<Tensor> {
+        self.run(x, true)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle::Result<Tensor> {
+        self.run(x, false)
     }
 }
 

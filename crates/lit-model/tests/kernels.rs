@@ -251,3 +251,186 @@ fn fused_relu_matches_conv_then_relu() {
         close(g1.get(v).unwrap(), g2.get(v).unwrap(), name);
     }
 }
+
+/// `sum(ours * probe)` and `sum(theirs * probe)` have the same gradients for `vars`.
+fn same_grads(ours: &Tensor, theirs: &Tensor, vars: &[(&Var, &str)], what: &str) {
+    close(ours, theirs, &format!("{what} forward"));
+    let probe = random(ours.dims(), 99);
+    let backward = |t: &Tensor| (t * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let (g1, g2) = (backward(ours), backward(theirs));
+    for (v, name) in vars {
+        close(
+            g1.get(v).unwrap(),
+            g2.get(v).unwrap(),
+            &format!("{what} grad {name}"),
+        );
+    }
+}
+
+#[test]
+fn fused_conv_relu_pool_matches_the_three_ops_in_sequence() {
+    // (n, c, h, w, o, k, stride, pad, pool, relu): odd outputs that pooling truncates (7 -> 3),
+    // stride 2, no padding, a 3-wide window, and pooling without the ReLU.
+    for (case, &(n, c, h, w, o, k, stride, pad, pool, relu)) in [
+        (2, 3, 8, 8, 4, 3, 1, 1, 2, true),
+        (3, 1, 28, 28, 16, 3, 1, 1, 2, true),
+        (2, 2, 7, 9, 3, 3, 1, 1, 2, true),
+        (2, 4, 11, 10, 5, 3, 2, 0, 2, true),
+        (1, 2, 9, 9, 3, 1, 1, 0, 3, true),
+        (2, 3, 8, 6, 4, 3, 1, 1, 2, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 300 + case as u64 * 10;
+        let x = Var::from_tensor(&random(&[n, c, h, w], seed)).unwrap();
+        let wt = Var::from_tensor(&random(&[o, c, k, k], seed + 1)).unwrap();
+        let b = Var::from_tensor(&random(&[o], seed + 2)).unwrap();
+        let (xt, wtt, bt) = (x.as_tensor(), wt.as_tensor(), b.as_tensor());
+        let fused = kernels::conv2d_pool(xt, wtt, bt, stride, pad, relu, pool).unwrap();
+        // The reference is a convolution, a ReLU and lit's PyTorch-exact max-pool in turn: candle's
+        // convolution, or with stride 2, where candle's input gradient comes out with the wrong
+        // shape, lit's unfused one (checked against direct loops above).
+        let mut conv = if stride == 1 {
+            xt.conv2d(wtt, pad, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&bt.reshape((1, o, 1, 1)).unwrap())
+                .unwrap()
+        } else {
+            kernels::conv2d(xt, wtt, bt, stride, pad, false).unwrap()
+        };
+        if relu {
+            conv = conv.relu().unwrap();
+        }
+        let seq = kernels::max_pool2d(&conv, pool).unwrap();
+        let vars = [(&x, "input"), (&wt, "weight"), (&b, "bias")];
+        same_grads(&fused, &seq, &vars, &format!("case {case}"));
+    }
+}
+
+#[test]
+fn fused_conv_relu_pool_sends_no_gradient_through_dead_windows() {
+    // A bias of -100 makes every pre-activation negative: the output is all zeros and so are the
+    // weight and input gradients; the bias gradient too, as PyTorch's ReLU passes none at 0.
+    let x = Var::from_tensor(&random(&[2, 2, 6, 6], 1)).unwrap();
+    let w = Var::from_tensor(&random(&[3, 2, 3, 3], 2)).unwrap();
+    let b = Var::from_tensor(&Tensor::full(-100f32, 3, &Device::Cpu).unwrap()).unwrap();
+    let y =
+        kernels::conv2d_pool(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1, 1, true, 2).unwrap();
+    assert_eq!(y.dims(), &[2, 3, 3, 3]);
+    assert_eq!(
+        y.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    for v in [&x, &w, &b] {
+        let total = grads.get(v).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(total.to_scalar::<f32>().unwrap(), 0.0);
+    }
+}
+
+#[test]
+fn fused_conv_pool_rejects_a_window_larger_than_the_output() {
+    let x = random(&[1, 1, 3, 3], 1);
+    let (w, b) = (random(&[2, 1, 3, 3], 2), random(&[2], 3));
+    let err = kernels::conv2d_pool(&x, &w, &b, 1, 0, true, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pooling window 2 does not fit the 1x1 output"),
+        "{err}"
+    );
+}
+
+#[test]
+fn linear_matches_candle_forward_and_gradients() {
+    // (leading dims, in, out, relu)
+    for (case, (lead, i, o, relu)) in [
+        (vec![5], 7, 3, false),
+        (vec![64], 3136, 128, true),
+        (vec![2, 3], 4, 6, true),
+        (vec![1], 1, 1, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 500 + case as u64 * 10;
+        let shape: Vec<usize> = lead.iter().copied().chain([i]).collect();
+        let x = Var::from_tensor(&random(&shape, seed)).unwrap();
+        let w = Var::from_tensor(&random(&[o, i], seed + 1)).unwrap();
+        let b = Var::from_tensor(&random(&[o], seed + 2)).unwrap();
+        let ours = kernels::linear(x.as_tensor(), w.as_tensor(), b.as_tensor(), relu).unwrap();
+        let mut theirs = candle::Module::forward(
+            &candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone())),
+            x.as_tensor(),
+        )
+        .unwrap();
+        if relu {
+            theirs = theirs.relu().unwrap();
+        }
+        same_grads(
+            &ours,
+            &theirs,
+            &[(&x, "input"), (&w, "weight"), (&b, "bias")],
+            &format!("case {case}"),
+        );
+    }
+}
+
+#[test]
+fn linear_skips_the_gradient_of_an_untracked_input() {
+    let x = random(&[3, 4], 1);
+    let w = Var::from_tensor(&random(&[2, 4], 2)).unwrap();
+    let b = Var::from_tensor(&random(&[2], 3)).unwrap();
+    let y = kernels::linear(&x, w.as_tensor(), b.as_tensor(), false).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
+}
+
+#[test]
+fn cross_entropy_matches_candle_value_and_gradient() {
+    for (case, (n, c)) in [(64, 10), (3, 1), (7, 5)].into_iter().enumerate() {
+        let logits = Var::from_tensor(
+            &random(&[n, c], 700 + case as u64)
+                .affine(10.0, 0.0)
+                .unwrap(),
+        )
+        .unwrap();
+        let classes: Vec<u32> = (0..n).map(|i| (i * 7 % c) as u32).collect();
+        let target = Tensor::new(classes.as_slice(), &Device::Cpu).unwrap();
+        let theirs = candle_nn::loss::cross_entropy(logits.as_tensor(), &target).unwrap();
+        for target in [
+            target.clone(),
+            target.to_dtype(candle::DType::I64).unwrap(),
+            target.to_dtype(candle::DType::U8).unwrap(),
+        ] {
+            let ours = kernels::cross_entropy(logits.as_tensor(), &target).unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            same_grads(
+                &ours,
+                &theirs,
+                &[(&logits, "logits")],
+                &format!("case {case} {:?}", target.dtype()),
+            );
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_names_a_target_out_of_range() {
+    let logits = random(&[2, 3], 1);
+    let target = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
+    let err = kernels::cross_entropy(&logits, &target)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("target class 3 is out of range for 3 classes"),
+        "{err}"
+    );
+}

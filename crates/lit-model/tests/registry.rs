@@ -1,7 +1,8 @@
 //! Building modules from hyperparameters, and the errors a user sees when a name is wrong.
 
 use candle::{Device, ModuleT, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+use lit_model::nn::Linear;
 use lit_model::{HParams, LitModule, MInterface, ModelRegistry, Net};
 use serde::{Deserialize, Serialize};
 

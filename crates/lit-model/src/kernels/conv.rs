@@ -1,7 +1,16 @@
-//! 2-d convolution with bias: im2col + gemm forward, and weight, bias and input gradients.
+//! 2-d convolution with bias, optionally followed by a ReLU and a max-pool, as one op: im2col +
+//! gemm forward, and weight, bias and input gradients in one pass over the batch.
+//!
+//! Fusing the activation and the pooling into the convolution keeps the full-resolution
+//! activation and its gradient inside per-thread scratch buffers: autograd only sees the pooled
+//! output, so the largest tensors of a small CNN are never materialised, summed or freed.
+
+use std::sync::Mutex;
 
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::{cpu_f32, matmul, slice};
 
 #[derive(Debug, Clone, Copy)]
 struct Geom {
@@ -126,67 +135,208 @@ impl Geom {
     }
 }
 
-/// `dst (m x n) (+)= a (m x k) * b (k x n)`, with each operand given by its row and column strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    a: (&[f32], isize, isize),
-    b: (&[f32], isize, isize),
-) {
-    debug_assert!(dst.len() >= m * n);
-    // SAFETY: the strides describe matrices inside the slices, whose sizes the callers derive from
-    // the same geometry; `dst` does not alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.0.as_ptr(),
-            a.2,
-            a.1,
-            b.0.as_ptr(),
-            b.2,
-            b.1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
+/// Where each pooled output took its value from: the window offset of its maximum, or
+/// [`DEAD`] when a ReLU zeroed it (no gradient flows back).
+const DEAD: u8 = u8::MAX;
 
 struct Conv2dOp {
     stride: usize,
     pad: usize,
     relu: bool,
+    /// Max-pool window (and stride) after the activation; 0 for none.
+    pool: usize,
+    /// The forward pass's pooling choices, for the backward pass.
+    argmax: Mutex<Vec<u8>>,
 }
 
-/// The f32 data of a contiguous CPU tensor's storage, without copying.
-fn cpu_f32<'a>(s: &'a candle::Storage, l: &Layout, what: &str) -> candle::Result<&'a [f32]> {
-    match s {
-        candle::Storage::Cpu(c) => slice(c, l, what),
-        _ => candle::bail!("conv2d kernel: {what} must be on the CPU"),
+impl Conv2dOp {
+    /// Output size per image: `(height, width)` after the optional pooling.
+    fn out_hw(&self, g: &Geom) -> (usize, usize) {
+        match self.pool {
+            0 => (g.oh, g.ow),
+            k => (g.oh / k, g.ow / k),
+        }
+    }
+
+    /// `conv(x_n) + b` into `y` (`O x OH*OW`), through `cols`.
+    fn conv_image(
+        &self,
+        g: &Geom,
+        xn: &[f32],
+        w: &[f32],
+        b: &[f32],
+        cols: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let (ckk, ohw) = (g.ckk(), g.ohw());
+        g.im2col(xn, cols);
+        for (o, row) in y.chunks_mut(ohw).enumerate() {
+            row.fill(b[o]);
+        }
+        matmul(
+            g.o,
+            ohw,
+            ckk,
+            y,
+            true,
+            (w, ckk as isize, 1),
+            (cols, ohw as isize, 1),
+        );
+    }
+
+    /// Max-pools `full` (`O x OH x OW`) into `out`, after a ReLU when `relu`, recording the
+    /// window offset of each maximum (the first one, as PyTorch) in `arg`.
+    fn pool_image(&self, g: &Geom, full: &[f32], out: &mut [f32], arg: &mut [u8]) {
+        let k = self.pool;
+        let (ph, pw) = self.out_hw(g);
+        if k == 2 {
+            return self.pool2_image(g, full, out, arg);
+        }
+        for o in 0..g.o {
+            let plane = &full[o * g.ohw()..(o + 1) * g.ohw()];
+            for py in 0..ph {
+                for px in 0..pw {
+                    let mut best = 0usize;
+                    let mut m = f32::NEG_INFINITY;
+                    for ky in 0..k {
+                        let row = &plane[(py * k + ky) * g.ow + px * k..][..k];
+                        for (kx, &v) in row.iter().enumerate() {
+                            if v > m {
+                                m = v;
+                                best = ky * k + kx;
+                            }
+                        }
+                    }
+                    let i = (o * ph + py) * pw + px;
+                    if self.relu && m <= 0.0 {
+                        out[i] = 0.0;
+                        arg[i] = DEAD;
+                    } else {
+                        out[i] = m;
+                        arg[i] = best as u8;
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Self::pool_image`] for 2x2 windows, a row pair at a time without bounds checks.
+    fn pool2_image(&self, g: &Geom, full: &[f32], out: &mut [f32], arg: &mut [u8]) {
+        let (ph, pw) = self.out_hw(g);
+        let planes = full
+            .chunks_exact(g.ohw())
+            .zip(out.chunks_exact_mut(ph * pw));
+        for ((plane, out), arg) in planes.zip(arg.chunks_exact_mut(ph * pw)) {
+            let rows = plane.chunks_exact(2 * g.ow).zip(out.chunks_exact_mut(pw));
+            for ((pair, out), arg) in rows.zip(arg.chunks_exact_mut(pw)) {
+                let (top, bottom) = pair.split_at(g.ow);
+                let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                for (((t, b), y), a) in windows.zip(out.iter_mut()).zip(arg.iter_mut()) {
+                    // The first maximum in PyTorch's order: top-left, top-right, bottom-left,
+                    // bottom-right.
+                    let (mut m, mut best) = (t[0], 0u8);
+                    for (j, v) in [(1u8, t[1]), (2, b[0]), (3, b[1])] {
+                        if v > m {
+                            m = v;
+                            best = j;
+                        }
+                    }
+                    (*y, *a) = if self.relu && m <= 0.0 {
+                        (0.0, DEAD)
+                    } else {
+                        (m, best)
+                    };
+                }
+            }
+        }
+    }
+
+    /// The gradient with respect to the convolution's output (`O x OH*OW`) of one image, given
+    /// the gradient of the op's output; `scratch` holds it when it has to be built.
+    fn output_grad<'a>(
+        &self,
+        g: &Geom,
+        gy: &'a [f32],
+        res: &[f32],
+        arg: &[u8],
+        scratch: &'a mut [f32],
+    ) -> &'a [f32] {
+        let k = self.pool;
+        if k == 2 {
+            self.unpool2(g, gy, arg, scratch);
+            scratch
+        } else if let Some(nz) = std::num::NonZeroUsize::new(k) {
+            let (ph, pw) = self.out_hw(g);
+            scratch.fill(0.0);
+            for o in 0..g.o {
+                for py in 0..ph {
+                    for px in 0..pw {
+                        let i = (o * ph + py) * pw + px;
+                        let a = arg[i];
+                        if a != DEAD {
+                            let (ky, kx) = (a as usize / nz, a as usize % nz);
+                            scratch[o * g.ohw() + (py * k + ky) * g.ow + px * k + kx] = gy[i];
+                        }
+                    }
+                }
+            }
+            scratch
+        } else if self.relu {
+            // ReLU passes the gradient where its output is positive.
+            for ((s, g), y) in scratch.iter_mut().zip(gy).zip(res) {
+                *s = if *y > 0.0 { *g } else { 0.0 };
+            }
+            scratch
+        } else {
+            gy
+        }
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle::Result<&'a [f32]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle::Error::Msg(format!("conv2d kernel: {what} must be contiguous")))?;
-    match s {
-        CpuStorage::F32(v) => Ok(&v[start..end]),
-        _ => candle::bail!("conv2d kernel: {what} must be f32"),
+impl Conv2dOp {
+    /// Routes each 2x2 window's gradient to the position its maximum came from, writing every
+    /// element of `full` once (zeros elsewhere, and in a last odd row or column).
+    fn unpool2(&self, g: &Geom, gy: &[f32], arg: &[u8], full: &mut [f32]) {
+        let (ph, pw) = self.out_hw(g);
+        let planes = full.chunks_exact_mut(g.ohw()).zip(gy.chunks_exact(ph * pw));
+        for ((plane, gy), arg) in planes.zip(arg.chunks_exact(ph * pw)) {
+            let (pairs, rest) = plane.split_at_mut(ph * 2 * g.ow);
+            rest.fill(0.0);
+            let rows = pairs.chunks_exact_mut(2 * g.ow).zip(gy.chunks_exact(pw));
+            for ((pair, gy), arg) in rows.zip(arg.chunks_exact(pw)) {
+                let (top, bottom) = pair.split_at_mut(g.ow);
+                top[2 * pw..].fill(0.0);
+                bottom[2 * pw..].fill(0.0);
+                let windows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+                for (((t, b), &v), &a) in windows.zip(gy).zip(arg) {
+                    let pick = |j: u8| if a == j { v } else { 0.0 };
+                    (t[0], t[1], b[0], b[1]) = (pick(0), pick(1), pick(2), pick(3));
+                }
+            }
+        }
     }
+}
+
+/// The sum of `xs`, with independent partial sums that the compiler can vectorise.
+fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Per-thread buffers and partial sums of the backward pass.
+struct Partial {
+    cols: Vec<f32>,
+    gy: Vec<f32>,
+    dcols: Vec<f32>,
+    gw: Vec<f32>,
+    gb: Vec<f32>,
 }
 
 impl CustomOp3 for Conv2dOp {
@@ -205,38 +355,55 @@ impl CustomOp3 for Conv2dOp {
     ) -> candle::Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let (x, w, b) = (
-            slice(s1, l1, "input")?,
-            slice(s2, l2, "weight")?,
-            slice(s3, l3, "bias")?,
+            slice(s1, l1, "conv2d", "input")?,
+            slice(s2, l2, "conv2d", "weight")?,
+            slice(s3, l3, "conv2d", "bias")?,
         );
-        let (ckk, ohw) = (g.ckk(), g.ohw());
-        let mut y = vec![0f32; g.n * g.o * ohw];
-        let per_thread = g.n.div_ceil(rayon::current_num_threads()).max(1);
-        y.par_chunks_mut(g.o * ohw)
-            .with_min_len(per_thread)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; ckk * ohw],
-                |cols, (i, yn)| {
-                    g.im2col(&x[i * g.chw()..(i + 1) * g.chw()], cols);
-                    for (o, row) in yn.chunks_mut(ohw).enumerate() {
-                        row.fill(b[o]);
-                    }
-                    matmul(
-                        g.o,
-                        ohw,
-                        ckk,
-                        yn,
-                        true,
-                        (w, ckk as isize, 1),
-                        (cols, ohw as isize, 1),
-                    );
-                    if self.relu {
-                        yn.iter_mut().for_each(|v| *v = v.max(0.0));
-                    }
-                },
-            );
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+        let (ckk, ohw, chw) = (g.ckk(), g.ohw(), g.chw());
+        let (ph, pw) = self.out_hw(&g);
+        if ph == 0 || pw == 0 {
+            candle::bail!(
+                "conv2d kernel: pooling window {} does not fit the {}x{} output",
+                self.pool,
+                g.oh,
+                g.ow
+            )
+        }
+        let per_image = g.o * ph * pw;
+        let mut y = vec![0f32; g.n * per_image];
+        let min_len = g.n.div_ceil(rayon::current_num_threads()).max(1);
+        if self.pool == 0 {
+            y.par_chunks_mut(per_image)
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each_init(
+                    || vec![0f32; ckk * ohw],
+                    |cols, (i, yn)| {
+                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, yn);
+                        if self.relu {
+                            yn.iter_mut().for_each(|v| *v = v.max(0.0));
+                        }
+                    },
+                );
+        } else {
+            let mut arg = vec![0u8; y.len()];
+            y.par_chunks_mut(per_image)
+                .zip(arg.par_chunks_mut(per_image))
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each_init(
+                    || (vec![0f32; ckk * ohw], vec![0f32; g.o * ohw]),
+                    |(cols, full), (i, (yn, an))| {
+                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, full);
+                        self.pool_image(&g, full, yn, an);
+                    },
+                );
+            *self
+                .argmax
+                .lock()
+                .map_err(|_| candle::Error::Msg("conv2d kernel: poisoned lock".into()))? = arg;
+        }
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, ph, pw))))
     }
 
     fn bwd(
@@ -249,104 +416,106 @@ impl CustomOp3 for Conv2dOp {
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
         let (ckk, ohw, chw) = (g.ckk(), g.ohw(), g.chw());
-        let (x, w) = (x.contiguous()?, w.contiguous()?);
-        let (xg, wg) = (x.storage_and_layout(), w.storage_and_layout());
-        let (xs, ws) = (
-            cpu_f32(&xg.0, xg.1, "input")?,
-            cpu_f32(&wg.0, wg.1, "weight")?,
+        let (ph, pw) = self.out_hw(&g);
+        let per_out = g.o * ph * pw;
+        let (x, w, grad) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?);
+        let (xg, wg, gg, rg) = (
+            x.storage_and_layout(),
+            w.storage_and_layout(),
+            grad.storage_and_layout(),
+            res.storage_and_layout(),
         );
-        let grad = grad.contiguous()?;
-        let gg = grad.storage_and_layout();
-        let gy_in = cpu_f32(&gg.0, gg.1, "gradient")?;
-        // ReLU passes the gradient where its output is positive; mask in parallel chunks.
-        let masked;
-        let gy: &[f32] = if self.relu {
-            let rg = res.storage_and_layout();
-            let y = cpu_f32(&rg.0, rg.1, "output")?;
-            let mut m = vec![0f32; gy_in.len()];
-            m.par_chunks_mut(1 << 15)
-                .zip(gy_in.par_chunks(1 << 15).zip(y.par_chunks(1 << 15)))
-                .for_each(|(m, (g, y))| {
-                    for ((m, g), y) in m.iter_mut().zip(g).zip(y) {
-                        *m = if *y > 0.0 { *g } else { 0.0 };
-                    }
-                });
-            masked = m;
-            &masked
-        } else {
-            gy_in
+        let (xs, ws, gy, ys) = (
+            cpu_f32(&xg.0, xg.1, "conv2d", "input")?,
+            cpu_f32(&wg.0, wg.1, "conv2d", "weight")?,
+            cpu_f32(&gg.0, gg.1, "conv2d", "gradient")?,
+            cpu_f32(&rg.0, rg.1, "conv2d", "output")?,
+        );
+        let arg = self
+            .argmax
+            .lock()
+            .map_err(|_| candle::Error::Msg("conv2d kernel: poisoned lock".into()))?;
+        if self.pool > 0 && arg.len() != g.n * per_out {
+            candle::bail!("conv2d kernel: backward without a matching forward pass")
+        }
+        // The input gradient only when something upstream needs it (never for input images).
+        let mut dx = x.track_op().then(|| vec![0f32; g.n * chw]);
+        let dcols_len = if dx.is_some() { ckk * ohw } else { 0 };
+        let init = || Partial {
+            cols: vec![0f32; ckk * ohw],
+            gy: vec![0f32; g.o * ohw],
+            dcols: vec![0f32; dcols_len],
+            gw: vec![0f32; g.o * ckk],
+            gb: vec![0f32; g.o],
         };
-        // One split of the batch per thread: each split allocates its buffers once.
-        let per_thread = g.n.div_ceil(rayon::current_num_threads()).max(1);
-        // Weight and bias gradients: sum over images of gy_n @ cols_n^T and of gy_n's rows.
-        let (gw, gb) = (0..g.n)
-            .into_par_iter()
-            .with_min_len(per_thread)
-            .fold(
-                || {
-                    (
-                        vec![0f32; g.o * ckk],
-                        vec![0f32; g.o],
-                        vec![0f32; ckk * ohw],
-                    )
-                },
-                |(mut gw, mut gb, mut cols), i| {
-                    g.im2col(&xs[i * chw..(i + 1) * chw], &mut cols);
-                    let gyn = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
-                    matmul(
-                        g.o,
-                        ckk,
-                        ohw,
-                        &mut gw,
-                        true,
-                        (gyn, ohw as isize, 1),
-                        (&cols, 1, ohw as isize),
-                    );
-                    for (o, row) in gyn.chunks(ohw).enumerate() {
-                        gb[o] += row.iter().sum::<f32>();
-                    }
-                    (gw, gb, cols)
-                },
-            )
-            .map(|(gw, gb, _)| (gw, gb))
-            .reduce(
-                || (vec![0f32; g.o * ckk], vec![0f32; g.o]),
-                |(mut a, mut b), (c, d)| {
-                    a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
-                    b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
-                    (a, b)
-                },
+        // One pass per image: its output gradient, its share of the weight and bias gradients,
+        // and its input gradient, while its data is in cache.
+        let image = |mut p: Partial, i: usize, dxn: Option<&mut [f32]>| {
+            let out = i * per_out..(i + 1) * per_out;
+            let arg_n = if self.pool > 0 {
+                &arg[out.clone()]
+            } else {
+                &[][..]
+            };
+            let gyn = self.output_grad(&g, &gy[out.clone()], &ys[out], arg_n, &mut p.gy);
+            for (o, row) in gyn.chunks(ohw).enumerate() {
+                p.gb[o] += sum(row);
+            }
+            g.im2col(&xs[i * chw..(i + 1) * chw], &mut p.cols);
+            matmul(
+                g.o,
+                ckk,
+                ohw,
+                &mut p.gw,
+                true,
+                (gyn, ohw as isize, 1),
+                (&p.cols, 1, ohw as isize),
             );
-        // The input gradient, only when something upstream needs it (not for the input images).
-        let gx = if x.track_op() {
-            let mut dx = vec![0f32; g.n * chw];
-            dx.par_chunks_mut(chw)
-                .with_min_len(per_thread)
-                .enumerate()
-                .for_each_init(
-                    || vec![0f32; ckk * ohw],
-                    |dcols, (i, dxn)| {
-                        let gyn = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
-                        matmul(
-                            ckk,
-                            ohw,
-                            g.o,
-                            dcols,
-                            false,
-                            (ws, 1, ckk as isize),
-                            (gyn, ohw as isize, 1),
-                        );
-                        g.col2im(dcols, dxn);
-                    },
+            if let Some(dxn) = dxn {
+                matmul(
+                    ckk,
+                    ohw,
+                    g.o,
+                    &mut p.dcols,
+                    false,
+                    (ws, 1, ckk as isize),
+                    (gyn, ohw as isize, 1),
                 );
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
-        } else {
-            None
+                g.col2im(&p.dcols, dxn);
+            }
+            p
         };
+        let min_len = g.n.div_ceil(rayon::current_num_threads()).max(1);
+        let partials: Vec<Partial> = match dx.as_mut() {
+            Some(dx) => dx
+                .par_chunks_mut(chw)
+                .enumerate()
+                .with_min_len(min_len)
+                .fold(init, |p, (i, dxn)| image(p, i, Some(dxn)))
+                .collect(),
+            None => (0..g.n)
+                .into_par_iter()
+                .with_min_len(min_len)
+                .fold(init, |p, i| image(p, i, None))
+                .collect(),
+        };
+        let (mut gw, mut gb) = (vec![0f32; g.o * ckk], vec![0f32; g.o]);
+        for p in partials {
+            gw.iter_mut().zip(&p.gw).for_each(|(a, b)| *a += b);
+            gb.iter_mut().zip(&p.gb).for_each(|(a, b)| *a += b);
+        }
+        let gx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
         let gw = Tensor::from_vec(gw, w.shape(), w.device())?;
         let gb = Tensor::from_vec(gb, g.o, w.device())?;
         Ok((gx, Some(gw), Some(gb)))
     }
+}
+
+fn apply(x: &Tensor, weight: &Tensor, bias: &Tensor, op: Conv2dOp) -> candle::Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
 }
 
 /// `conv2d(x, weight) + bias` for contiguous f32 CPU tensors, with square stride and padding and
@@ -360,13 +529,37 @@ pub fn conv2d(
     padding: usize,
     relu: bool,
 ) -> candle::Result<Tensor> {
-    x.contiguous()?.apply_op3(
-        &weight.contiguous()?,
-        &bias.contiguous()?,
-        Conv2dOp {
-            stride,
-            pad: padding,
-            relu,
-        },
-    )
+    let op = Conv2dOp {
+        stride,
+        pad: padding,
+        relu,
+        pool: 0,
+        argmax: Mutex::new(Vec::new()),
+    };
+    apply(x, weight, bias, op)
+}
+
+/// `max_pool2d(act(conv2d(x, weight) + bias), pool)` in one op, where `act` is a ReLU when `relu`
+/// and the identity otherwise; the pooling window and stride are both `pool` (as
+/// `nn.MaxPool2d(pool)`), and a window's gradient goes to its first maximum, as in PyTorch.
+pub fn conv2d_pool(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    padding: usize,
+    relu: bool,
+    pool: usize,
+) -> candle::Result<Tensor> {
+    if !(1..16).contains(&pool) {
+        candle::bail!("conv2d kernel: pooling window {pool} is not in 1..16")
+    }
+    let op = Conv2dOp {
+        stride,
+        pad: padding,
+        relu,
+        pool,
+        argmax: Mutex::new(Vec::new()),
+    };
+    apply(x, weight, bias, op)
 }

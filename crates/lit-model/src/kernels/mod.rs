@@ -4,11 +4,112 @@
 //! input gradient with loops rather than a matrix product (also for the input image, which nothing
 //! uses), and max-pool backward goes through several generic ops. These kernels do the same maths
 //! with im2col and the `gemm` crate candle itself uses, parallel over the batch, skipping gradients
-//! nobody needs. They run for contiguous f32 tensors on the CPU; the layers in [`crate::nn`] fall
-//! back to candle's own ops on other devices and dtypes.
+//! nobody needs, and fuse what follows a layer (bias, ReLU, pooling) into it so that autograd
+//! stores, sums and frees fewer tensors. They run for contiguous f32 tensors on the CPU; the
+//! layers in [`crate::nn`] fall back to candle's own ops on other devices and dtypes.
 
 mod conv;
+mod linear;
 mod pool;
+mod xent;
 
-pub use conv::conv2d;
+use candle::{CpuStorage, Layout};
+
+pub use conv::{conv2d, conv2d_pool};
+pub use linear::linear;
 pub use pool::max_pool2d;
+pub use xent::cross_entropy;
+
+/// `dst (m x n) (+)= a (m x k) * b (k x n)`, with each operand given by its row and column
+/// strides; on the calling thread when `parallel` is false, else on rayon's current pool.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    parallel: bool,
+) {
+    let extent = |rows: usize, cols: usize, rs: isize, cs: isize| {
+        (rows.saturating_sub(1)) * rs.unsigned_abs() + (cols.saturating_sub(1)) * cs.unsigned_abs()
+    };
+    assert!(dst.len() >= m * n, "gemm: destination too small");
+    assert!(
+        m * k == 0 || extent(m, k, a.1, a.2) < a.0.len(),
+        "gemm: left operand too small"
+    );
+    assert!(
+        k * n == 0 || extent(k, n, b.1, b.2) < b.0.len(),
+        "gemm: right operand too small"
+    );
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every element the strides reach inside its slice, and
+    // `dst` is a unique borrow, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.0.as_ptr(),
+            a.2,
+            a.1,
+            b.0.as_ptr(),
+            b.2,
+            b.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// [`gemm`] on the calling thread (the kernels parallelise over the batch themselves).
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+) {
+    gemm(m, n, k, dst, accumulate, a, b, false)
+}
+
+/// The f32 data of a contiguous CPU tensor's storage, without copying.
+fn cpu_f32<'a>(
+    s: &'a candle::Storage,
+    l: &Layout,
+    op: &str,
+    what: &str,
+) -> candle::Result<&'a [f32]> {
+    match s {
+        candle::Storage::Cpu(c) => slice(c, l, op, what),
+        _ => candle::bail!("{op} kernel: {what} must be on the CPU"),
+    }
+}
+
+/// The f32 data of contiguous CPU storage, without copying.
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str, what: &str) -> candle::Result<&'a [f32]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle::Error::Msg(format!("{op} kernel: {what} must be contiguous")))?;
+    match s {
+        CpuStorage::F32(v) => Ok(&v[start..end]),
+        _ => candle::bail!("{op} kernel: {what} must be f32"),
+    }
+}

@@ -4,6 +4,8 @@
 use candle::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_f32;
+
 struct MaxPoolOp {
     k: usize,
 }
@@ -60,9 +62,9 @@ impl CustomOp1 for MaxPoolOp {
             grad.storage_and_layout(),
         );
         let (x, y, gy) = (
-            cpu_f32(&xg.0, xg.1)?,
-            cpu_f32(&yg.0, yg.1)?,
-            cpu_f32(&gg.0, gg.1)?,
+            cpu_f32(&xg.0, xg.1, "max_pool2d", "input")?,
+            cpu_f32(&yg.0, yg.1, "max_pool2d", "output")?,
+            cpu_f32(&gg.0, gg.1, "max_pool2d", "gradient")?,
         );
         let k = self.k;
         let mut dx = vec![0f32; planes * h * w];
@@ -88,17 +90,6 @@ impl CustomOp1 for MaxPoolOp {
             }
         });
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
-    }
-}
-
-/// The f32 data of a contiguous CPU tensor's storage, without copying.
-fn cpu_f32<'a>(s: &'a candle::Storage, l: &Layout) -> candle::Result<&'a [f32]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle::Error::Msg("max_pool2d kernel: tensor must be contiguous".into()))?;
-    match s {
-        candle::Storage::Cpu(CpuStorage::F32(v)) => Ok(&v[start..end]),
-        _ => candle::bail!("max_pool2d kernel: tensors must be f32 on the CPU"),
     }
 }
 

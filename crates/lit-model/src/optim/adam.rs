@@ -2,8 +2,10 @@
 //! `torch.optim.AdamW`.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use candle::{backprop::GradStore, Tensor, Var};
+use candle::{backprop::GradStore, CpuStorage, DType, InplaceOp2, Layout, Shape, Tensor, Var};
+use rayon::prelude::*;
 
 use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
 use crate::Result;
@@ -42,12 +44,139 @@ impl Default for AdamConfig {
     }
 }
 
+/// One parameter's moments and step count.
 #[derive(Clone)]
 struct Moments {
     step: u64,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    max_exp_avg_sq: Option<Tensor>,
+    buffers: Buffers,
+}
+
+#[derive(Clone)]
+enum Buffers {
+    /// For f32 parameters on the CPU: host vectors that the fused update writes in place.
+    Host {
+        shape: Shape,
+        exp_avg: Vec<f32>,
+        exp_avg_sq: Vec<f32>,
+        max_exp_avg_sq: Option<Vec<f32>>,
+    },
+    /// Elsewhere: tensors on the parameter's device, updated with tensor arithmetic.
+    Tensors {
+        exp_avg: Tensor,
+        exp_avg_sq: Tensor,
+        max_exp_avg_sq: Option<Tensor>,
+    },
+}
+
+/// Whether `var` takes the fused in-place update.
+fn on_host(var: &Var) -> bool {
+    var.device().is_cpu() && var.dtype() == DType::F32 && var.is_contiguous()
+}
+
+/// The scalars of one update, in the order PyTorch applies them.
+#[derive(Debug, Clone, Copy)]
+struct Coefficients {
+    lr: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    /// `lr / (1 - beta1^t)`.
+    step_size: f64,
+    /// `1 / sqrt(1 - beta2^t)`.
+    inv_bc2_sqrt: f64,
+}
+
+/// First moment, second moment and (AMSGrad) running maximum of the second, borrowed mutably.
+type HostMoments<'a> = (&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
+
+/// Adam's update of one f32 parameter in place, together with its moments: one pass over
+/// parameter, gradient and moments, in parallel chunks, with no tensor allocated.
+struct FusedAdam<'a> {
+    k: Coefficients,
+    moments: Mutex<HostMoments<'a>>,
+}
+
+impl InplaceOp2 for FusedAdam<'_> {
+    fn name(&self) -> &'static str {
+        "lit-adam"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle::Result<()> {
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (s1, s2) else {
+            candle::bail!("adam: the fused update needs f32 parameters and gradients")
+        };
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle::bail!("adam: the fused update needs contiguous parameters and gradients")
+        };
+        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+        let mut guard = self
+            .moments
+            .lock()
+            .map_err(|_| candle::Error::Msg("adam: poisoned lock".into()))?;
+        let (m, v, vmax) = &mut *guard;
+        if g.len() != p.len() || m.len() != p.len() || v.len() != p.len() {
+            candle::bail!("adam: parameter, gradient and moments differ in size")
+        }
+        let k = self.k;
+        // Branch-free over elements: L2 decay adds `wd * p` to the gradient (0 when decoupled),
+        // decoupled decay scales the parameter first (by 1 otherwise).
+        let (l2, shrink) = if k.decoupled {
+            (0.0, (1.0 - k.lr * k.weight_decay) as f32)
+        } else {
+            (k.weight_decay as f32, 1.0)
+        };
+        let (b1, b2) = (k.beta1 as f32, k.beta2 as f32);
+        let (c1, c2) = ((1.0 - k.beta1) as f32, (1.0 - k.beta2) as f32);
+        let (step_size, inv_bc2, eps) = (k.step_size as f32, k.inv_bc2_sqrt as f32, k.eps as f32);
+        let update =
+            |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: Option<&mut [f32]>| {
+                let moments = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+                match vmax {
+                    None => {
+                        for (((p, g), m), v) in moments {
+                            let g = g + l2 * *p;
+                            *m = *m * b1 + g * c1;
+                            *v = *v * b2 + g * g * c2;
+                            *p = *p * shrink - step_size * *m / (v.sqrt() * inv_bc2 + eps);
+                        }
+                    }
+                    Some(vmax) => {
+                        for ((((p, g), m), v), vm) in moments.zip(vmax.iter_mut()) {
+                            let g = g + l2 * *p;
+                            *m = *m * b1 + g * c1;
+                            *v = *v * b2 + g * g * c2;
+                            *vm = vm.max(*v);
+                            *p = *p * shrink - step_size * *m / (vm.sqrt() * inv_bc2 + eps);
+                        }
+                    }
+                }
+            };
+        const CHUNK: usize = 1 << 14;
+        if p.len() < 4 * CHUNK {
+            update(p, g, m, v, vmax.as_deref_mut());
+        } else {
+            let vmax_chunks: Vec<Option<&mut [f32]>> = match vmax.as_deref_mut() {
+                Some(vm) => vm.chunks_mut(CHUNK).map(Some).collect(),
+                None => (0..p.len().div_ceil(CHUNK)).map(|_| None).collect(),
+            };
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .zip(vmax_chunks)
+                .for_each(|((((p, g), m), v), vm)| update(p, g, m, v, vm));
+        }
+        Ok(())
+    }
 }
 
 /// Adam or AdamW over named parameters; moments and step counts are saveable state.
@@ -110,49 +239,43 @@ impl Optimizer for Adam {
                 .map(move |(n, v)| (n, v, c.lr * g.lr_scale, g.weight_decay))
         }) {
             let Some(grad) = grads.get(var) else { continue };
-            // A variable's gradient still points into the forward graph; detach everything the
-            // update touches so that stored moments never keep a step's activations alive.
-            let (grad, mut p) = (grad.detach(), var.as_tensor().detach());
-            let g = if wd != 0.0 && !c.decoupled_weight_decay {
-                (grad + p.affine(wd, 0.0)?)?
-            } else {
-                grad
+            let mut m = self.moments.remove(name).unwrap_or(Moments {
+                step: 0,
+                buffers: Buffers::zeros(var, c.amsgrad)?,
+            });
+            m.step += 1;
+            let k = Coefficients {
+                lr,
+                weight_decay: wd,
+                decoupled: c.decoupled_weight_decay,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                step_size: lr / (1.0 - c.beta1.powi(m.step as i32)),
+                inv_bc2_sqrt: 1.0 / (1.0 - c.beta2.powi(m.step as i32)).sqrt(),
             };
-            if wd != 0.0 && c.decoupled_weight_decay {
-                p = p.affine(1.0 - lr * wd, 0.0)?;
-            }
-            let m = match self.moments.get(name) {
-                Some(m) => m.clone(),
-                None => Moments {
-                    step: 0,
-                    exp_avg: g.zeros_like()?,
-                    exp_avg_sq: g.zeros_like()?,
-                    max_exp_avg_sq: c.amsgrad.then(|| g.zeros_like()).transpose()?,
-                },
-            };
-            let step = m.step + 1;
-            let exp_avg = (m.exp_avg.affine(c.beta1, 0.0)? + g.affine(1.0 - c.beta1, 0.0)?)?;
-            let exp_avg_sq =
-                (m.exp_avg_sq.affine(c.beta2, 0.0)? + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
-            let max_exp_avg_sq = match m.max_exp_avg_sq {
-                Some(prev) => Some(prev.maximum(&exp_avg_sq)?),
-                None => None,
-            };
-            let bc1 = 1.0 - c.beta1.powi(step as i32);
-            let bc2 = 1.0 - c.beta2.powi(step as i32);
-            let second = max_exp_avg_sq.as_ref().unwrap_or(&exp_avg_sq);
-            let denom = second.sqrt()?.affine(1.0 / bc2.sqrt(), c.eps)?;
-            let update = (exp_avg.affine(lr / bc1, 0.0)? / denom)?;
-            var.set(&(p - update)?)?;
-            self.moments.insert(
-                name.clone(),
-                Moments {
-                    step,
+            match &mut m.buffers {
+                Buffers::Host {
                     exp_avg,
                     exp_avg_sq,
                     max_exp_avg_sq,
-                },
-            );
+                    ..
+                } => {
+                    let op = FusedAdam {
+                        k,
+                        moments: Mutex::new((exp_avg, exp_avg_sq, max_exp_avg_sq.as_deref_mut())),
+                    };
+                    var.as_tensor()
+                        .inplace_op2(&grad.contiguous()?, &op)
+                        .map_err(|e| crate::Error::Invalid(format!("{name}: {e}")))?;
+                }
+                Buffers::Tensors {
+                    exp_avg,
+                    exp_avg_sq,
+                    max_exp_avg_sq,
+                } => tensor_step(var, grad, k, exp_avg, exp_avg_sq, max_exp_avg_sq)?,
+            }
+            self.moments.insert(name.clone(), m);
         }
         Ok(())
     }
@@ -169,10 +292,11 @@ impl Optimizer for Adam {
         let mut tensors = BTreeMap::new();
         let mut steps = serde_json::Map::new();
         for (name, m) in &self.moments {
-            tensors.insert(format!("exp_avg.{name}"), m.exp_avg.clone());
-            tensors.insert(format!("exp_avg_sq.{name}"), m.exp_avg_sq.clone());
-            if let Some(max) = &m.max_exp_avg_sq {
-                tensors.insert(format!("max_exp_avg_sq.{name}"), max.clone());
+            let (exp_avg, exp_avg_sq, max) = m.buffers.tensors();
+            tensors.insert(format!("exp_avg.{name}"), exp_avg);
+            tensors.insert(format!("exp_avg_sq.{name}"), exp_avg_sq);
+            if let Some(max) = max {
+                tensors.insert(format!("max_exp_avg_sq.{name}"), max);
             }
             steps.insert(name.clone(), m.step.into());
         }
@@ -184,7 +308,7 @@ impl Optimizer for Adam {
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
         let mut moments = BTreeMap::new();
-        for (name, _) in self.groups.iter().flat_map(|g| g.params.iter()) {
+        for (name, var) in self.groups.iter().flat_map(|g| g.params.iter()) {
             let get = |buf: &str| state.tensors.get(&format!("{buf}.{name}")).cloned();
             let (Some(exp_avg), Some(exp_avg_sq)) = (get("exp_avg"), get("exp_avg_sq")) else {
                 continue;
@@ -195,18 +319,135 @@ impl Optimizer for Adam {
                 .and_then(|s| s.get(name))
                 .and_then(|s| s.as_u64())
                 .unwrap_or(0);
-            moments.insert(
-                name.clone(),
-                Moments {
-                    step,
-                    exp_avg,
-                    exp_avg_sq,
-                    max_exp_avg_sq: get("max_exp_avg_sq"),
-                },
-            );
+            let buffers = Buffers::Tensors {
+                exp_avg,
+                exp_avg_sq,
+                max_exp_avg_sq: get("max_exp_avg_sq"),
+            }
+            .placed_for(name, var)?;
+            moments.insert(name.clone(), Moments { step, buffers });
         }
         self.moments = moments;
         super::restore_lr(&mut self.config.lr, &state.meta);
         Ok(())
     }
+}
+
+impl Buffers {
+    /// Zero moments for `var`, held where its update runs.
+    fn zeros(var: &Var, amsgrad: bool) -> Result<Self> {
+        Ok(if on_host(var) {
+            let n = var.elem_count();
+            Buffers::Host {
+                shape: var.shape().clone(),
+                exp_avg: vec![0.0; n],
+                exp_avg_sq: vec![0.0; n],
+                max_exp_avg_sq: amsgrad.then(|| vec![0.0; n]),
+            }
+        } else {
+            let z = || var.as_tensor().zeros_like();
+            Buffers::Tensors {
+                exp_avg: z()?,
+                exp_avg_sq: z()?,
+                max_exp_avg_sq: amsgrad.then(z).transpose()?,
+            }
+        })
+    }
+
+    /// The moments as tensors (copies of host vectors), for saving.
+    fn tensors(&self) -> (Tensor, Tensor, Option<Tensor>) {
+        match self {
+            Buffers::Tensors {
+                exp_avg,
+                exp_avg_sq,
+                max_exp_avg_sq,
+            } => (exp_avg.clone(), exp_avg_sq.clone(), max_exp_avg_sq.clone()),
+            Buffers::Host {
+                shape,
+                exp_avg,
+                exp_avg_sq,
+                max_exp_avg_sq,
+            } => {
+                // The lengths match the shape by construction, so these cannot fail.
+                let t = |v: &Vec<f32>| {
+                    Tensor::from_slice(v, shape, &candle::Device::Cpu)
+                        .expect("moment length matches its shape")
+                };
+                (t(exp_avg), t(exp_avg_sq), max_exp_avg_sq.as_ref().map(t))
+            }
+        }
+    }
+
+    /// Loaded tensors moved where `var`'s update runs, checked against its shape.
+    fn placed_for(self, name: &str, var: &Var) -> Result<Self> {
+        let Buffers::Tensors {
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+        } = self
+        else {
+            return Ok(self);
+        };
+        for t in [Some(&exp_avg), Some(&exp_avg_sq), max_exp_avg_sq.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if t.shape() != var.shape() {
+                return Err(crate::Error::Invalid(format!(
+                    "optimizer state for {name}: moment of shape {:?}, but the parameter has shape {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+        }
+        if !on_host(var) {
+            let to = |t: Tensor| t.to_device(var.device())?.to_dtype(var.dtype());
+            return Ok(Buffers::Tensors {
+                exp_avg: to(exp_avg)?,
+                exp_avg_sq: to(exp_avg_sq)?,
+                max_exp_avg_sq: max_exp_avg_sq.map(to).transpose()?,
+            });
+        }
+        let host = |t: Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        Ok(Buffers::Host {
+            shape: var.shape().clone(),
+            exp_avg: host(exp_avg)?,
+            exp_avg_sq: host(exp_avg_sq)?,
+            max_exp_avg_sq: max_exp_avg_sq.map(host).transpose()?,
+        })
+    }
+}
+
+/// Adam's update with tensor arithmetic, for parameters off the CPU or not in f32.
+fn tensor_step(
+    var: &Var,
+    grad: &Tensor,
+    k: Coefficients,
+    exp_avg: &mut Tensor,
+    exp_avg_sq: &mut Tensor,
+    max_exp_avg_sq: &mut Option<Tensor>,
+) -> Result<()> {
+    // A variable's gradient still points into the forward graph; detach everything the update
+    // touches so that stored moments never keep a step's activations alive.
+    let (grad, mut p) = (grad.detach(), var.as_tensor().detach());
+    let g = if k.weight_decay != 0.0 && !k.decoupled {
+        (grad + p.affine(k.weight_decay, 0.0)?)?
+    } else {
+        grad
+    };
+    if k.weight_decay != 0.0 && k.decoupled {
+        p = p.affine(1.0 - k.lr * k.weight_decay, 0.0)?;
+    }
+    *exp_avg = (exp_avg.affine(k.beta1, 0.0)? + g.affine(1.0 - k.beta1, 0.0)?)?;
+    *exp_avg_sq = (exp_avg_sq.affine(k.beta2, 0.0)? + g.sqr()?.affine(1.0 - k.beta2, 0.0)?)?;
+    if let Some(max) = max_exp_avg_sq {
+        *max = max.maximum(&*exp_avg_sq)?;
+    }
+    let second = max_exp_avg_sq.as_ref().unwrap_or(exp_avg_sq);
+    let denom = second.sqrt()?.affine(k.inv_bc2_sqrt, k.eps)?;
+    let update = (exp_avg.affine(k.step_size, 0.0)? / denom)?;
+    var.set(&(p - update)?)?;
+    Ok(())
 }

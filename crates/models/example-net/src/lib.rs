@@ -18,8 +18,8 @@
 //! | 11 | Linear(128, num_classes) |
 
 use candle::{ModuleT, Tensor};
-use candle_nn::{Conv2dConfig, Linear, Module, VarBuilder};
-use lit_model::nn::{conv2d, linear, max_pool2d, Conv2d};
+use candle_nn::{Conv2dConfig, Module, VarBuilder};
+use lit_model::nn::{conv2d, linear, Conv2d, Linear};
 use serde::{Deserialize, Serialize};
 
 /// ExampleNet's hyperparameters.
@@ -72,10 +72,11 @@ impl lit_model::Net for ExampleNet {
 
 impl ModuleT for ExampleNet {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> candle::Result<Tensor> {
-        let xs = max_pool2d(&self.conv0.forward_relu(xs)?, 2)?;
-        let xs = max_pool2d(&self.conv3.forward_relu(&xs)?, 2)?;
+        // Each layer with the ReLU and pooling after it, as one fused op (lit_model::nn).
+        let xs = self.conv0.forward_relu_pool(xs, 2)?;
+        let xs = self.conv3.forward_relu_pool(&xs, 2)?;
         let xs = self.conv6.forward_relu(&xs)?.flatten_from(1)?;
-        let xs = self.fc9.forward(&xs)?.relu()?;
+        let xs = self.fc9.forward_relu(&xs)?;
         self.fc11.forward(&xs)
     }
 }

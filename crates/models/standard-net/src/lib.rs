@@ -15,8 +15,8 @@
 //! (`lit_model::MInterface`), chosen by hyperparameters.
 
 use candle::{ModuleT, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
-use lit_model::nn::linear;
+use candle_nn::{Module, VarBuilder};
+use lit_model::nn::{linear, Linear};
 use serde::{Deserialize, Serialize};
 
 /// The network's hyperparameters.

@@ -1,0 +1,36 @@
+//! CPU thread pools: set once, at the start of a program, before any tensor work.
+//!
+//! Two pools run tensor work on the CPU. rayon's pool runs lit's kernels, the `gemm` crate's
+//! matrix products and candle's convolutions; its size is `RAYON_NUM_THREADS`. candle 0.11 keeps
+//! a second pool for its element-wise ops on large tensors, sized by `CANDLE_NUM_THREADS`
+//! (defaulting to rayon's count), whose workers spin for a while after each op. During training
+//! the two pools alternate many times per step, so the spinning workers of one take the cores
+//! the other needs: on a 2-core machine, one spinning candle worker made ExampleNet's backward
+//! pass about 40% slower (see BENCHMARKS.md).
+
+/// Sets the CPU thread counts for this process, keeping any the user has set:
+/// `RAYON_NUM_THREADS` to the available parallelism (without it candle counts the cores again on
+/// every matrix product, reading `/proc/cpuinfo` each time), and `CANDLE_NUM_THREADS` to 1, so
+/// that candle's element-wise ops run on the calling thread instead of a second spinning pool.
+/// Returns rayon's thread count.
+///
+/// Call it first thing in `main`, before any thread is spawned: it sets environment variables,
+/// which the pools read once, when they start.
+pub fn init() -> usize {
+    let rayon = match std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        Some(n) => n,
+        None => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            n
+        }
+    };
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    rayon
+}
