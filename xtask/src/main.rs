@@ -8,7 +8,8 @@
 //!   or downloaded with curl, and check it against SHA256SUMS.
 //! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
 //!   undo that.
-//! - `bench [--full]`: lit's Trainer against a bare Candle loop (see BENCHMARKS.md).
+//! - `bench [--full | --allocators]`: lit's Trainer against a bare Candle loop, or on mimalloc
+//!   against glibc's malloc with and without tunables (see BENCHMARKS.md).
 //! - `ci`: what CI checks: fmt, clippy, tests.
 //!
 //! This crate depends on std and anyhow only, so it builds in seconds.
@@ -39,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         "train" => train(args),
         "test" => cargo(&["test", "--workspace"], &args),
         "ci" => ci(),
-        "bench" => cargo(&["run", "--quiet", "--release", "--package", "lit-bench", "--"], &args),
+        "bench" => bench(&args),
         "data" => data::run(args),
         "new-model" => model::new_model(one_name(&args)?),
         "remove-model" => model::remove_model(one_name(&args)?),
@@ -88,6 +89,31 @@ pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn cargo(base: &[&str], extra: &[String]) -> anyhow::Result<()> {
     run_cmd(Command::new(cargo_bin()).args(base).args(extra))
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let run = [
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "lit-bench",
+        "--",
+    ];
+    if args.iter().all(|a| a != "--allocators") {
+        return cargo(&run, args);
+    }
+    // The same program without mimalloc runs on the system allocator; keep that binary aside
+    // before the default build replaces it.
+    let build = ["build", "--quiet", "--release", "--package", "lit-bench"];
+    cargo(&build, &["--no-default-features".to_string()])?;
+    let dir = project_root().join("target").join("release");
+    let system = dir.join("lit-bench-system-alloc");
+    fs::copy(dir.join("lit-bench"), &system).context("keeping the system-allocator build")?;
+    cargo(
+        &run,
+        &["--allocators".to_string(), system.display().to_string()],
+    )
 }
 
 fn train(args: Vec<String>) -> anyhow::Result<()> {

@@ -25,8 +25,15 @@ use lit_model::init::SeededVarMap;
 use lit_model::optim::{named_params, Adam, AdamConfig, Optimizer};
 use lit_model::{MInterface, ModelRegistry, Net};
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// glibc's malloc tuned not to hand memory back to the kernel on every free: allocations up to
+/// 32 MiB (its maximum) stay on the heap instead of being mapped and unmapped, and the heap top
+/// is trimmed only past 1 GiB.
+const GLIBC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824";
 
 const SEED: u64 = 1234;
 const BATCH: usize = 64;
@@ -45,6 +52,22 @@ fn peak_rss_mb() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// This process's minor page faults and system CPU seconds, from `/proc/self/stat`.
+fn faults_and_system_time() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at the state, field 3.
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    // minflt is field 10, stime field 15, in clock ticks of 1/100 s on Linux.
+    (
+        field(10).unwrap_or(f64::NAN),
+        field(15).map_or(f64::NAN, |t| t / 100.0),
+    )
 }
 
 fn roots() -> Vec<PathBuf> {
@@ -211,10 +234,74 @@ fn child(variant: &str, steps: usize, epochs: usize) -> anyhow::Result<()> {
         "lit" => lit(steps, epochs)?,
         other => bail!("unknown variant {other}"),
     };
+    let (faults, system) = faults_and_system_time();
     println!(
         "{}",
-        serde_json::json!({ "variant": variant, "seconds": secs, "samples": samples, "peak_rss_mb": peak_rss_mb() })
+        serde_json::json!({
+            "variant": variant,
+            "seconds": secs,
+            "samples": samples,
+            "peak_rss_mb": peak_rss_mb(),
+            "minor_faults": faults,
+            "system_seconds": system,
+        })
     );
+    Ok(())
+}
+
+/// One variant's run in a child process of `exe`, with extra environment variables.
+fn run_child(
+    exe: &std::path::Path,
+    env: &[(&str, &str)],
+    variant: &str,
+    steps: usize,
+    epochs: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(exe)
+        .args(["--child", variant, &steps.to_string(), &epochs.to_string()])
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("{variant} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    serde_json::from_str(&line).with_context(|| format!("{variant} printed {line}"))
+}
+
+/// The Trainer on mimalloc (this binary) against glibc's malloc (`system`, the same program
+/// built without the `mimalloc` feature), plain and with [`GLIBC_TUNABLES`].
+fn allocators(system: &std::path::Path, steps: usize) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    println!("lit's Trainer, {steps} steps, by global allocator");
+    println!(
+        "{:<16} {:>12} {:>14} {:>10} {:>14} {:>10}",
+        "allocator", "samples/s", "s per epoch", "peak MB", "minor faults", "system s"
+    );
+    let tuned = [("GLIBC_TUNABLES", GLIBC_TUNABLES)];
+    for (name, exe, env) in [
+        ("mimalloc", exe.as_path(), &[][..]),
+        ("glibc", system, &[]),
+        ("glibc, tuned", system, &tuned),
+    ] {
+        let v = run_child(exe, env, "lit", steps, 1)?;
+        let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let (secs, samples) = (num("seconds"), num("samples"));
+        println!(
+            "{name:<16} {:>12.0} {:>14.2} {:>10.0} {:>14.0} {:>10.2}",
+            samples / secs,
+            60_000.0 * secs / samples,
+            num("peak_rss_mb"),
+            num("minor_faults"),
+            num("system_seconds"),
+        );
+    }
+    println!("({GLIBC_TUNABLES})");
     Ok(())
 }
 
@@ -227,6 +314,11 @@ fn main() -> anyhow::Result<()> {
             return child(variant, steps.parse()?, epochs.parse()?);
         }
     }
+    if let [flag, system] = args.as_slice() {
+        if flag == "--allocators" {
+            return allocators(std::path::Path::new(system), 600);
+        }
+    }
     let full = args.iter().any(|a| a == "--full");
     let (steps, epochs) = if full { (usize::MAX, 3) } else { (200, 1) };
     println!(
@@ -237,21 +329,7 @@ fn main() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
     for variant in ["candle", "bare", "lit"] {
-        let out = Command::new(&exe)
-            .args(["--child", variant, &steps.to_string(), &epochs.to_string()])
-            .output()
-            .context("running a variant")?;
-        if !out.status.success() {
-            bail!("{variant} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        let line = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("{variant} printed {line}"))?;
+        let v = run_child(&exe, &[], variant, steps, epochs)?;
         let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
         let samples = v["samples"].as_f64().unwrap_or(f64::NAN);
         rows.push((
