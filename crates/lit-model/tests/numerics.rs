@@ -22,10 +22,20 @@ fn tensor(v: &Value, shape: &[usize]) -> Tensor {
 }
 
 fn trajectory(r: &Value, make: impl Fn(Vec<(String, Var)>) -> Box<dyn Optimizer>) -> Vec<f64> {
+    trajectory_in(DType::F32, r, make)
+}
+
+/// The optimizer's six steps with the parameter in `dtype` (f32 on the CPU takes Adam's fused
+/// in-place update, other dtypes and devices its tensor arithmetic).
+fn trajectory_in(
+    dtype: DType,
+    r: &Value,
+    make: impl Fn(Vec<(String, Var)>) -> Box<dyn Optimizer>,
+) -> Vec<f64> {
     let o = &r["optimizers"];
-    let p = Var::from_tensor(&tensor(&o["p0"], &[2, 3])).unwrap();
-    let target = tensor(&o["target"], &[2, 3]);
-    let w = tensor(&o["w"], &[2, 3]);
+    let p = Var::from_tensor(&tensor(&o["p0"], &[2, 3]).to_dtype(dtype).unwrap()).unwrap();
+    let target = tensor(&o["target"], &[2, 3]).to_dtype(dtype).unwrap();
+    let w = tensor(&o["w"], &[2, 3]).to_dtype(dtype).unwrap();
     let mut opt = make(vec![("p".into(), p.clone())]);
     let mut traj = Vec::new();
     for _ in 0..6 {
@@ -153,6 +163,64 @@ fn adam_amsgrad_matches_torch() {
         ..Default::default()
     };
     check_optimizer("adam_amsgrad", adam(cfg));
+}
+
+#[test]
+fn adam_tensor_path_matches_torch() {
+    // f64 parameters take the tensor update that other devices use.
+    let Some(r) = reference() else { return };
+    let base = AdamConfig {
+        lr: 0.01,
+        ..Default::default()
+    };
+    for (case, cfg) in [
+        ("adam", base),
+        (
+            "adam_l2",
+            AdamConfig {
+                weight_decay: 0.1,
+                ..base
+            },
+        ),
+        (
+            "adamw",
+            AdamConfig {
+                weight_decay: 0.1,
+                decoupled_weight_decay: true,
+                ..base
+            },
+        ),
+        (
+            "adam_amsgrad",
+            AdamConfig {
+                amsgrad: true,
+                beta1: 0.8,
+                beta2: 0.95,
+                ..base
+            },
+        ),
+    ] {
+        let expected = flat(&r["optimizers"]["cases"][case]["trajectory"]);
+        let got = trajectory_in(DType::F64, &r, adam(cfg));
+        assert_close(&got, &expected, 1e-5, &format!("{case} (f64)"));
+    }
+}
+
+#[test]
+fn adam_state_of_the_wrong_shape_is_an_error() {
+    let p = Var::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+    let q = Var::zeros((4,), DType::F32, &Device::Cpu).unwrap();
+    let mut donor = Adam::new(vec![("p".into(), q.clone())], AdamConfig::default()).unwrap();
+    let loss = q.as_tensor().sqr().unwrap().sum_all().unwrap();
+    donor.step(&loss.backward().unwrap()).unwrap();
+    let mut opt = Adam::new(vec![("p".into(), p)], AdamConfig::default()).unwrap();
+    let err = opt.load_state(donor.state()).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "optimizer state for p: moment of shape [4], but the parameter has shape [2, 3]"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
