@@ -434,3 +434,34 @@ fn cross_entropy_names_a_target_out_of_range() {
         "{err}"
     );
 }
+
+#[test]
+fn max_pooling_propagates_nan_as_pytorch_does() {
+    // torch.nn.functional.max_pool2d(torch.tensor([[[[1., nan], [3., 2.]]]]), 2) -> nan: a NaN
+    // wins its window (and relu(nan) is nan), so a diverging activation is not hidden.
+    let x = Tensor::from_vec(
+        vec![1f32, f32::NAN, 3.0, 2.0, 1.0, 4.0, 0.5, 2.0],
+        (1, 2, 2, 2),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let pooled = kernels::max_pool2d(&x, 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(pooled[0].is_nan() && pooled[1] == 4.0, "{pooled:?}");
+    // The fused op on an identity 1x1 convolution pools the same values (the two planes as
+    // two images, since a NaN times a zero weight would reach every output channel).
+    let x = x.reshape((2, 1, 2, 2)).unwrap();
+    let w = Tensor::ones((1, 1, 1, 1), candle::DType::F32, &Device::Cpu).unwrap();
+    let b = Tensor::zeros(1, candle::DType::F32, &Device::Cpu).unwrap();
+    let fused = kernels::conv2d_pool(&x, &w, &b, 1, 0, true, 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(fused[0].is_nan() && fused[1] == 4.0, "{fused:?}");
+}

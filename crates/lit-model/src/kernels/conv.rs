@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, matmul, slice};
+use super::{beats, cpu_f32, matmul, slice};
 
 #[derive(Debug, Clone, Copy)]
 struct Geom {
@@ -188,7 +188,7 @@ impl Conv2dOp {
     }
 
     /// Max-pools `full` (`O x OH x OW`) into `out`, after a ReLU when `relu`, recording the
-    /// window offset of each maximum (the first one, as PyTorch) in `arg`.
+    /// window offset of each maximum in `arg` (the first one, or the last NaN, as PyTorch).
     fn pool_image(&self, g: &Geom, full: &[f32], out: &mut [f32], arg: &mut [u8]) {
         let k = self.pool;
         let (ph, pw) = self.out_hw(g);
@@ -200,11 +200,11 @@ impl Conv2dOp {
             for py in 0..ph {
                 for px in 0..pw {
                     let mut best = 0usize;
-                    let mut m = f32::NEG_INFINITY;
+                    let mut m = plane[py * k * g.ow + px * k];
                     for ky in 0..k {
                         let row = &plane[(py * k + ky) * g.ow + px * k..][..k];
                         for (kx, &v) in row.iter().enumerate() {
-                            if v > m {
+                            if beats(v, m) {
                                 m = v;
                                 best = ky * k + kx;
                             }
@@ -239,7 +239,7 @@ impl Conv2dOp {
                     // bottom-right.
                     let (mut m, mut best) = (t[0], 0u8);
                     for (j, v) in [(1u8, t[1]), (2, b[0]), (3, b[1])] {
-                        if v > m {
+                        if beats(v, m) {
                             m = v;
                             best = j;
                         }

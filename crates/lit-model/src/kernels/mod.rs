@@ -20,6 +20,13 @@ pub use linear::linear;
 pub use pool::max_pool2d;
 pub use xent::cross_entropy;
 
+/// Whether a max-pool window's candidate `v` replaces the maximum `m` so far, as in PyTorch: when
+/// greater, or when NaN (so NaN propagates, and ties keep the first position).
+#[inline]
+fn beats(v: f32, m: f32) -> bool {
+    v > m || v.is_nan()
+}
+
 /// `dst (m x n) (+)= a (m x k) * b (k x n)`, with each operand given by its row and column
 /// strides; on the calling thread when `parallel` is false, else on rayon's current pool.
 #[allow(clippy::too_many_arguments)]
