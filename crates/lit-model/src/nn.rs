@@ -100,15 +100,31 @@ impl Module for Conv2d {
     }
 }
 
-/// Max-pooling with a `k` x `k` window and stride `k`, as `nn.MaxPool2d(k)`: lit's kernel on the
-/// CPU in f32 (its backward routes each gradient to the window's maximum, as PyTorch does), candle's
-/// `max_pool2d` elsewhere.
+/// Max-pooling with a `k` x `k` window and stride `k`, as `nn.MaxPool2d(k)`, whose gradient goes
+/// to each window's maximum as in PyTorch: lit's kernel on the CPU in f32, and elsewhere (GPUs,
+/// other dtypes) two max-reductions over a `(N, C, H/k, k, W/k, k)` view.
+///
+/// candle 0.11's own `max_pool2d` is not used: its backward multiplies each gradient by the
+/// window's mean of the max mask, so a window with one maximum passes on `1/k²` of its gradient.
 pub fn max_pool2d(x: &Tensor, k: usize) -> candle::Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 {
-        kernels::max_pool2d(x, k)
-    } else {
-        x.max_pool2d(k)
+        return kernels::max_pool2d(x, k);
     }
+    let (n, c, h, w) = x.dims4()?;
+    if k == 0 || h < k || w < k {
+        candle::bail!("max_pool2d: a {k}x{k} window does not fit a {h}x{w} input")
+    }
+    let (oh, ow) = (h / k, w / k);
+    // Rows and columns past the last whole window are dropped, as PyTorch does.
+    let x = if oh * k != h || ow * k != w {
+        x.narrow(2, 0, oh * k)?.narrow(3, 0, ow * k)?.contiguous()?
+    } else {
+        x.contiguous()?
+    };
+    // The reductions' backward sends the gradient to every tied maximum, where PyTorch picks the
+    // first; ties of a float window are rare outside a ReLU's zeros, whose gradient the ReLU
+    // stops anyway.
+    x.reshape((n, c, oh, k, ow, k))?.max(5)?.max(3)
 }
 
 fn torch_uniform(fan_in: usize) -> Init {

@@ -465,3 +465,50 @@ fn max_pooling_propagates_nan_as_pytorch_does() {
         .unwrap();
     assert!(fused[0].is_nan() && fused[1] == 4.0, "{fused:?}");
 }
+
+#[test]
+fn layers_off_the_fast_path_match_the_kernels() {
+    // f64 takes the path GPUs take (candle's ops and lit's reduction max-pool); its values and
+    // gradients must equal the f32 kernels', max-pool included (candle's own would scale each
+    // gradient by 1/k²).
+    use candle::DType;
+    use candle_nn::Conv2dConfig;
+    use lit_model::nn::{max_pool2d, Conv2d, Linear};
+    let run = |dtype: DType| {
+        let to = |t: Tensor| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap();
+        let x = to(random(&[2, 3, 9, 7], 41));
+        let (w, b) = (to(random(&[4, 3, 3, 3], 42)), to(random(&[4], 43)));
+        let (lw, lb) = (to(random(&[5, 4 * 4 * 3], 44)), to(random(&[5], 45)));
+        let conv = Conv2d::new(
+            w.as_tensor().clone(),
+            Some(b.as_tensor().clone()),
+            Conv2dConfig {
+                padding: 1,
+                ..Default::default()
+            },
+        );
+        let fc = Linear::new(lw.as_tensor().clone(), Some(lb.as_tensor().clone()));
+        let fused = conv.forward_relu_pool(x.as_tensor(), 2).unwrap();
+        let pooled = max_pool2d(&conv.forward_relu(x.as_tensor()).unwrap(), 2).unwrap();
+        let y = fc
+            .forward_relu(&(fused + pooled).unwrap().flatten_from(1).unwrap())
+            .unwrap();
+        let target = Tensor::new(&[1u32, 3], &Device::Cpu).unwrap();
+        let loss = lit_model::loss::cross_entropy(&y, &target).unwrap();
+        let grads = loss.backward().unwrap();
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let mut out = vec![f32s(&y)];
+        for v in [&x, &w, &b, &lw, &lb] {
+            out.push(f32s(grads.get(v).unwrap()));
+        }
+        out
+    };
+    let (fast, generic) = (run(DType::F32), run(DType::F64));
+    for (i, (a, b)) in fast.iter().zip(&generic).enumerate() {
+        close(
+            a,
+            b,
+            ["output", "grad x", "grad w", "grad b", "grad lw", "grad lb"][i],
+        );
+    }
+}
