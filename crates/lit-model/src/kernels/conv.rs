@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{beats, cpu_f32, matmul, slice};
+use super::{beats, cpu_f32, gemm, slice};
 
 #[derive(Debug, Clone, Copy)]
 struct Geom {
@@ -161,7 +161,9 @@ impl Conv2dOp {
         }
     }
 
-    /// `conv(x_n) + b` into `y` (`O x OH*OW`), through `cols`.
+    /// `conv(x_n) + b` into `y` (`O x OH*OW`), through `cols`; the product on rayon's pool when
+    /// `parallel`.
+    #[allow(clippy::too_many_arguments)]
     fn conv_image(
         &self,
         g: &Geom,
@@ -170,13 +172,14 @@ impl Conv2dOp {
         b: &[f32],
         cols: &mut [f32],
         y: &mut [f32],
+        parallel: bool,
     ) {
         let (ckk, ohw) = (g.ckk(), g.ohw());
         g.im2col(xn, cols);
         for (o, row) in y.chunks_mut(ohw).enumerate() {
             row.fill(b[o]);
         }
-        matmul(
+        gemm(
             g.o,
             ohw,
             ckk,
@@ -184,6 +187,7 @@ impl Conv2dOp {
             true,
             (w, ckk as isize, 1),
             (cols, ohw as isize, 1),
+            parallel,
         );
     }
 
@@ -333,6 +337,19 @@ fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// How a batch of `n` images is spread over rayon's threads: the fewest images a parallel task
+/// takes (a contiguous share per thread, so the partial sums do not depend on scheduling), and
+/// whether each image's matrix products run on the pool instead, when there are fewer images
+/// than threads (say, one large image at inference).
+fn split(n: usize) -> (usize, bool) {
+    let threads = rayon::current_num_threads();
+    if n < threads {
+        (n.max(1), true)
+    } else {
+        (n.div_ceil(threads), false)
+    }
+}
+
 /// Per-thread buffers and partial sums of the backward pass.
 struct Partial {
     cols: Vec<f32>,
@@ -374,7 +391,7 @@ impl CustomOp3 for Conv2dOp {
         }
         let per_image = g.o * ph * pw;
         let mut y = vec![0f32; g.n * per_image];
-        let min_len = g.n.div_ceil(rayon::current_num_threads()).max(1);
+        let (min_len, inner) = split(g.n);
         if self.pool == 0 {
             y.par_chunks_mut(per_image)
                 .enumerate()
@@ -382,7 +399,7 @@ impl CustomOp3 for Conv2dOp {
                 .for_each_init(
                     || vec![0f32; ckk * ohw],
                     |cols, (i, yn)| {
-                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, yn);
+                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, yn, inner);
                         if self.relu {
                             yn.iter_mut().for_each(|v| *v = v.max(0.0));
                         }
@@ -397,7 +414,7 @@ impl CustomOp3 for Conv2dOp {
                 .for_each_init(
                     || (vec![0f32; ckk * ohw], vec![0f32; g.o * ohw]),
                     |(cols, full), (i, (yn, an))| {
-                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, full);
+                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, full, inner);
                         self.pool_image(&g, full, yn, an);
                     },
                 );
@@ -453,6 +470,7 @@ impl CustomOp3 for Conv2dOp {
         };
         // One pass per image: its output gradient, its share of the weight and bias gradients,
         // and its input gradient, while its data is in cache.
+        let (min_len, inner) = split(g.n);
         let image = |mut p: Partial, i: usize, dxn: Option<&mut [f32]>| {
             let out = i * per_out..(i + 1) * per_out;
             let arg_n = if self.pool > 0 {
@@ -465,7 +483,7 @@ impl CustomOp3 for Conv2dOp {
                 p.gb[o] += sum(row);
             }
             g.im2col(&xs[i * chw..(i + 1) * chw], &mut p.cols);
-            matmul(
+            gemm(
                 g.o,
                 ckk,
                 ohw,
@@ -473,9 +491,10 @@ impl CustomOp3 for Conv2dOp {
                 true,
                 (gyn, ohw as isize, 1),
                 (&p.cols, 1, ohw as isize),
+                inner,
             );
             if let Some(dxn) = dxn {
-                matmul(
+                gemm(
                     ckk,
                     ohw,
                     g.o,
@@ -483,12 +502,12 @@ impl CustomOp3 for Conv2dOp {
                     false,
                     (ws, 1, ckk as isize),
                     (gyn, ohw as isize, 1),
+                    inner,
                 );
                 g.col2im(&p.dcols, dxn);
             }
             p
         };
-        let min_len = g.n.div_ceil(rayon::current_num_threads()).max(1);
         let partials: Vec<Partial> = match dx.as_mut() {
             Some(dx) => dx
                 .par_chunks_mut(chw)

@@ -84,19 +84,6 @@ fn gemm(
     }
 }
 
-/// [`gemm`] on the calling thread (the kernels parallelise over the batch themselves).
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    a: (&[f32], isize, isize),
-    b: (&[f32], isize, isize),
-) {
-    gemm(m, n, k, dst, accumulate, a, b, false)
-}
-
 /// The f32 data of a contiguous CPU tensor's storage, without copying.
 fn cpu_f32<'a>(
     s: &'a candle::Storage,
