@@ -1,6 +1,7 @@
 //! Adam (L2 weight decay, AMSGrad) and AdamW (decoupled weight decay), as `torch.optim.Adam` and
 //! `torch.optim.AdamW`.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -239,11 +240,15 @@ impl Optimizer for Adam {
                 .map(move |(n, v)| (n, v, c.lr * g.lr_scale, g.weight_decay))
         }) {
             let Some(grad) = grads.get(var) else { continue };
-            let mut m = self.moments.remove(name).unwrap_or(Moments {
-                step: 0,
-                buffers: Buffers::zeros(var, c.amsgrad)?,
-            });
-            m.step += 1;
+            let m = match self.moments.entry(name.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(Moments {
+                    step: 0,
+                    buffers: Buffers::zeros(var, c.amsgrad)?,
+                }),
+            };
+            // The step count advances only once the update has been applied.
+            let step = m.step + 1;
             let k = Coefficients {
                 lr,
                 weight_decay: wd,
@@ -251,8 +256,8 @@ impl Optimizer for Adam {
                 beta1: c.beta1,
                 beta2: c.beta2,
                 eps: c.eps,
-                step_size: lr / (1.0 - c.beta1.powi(m.step as i32)),
-                inv_bc2_sqrt: 1.0 / (1.0 - c.beta2.powi(m.step as i32)).sqrt(),
+                step_size: lr / (1.0 - c.beta1.powi(step as i32)),
+                inv_bc2_sqrt: 1.0 / (1.0 - c.beta2.powi(step as i32)).sqrt(),
             };
             match &mut m.buffers {
                 Buffers::Host {
@@ -275,7 +280,7 @@ impl Optimizer for Adam {
                     max_exp_avg_sq,
                 } => tensor_step(var, grad, k, exp_avg, exp_avg_sq, max_exp_avg_sq)?,
             }
-            self.moments.insert(name.clone(), m);
+            m.step = step;
         }
         Ok(())
     }
