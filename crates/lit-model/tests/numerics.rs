@@ -207,6 +207,69 @@ fn adam_tensor_path_matches_torch() {
 }
 
 #[test]
+fn sgd_tensor_path_matches_torch() {
+    // f64 parameters take the tensor update that other devices use.
+    let Some(r) = reference() else { return };
+    let sgd_cfg = |lr, momentum, dampening, weight_decay, nesterov| SgdConfig {
+        lr,
+        momentum,
+        dampening,
+        weight_decay,
+        nesterov,
+    };
+    for (case, cfg) in [
+        ("sgd", sgd_cfg(0.1, 0.0, 0.0, 0.0, false)),
+        ("sgd_momentum", sgd_cfg(0.1, 0.9, 0.0, 0.0, false)),
+        ("sgd_nesterov_wd", sgd_cfg(0.05, 0.9, 0.0, 0.01, true)),
+        ("sgd_dampening", sgd_cfg(0.1, 0.8, 0.3, 0.0, false)),
+    ] {
+        let expected = flat(&r["optimizers"]["cases"][case]["trajectory"]);
+        let got = trajectory_in(DType::F64, &r, sgd(cfg));
+        assert_close(&got, &expected, 1e-5, &format!("{case} (f64)"));
+    }
+}
+
+#[test]
+fn sgd_state_round_trips() {
+    let Some(r) = reference() else { return };
+    // Six steps straight equal three steps, a state save into a fresh optimizer, three more.
+    let o = &r["optimizers"];
+    let target = tensor(&o["target"], &[2, 3]);
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let run = |split: bool| {
+        let p = Var::from_tensor(&tensor(&o["p0"], &[2, 3])).unwrap();
+        let mut opt = Sgd::new(vec![("p".into(), p.clone())], cfg).unwrap();
+        for i in 0..6 {
+            if split && i == 3 {
+                let state = opt.state();
+                assert!(state.tensors.contains_key("momentum_buffer.p"));
+                opt = Sgd::new(vec![("p".into(), p.clone())], cfg).unwrap();
+                opt.load_state(state).unwrap();
+            }
+            let loss = (p.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        p.as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(run(false), run(true));
+}
+
+#[test]
 fn adam_state_of_the_wrong_shape_is_an_error() {
     let p = Var::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
     let q = Var::zeros((4,), DType::F32, &Device::Cpu).unwrap();

@@ -3,11 +3,10 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
-use candle::{backprop::GradStore, CpuStorage, DType, InplaceOp2, Layout, Shape, Tensor, Var};
-use rayon::prelude::*;
+use candle::{backprop::GradStore, Shape, Tensor, Var};
 
+use super::fused::{self, on_host};
 use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
 use crate::Result;
 
@@ -69,11 +68,6 @@ enum Buffers {
     },
 }
 
-/// Whether `var` takes the fused in-place update.
-fn on_host(var: &Var) -> bool {
-    var.device().is_cpu() && var.dtype() == DType::F32 && var.is_contiguous()
-}
-
 /// The scalars of one update, in the order PyTorch applies them.
 #[derive(Debug, Clone, Copy)]
 struct Coefficients {
@@ -87,97 +81,6 @@ struct Coefficients {
     step_size: f64,
     /// `1 / sqrt(1 - beta2^t)`.
     inv_bc2_sqrt: f64,
-}
-
-/// First moment, second moment and (AMSGrad) running maximum of the second, borrowed mutably.
-type HostMoments<'a> = (&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
-
-/// Adam's update of one f32 parameter in place, together with its moments: one pass over
-/// parameter, gradient and moments, in parallel chunks, with no tensor allocated.
-struct FusedAdam<'a> {
-    k: Coefficients,
-    moments: Mutex<HostMoments<'a>>,
-}
-
-impl InplaceOp2 for FusedAdam<'_> {
-    fn name(&self) -> &'static str {
-        "lit-adam"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle::Result<()> {
-        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (s1, s2) else {
-            candle::bail!("adam: the fused update needs f32 parameters and gradients")
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle::bail!("adam: the fused update needs contiguous parameters and gradients")
-        };
-        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
-        let mut guard = self
-            .moments
-            .lock()
-            .map_err(|_| candle::Error::Msg("adam: poisoned lock".into()))?;
-        let (m, v, vmax) = &mut *guard;
-        if g.len() != p.len() || m.len() != p.len() || v.len() != p.len() {
-            candle::bail!("adam: parameter, gradient and moments differ in size")
-        }
-        let k = self.k;
-        // Branch-free over elements: L2 decay adds `wd * p` to the gradient (0 when decoupled),
-        // decoupled decay scales the parameter first (by 1 otherwise).
-        let (l2, shrink) = if k.decoupled {
-            (0.0, (1.0 - k.lr * k.weight_decay) as f32)
-        } else {
-            (k.weight_decay as f32, 1.0)
-        };
-        let (b1, b2) = (k.beta1 as f32, k.beta2 as f32);
-        let (c1, c2) = ((1.0 - k.beta1) as f32, (1.0 - k.beta2) as f32);
-        let (step_size, inv_bc2, eps) = (k.step_size as f32, k.inv_bc2_sqrt as f32, k.eps as f32);
-        let update =
-            |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: Option<&mut [f32]>| {
-                let moments = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-                match vmax {
-                    None => {
-                        for (((p, g), m), v) in moments {
-                            let g = g + l2 * *p;
-                            *m = *m * b1 + g * c1;
-                            *v = *v * b2 + g * g * c2;
-                            *p = *p * shrink - step_size * *m / (v.sqrt() * inv_bc2 + eps);
-                        }
-                    }
-                    Some(vmax) => {
-                        for ((((p, g), m), v), vm) in moments.zip(vmax.iter_mut()) {
-                            let g = g + l2 * *p;
-                            *m = *m * b1 + g * c1;
-                            *v = *v * b2 + g * g * c2;
-                            *vm = vm.max(*v);
-                            *p = *p * shrink - step_size * *m / (vm.sqrt() * inv_bc2 + eps);
-                        }
-                    }
-                }
-            };
-        const CHUNK: usize = 1 << 14;
-        if p.len() < 4 * CHUNK {
-            update(p, g, m, v, vmax.as_deref_mut());
-        } else {
-            let vmax_chunks: Vec<Option<&mut [f32]>> = match vmax.as_deref_mut() {
-                Some(vm) => vm.chunks_mut(CHUNK).map(Some).collect(),
-                None => (0..p.len().div_ceil(CHUNK)).map(|_| None).collect(),
-            };
-            p.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .zip(vmax_chunks)
-                .for_each(|((((p, g), m), v), vm)| update(p, g, m, v, vm));
-        }
-        Ok(())
-    }
 }
 
 /// Adam or AdamW over named parameters; moments and step counts are saveable state.
@@ -266,13 +169,9 @@ impl Optimizer for Adam {
                     max_exp_avg_sq,
                     ..
                 } => {
-                    let op = FusedAdam {
-                        k,
-                        moments: Mutex::new((exp_avg, exp_avg_sq, max_exp_avg_sq.as_deref_mut())),
-                    };
-                    var.as_tensor()
-                        .inplace_op2(&grad.contiguous()?, &op)
-                        .map_err(|e| crate::Error::Invalid(format!("{name}: {e}")))?;
+                    let mut state = vec![&mut exp_avg[..], &mut exp_avg_sq[..]];
+                    state.extend(max_exp_avg_sq.as_deref_mut());
+                    fused::apply(name, var, grad, state, host_update(k))?;
                 }
                 Buffers::Tensors {
                     exp_avg,
@@ -375,8 +274,7 @@ impl Buffers {
             } => {
                 // The lengths match the shape by construction, so these cannot fail.
                 let t = |v: &Vec<f32>| {
-                    Tensor::from_slice(v, shape, &candle::Device::Cpu)
-                        .expect("moment length matches its shape")
+                    fused::to_tensor(v, shape).expect("moment length matches its shape")
                 };
                 (t(exp_avg), t(exp_avg_sq), max_exp_avg_sq.as_ref().map(t))
             }
@@ -397,13 +295,7 @@ impl Buffers {
             .into_iter()
             .flatten()
         {
-            if t.shape() != var.shape() {
-                return Err(crate::Error::Invalid(format!(
-                    "optimizer state for {name}: moment of shape {:?}, but the parameter has shape {:?}",
-                    t.dims(),
-                    var.dims()
-                )));
-            }
+            fused::check_shape("moment", name, t, var)?;
         }
         if !on_host(var) {
             let to = |t: Tensor| t.to_device(var.device())?.to_dtype(var.dtype());
@@ -413,15 +305,49 @@ impl Buffers {
                 max_exp_avg_sq: max_exp_avg_sq.map(to).transpose()?,
             });
         }
-        let host = |t: Tensor| -> Result<Vec<f32>> {
-            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-        };
+        let host = |t: Tensor| fused::from_tensor("moment", name, &t, var);
         Ok(Buffers::Host {
             shape: var.shape().clone(),
             exp_avg: host(exp_avg)?,
             exp_avg_sq: host(exp_avg_sq)?,
             max_exp_avg_sq: max_exp_avg_sq.map(host).transpose()?,
         })
+    }
+}
+
+/// Adam's update of a chunk of parameter `p`, gradient `g` and state `[m, v]` or, with AMSGrad,
+/// `[m, v, max_v]`, in f32.
+fn host_update(k: Coefficients) -> impl fused::Update {
+    // Branch-free over elements: L2 decay adds `wd * p` to the gradient (0 when decoupled),
+    // decoupled decay scales the parameter first (by 1 otherwise).
+    let (l2, shrink) = if k.decoupled {
+        (0.0, (1.0 - k.lr * k.weight_decay) as f32)
+    } else {
+        (k.weight_decay as f32, 1.0)
+    };
+    let (b1, b2) = (k.beta1 as f32, k.beta2 as f32);
+    let (c1, c2) = ((1.0 - k.beta1) as f32, (1.0 - k.beta2) as f32);
+    let (step_size, inv_bc2, eps) = (k.step_size as f32, k.inv_bc2_sqrt as f32, k.eps as f32);
+    move |p: &mut [f32], g: &[f32], state: &mut [&mut [f32]]| match state {
+        [m, v] => {
+            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g + l2 * *p;
+                *m = *m * b1 + g * c1;
+                *v = *v * b2 + g * g * c2;
+                *p = *p * shrink - step_size * *m / (v.sqrt() * inv_bc2 + eps);
+            }
+        }
+        [m, v, vmax] => {
+            let moments = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+            for ((((p, g), m), v), vm) in moments.zip(vmax.iter_mut()) {
+                let g = g + l2 * *p;
+                *m = *m * b1 + g * c1;
+                *v = *v * b2 + g * g * c2;
+                *vm = vm.max(*v);
+                *p = *p * shrink - step_size * *m / (vm.sqrt() * inv_bc2 + eps);
+            }
+        }
+        _ => unreachable!("Adam's state is two or three buffers"),
     }
 }
 

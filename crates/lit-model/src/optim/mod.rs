@@ -6,6 +6,7 @@
 //! the learning rate are applied with `affine`, so a step never copies to or from the host.
 
 mod adam;
+mod fused;
 mod rmsprop;
 mod sgd;
 

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use candle::{backprop::GradStore, Tensor, Var};
+use candle::{backprop::GradStore, Shape, Tensor, Var};
 
+use super::fused::{self, on_host};
 use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
 use crate::{Error, Result};
 
@@ -39,7 +40,13 @@ impl Default for SgdConfig {
 pub struct Sgd {
     groups: Vec<Group>,
     config: SgdConfig,
-    momentum_buffers: BTreeMap<String, Tensor>,
+    momentum_buffers: BTreeMap<String, Buffer>,
+}
+
+/// A momentum buffer: a host vector updated in place for f32 CPU parameters, a tensor elsewhere.
+enum Buffer {
+    Host(Vec<f32>, Shape),
+    Tensor(Tensor),
 }
 
 impl Sgd {
@@ -90,6 +97,36 @@ impl Optimizer for Sgd {
                 .map(move |(n, v)| (n, v, c.lr * g.lr_scale, g.weight_decay))
         }) {
             let Some(grad) = grads.get(var) else { continue };
+            if on_host(var) {
+                let buffer = self.momentum_buffers.get_mut(name);
+                let first = buffer.is_none();
+                let mut fresh = Vec::new();
+                let state = match (c.momentum != 0.0, buffer) {
+                    (false, _) => vec![],
+                    (true, Some(Buffer::Host(b, _))) => vec![&mut b[..]],
+                    (true, Some(Buffer::Tensor(_))) => {
+                        return Err(Error::Invalid(format!(
+                            "SGD: the momentum buffer of {name} is a tensor, the parameter is on the host"
+                        )))
+                    }
+                    (true, None) => {
+                        fresh = vec![0f32; var.elem_count()];
+                        vec![&mut fresh[..]]
+                    }
+                };
+                fused::apply(
+                    name,
+                    var,
+                    grad,
+                    state,
+                    host_update(c, lr, weight_decay, first),
+                )?;
+                if c.momentum != 0.0 && first {
+                    self.momentum_buffers
+                        .insert(name.clone(), Buffer::Host(fresh, var.shape().clone()));
+                }
+                continue;
+            }
             // A variable's gradient still points into the forward graph; detach everything the
             // update touches so that stored state never keeps a step's activations alive.
             let (grad, p) = (grad.detach(), var.as_tensor().detach());
@@ -101,14 +138,20 @@ impl Optimizer for Sgd {
             if c.momentum != 0.0 {
                 let buf = match self.momentum_buffers.get(name) {
                     None => g.copy()?,
-                    Some(b) => (b.affine(c.momentum, 0.0)? + g.affine(1.0 - c.dampening, 0.0)?)?,
+                    Some(Buffer::Tensor(b)) => {
+                        (b.affine(c.momentum, 0.0)? + g.affine(1.0 - c.dampening, 0.0)?)?
+                    }
+                    Some(Buffer::Host(..)) => return Err(Error::Invalid(format!(
+                        "SGD: the momentum buffer of {name} is on the host, the parameter is not"
+                    ))),
                 };
                 g = if c.nesterov {
                     (g + buf.affine(c.momentum, 0.0)?)?
                 } else {
                     buf.clone()
                 };
-                self.momentum_buffers.insert(name.clone(), buf);
+                self.momentum_buffers
+                    .insert(name.clone(), Buffer::Tensor(buf));
             }
             var.set(&(p - g.affine(lr, 0.0)?)?)?;
         }
@@ -128,22 +171,64 @@ impl Optimizer for Sgd {
             tensors: self
                 .momentum_buffers
                 .iter()
-                .map(|(k, v)| (format!("momentum_buffer.{k}"), v.clone()))
+                .map(|(k, v)| {
+                    let t = match v {
+                        Buffer::Tensor(t) => t.clone(),
+                        // The length matches the shape by construction, so this cannot fail.
+                        Buffer::Host(b, shape) => {
+                            fused::to_tensor(b, shape).expect("buffer length matches its shape")
+                        }
+                    };
+                    (format!("momentum_buffer.{k}"), t)
+                })
                 .collect(),
             meta: serde_json::json!({ "lr": self.config.lr }),
         }
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        self.momentum_buffers = state
-            .tensors
-            .into_iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("momentum_buffer.")
-                    .map(|p| (p.to_string(), v))
-            })
-            .collect();
+        let mut buffers = BTreeMap::new();
+        for (name, var) in self.groups.iter().flat_map(|g| g.params.iter()) {
+            let Some(t) = state.tensors.get(&format!("momentum_buffer.{name}")) else {
+                continue;
+            };
+            let buffer = if on_host(var) {
+                Buffer::Host(
+                    fused::from_tensor("momentum buffer", name, t, var)?,
+                    var.shape().clone(),
+                )
+            } else {
+                fused::check_shape("momentum buffer", name, t, var)?;
+                Buffer::Tensor(t.to_device(var.device())?.to_dtype(var.dtype())?)
+            };
+            buffers.insert(name.clone(), buffer);
+        }
+        self.momentum_buffers = buffers;
         super::restore_lr(&mut self.config.lr, &state.meta);
         Ok(())
+    }
+}
+
+/// SGD's update of a chunk of parameter `p` and gradient `g`, with the momentum buffer as the
+/// only state when there is momentum; `first` starts the buffer at the gradient, as torch does.
+fn host_update(c: SgdConfig, lr: f64, weight_decay: f64, first: bool) -> impl fused::Update {
+    let (lr, wd) = (lr as f32, weight_decay as f32);
+    let (momentum, damp) = (c.momentum as f32, (1.0 - c.dampening) as f32);
+    let nesterov = c.nesterov;
+    move |p: &mut [f32], g: &[f32], state: &mut [&mut [f32]]| match state {
+        [] => {
+            for (p, g) in p.iter_mut().zip(g) {
+                *p -= lr * (g + wd * *p);
+            }
+        }
+        [buf] => {
+            for ((p, g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+                let g = g + wd * *p;
+                *b = if first { g } else { momentum * *b + damp * g };
+                let d = if nesterov { g + momentum * *b } else { *b };
+                *p -= lr * d;
+            }
+        }
+        _ => unreachable!("SGD's state is at most a momentum buffer"),
     }
 }
