@@ -153,6 +153,16 @@ struct Conv2dOp {
 }
 
 impl Conv2dOp {
+    fn new(stride: usize, pad: usize, relu: bool, pool: usize) -> Self {
+        Self {
+            stride,
+            pad,
+            relu,
+            pool,
+            argmax: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Output size per image: `(height, width)` after the optional pooling.
     fn out_hw(&self, g: &Geom) -> (usize, usize) {
         match self.pool {
@@ -551,14 +561,7 @@ pub fn conv2d(
     padding: usize,
     relu: bool,
 ) -> candle::Result<Tensor> {
-    let op = Conv2dOp {
-        stride,
-        pad: padding,
-        relu,
-        pool: 0,
-        argmax: Mutex::new(Vec::new()),
-    };
-    apply(x, weight, bias, op)
+    apply(x, weight, bias, Conv2dOp::new(stride, padding, relu, 0))
 }
 
 /// `max_pool2d(act(conv2d(x, weight) + bias), pool)` in one op, where `act` is a ReLU when `relu`
@@ -576,12 +579,5 @@ pub fn conv2d_pool(
     if !(1..16).contains(&pool) {
         candle::bail!("conv2d kernel: pooling window {pool} is not in 1..16")
     }
-    let op = Conv2dOp {
-        stride,
-        pad: padding,
-        relu,
-        pool,
-        argmax: Mutex::new(Vec::new()),
-    };
-    apply(x, weight, bias, op)
+    apply(x, weight, bias, Conv2dOp::new(stride, padding, relu, pool))
 }

@@ -141,9 +141,11 @@ impl Optimizer for Sgd {
                     Some(Buffer::Tensor(b)) => {
                         (b.affine(c.momentum, 0.0)? + g.affine(1.0 - c.dampening, 0.0)?)?
                     }
-                    Some(Buffer::Host(..)) => return Err(Error::Invalid(format!(
+                    Some(Buffer::Host(..)) => {
+                        return Err(Error::Invalid(format!(
                         "SGD: the momentum buffer of {name} is on the host, the parameter is not"
-                    ))),
+                    )))
+                    }
                 };
                 g = if c.nesterov {
                     (g + buf.affine(c.momentum, 0.0)?)?
