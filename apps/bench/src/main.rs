@@ -4,19 +4,23 @@
 //! Variants: `candle`, a bare loop on candle's own layers; `bare`, the same loop on lit's CPU
 //! kernels (`lit_model::nn`); `lit`, lit's Trainer on those kernels. `cargo xtask bench` runs each
 //! in its own process (so peak memory is its own) and reports samples/s, seconds per
-//! 60,000-image epoch, peak resident memory and each time relative to `bare`. `--full` runs 3 epochs per
-//! variant; the default runs 400 steps (where fit's fixed set-up cost still shows in the ratio).
+//! 60,000-image epoch, peak resident memory and each time relative to `bare`. `--full` reports
+//! the median epoch of 3-epoch runs: candle's once, then the bare loop and the Trainer twice each,
+//! alternating, so that a drift in the machine's speed hits both sides of the overhead ratio. The
+//! default runs 400 steps of each once (where fit's fixed set-up cost still shows in the ratio).
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::Command;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle::{DType, Device, ModuleT};
-use lit_core::{Accelerator, Limit, Trainer, TrainerConfig};
+use lit_core::{Accelerator, Callback, Limit, Trainer, TrainerConfig, TrainerState};
 use lit_data::mnist::{self, Flavor};
 use lit_data::{
     DInterface, DataContext, DataLoader, DataLoaderConfig, Dataset, DatasetRegistry, HParams,
@@ -133,7 +137,14 @@ impl ModuleT for CandleNet {
 
 /// The bare loop: forward, cross-entropy, backward, Adam step; nothing else. `candle_kernels`
 /// picks candle's own layers instead of lit's (same parameters, same initial values).
-fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<(f64, usize)> {
+/// What a timed run measured: total seconds, samples, and the seconds of each epoch.
+struct Timing {
+    seconds: f64,
+    samples: usize,
+    epochs: Vec<f64>,
+}
+
+fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<Timing> {
     let config = DataLoaderConfig {
         batch_size: BATCH,
         shuffle: true,
@@ -156,7 +167,9 @@ fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<(f6
     let mut samples = 0;
     // CPU ops are synchronous, so wall-clock splits of a step are exact.
     let mut split = [0f64; 3];
+    let mut epoch_seconds = Vec::new();
     for epoch in 0..epochs {
+        let epoch_start = Instant::now();
         for batch in loader.iter(epoch as u64).take(steps) {
             let batch = batch?;
             let t0 = Instant::now();
@@ -175,6 +188,7 @@ fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<(f6
             split[2] += t2.elapsed().as_secs_f64();
             samples += batch.len();
         }
+        epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
     }
     let steps = (samples / BATCH).max(1) as f64;
     eprintln!(
@@ -183,11 +197,39 @@ fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<(f6
         split[1] * 1e3 / steps,
         split[2] * 1e3 / steps
     );
-    Ok((start.elapsed().as_secs_f64(), samples))
+    Ok(Timing {
+        seconds: start.elapsed().as_secs_f64(),
+        samples,
+        epochs: epoch_seconds,
+    })
+}
+
+/// Records the wall-clock length of each training epoch.
+struct EpochClock {
+    start: Option<Instant>,
+    epochs: Rc<RefCell<Vec<f64>>>,
+}
+
+impl Callback for EpochClock {
+    fn name(&self) -> &str {
+        "EpochClock"
+    }
+
+    fn on_train_epoch_start(&mut self, _: &mut TrainerState) -> lit_core::Result<()> {
+        self.start = Some(Instant::now());
+        Ok(())
+    }
+
+    fn on_train_epoch_end(&mut self, _: &mut TrainerState) -> lit_core::Result<()> {
+        if let Some(start) = self.start.take() {
+            self.epochs.borrow_mut().push(start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
 }
 
 /// lit's Trainer with MInterface and DInterface, logging every 50 steps, no validation.
-fn lit(steps: usize, epochs: usize) -> anyhow::Result<(f64, usize)> {
+fn lit(steps: usize, epochs: usize) -> anyhow::Result<Timing> {
     let mut hp = HParams::new();
     for (k, v) in [
         ("model_name", serde_json::json!("example_net")),
@@ -220,15 +262,30 @@ fn lit(steps: usize, epochs: usize) -> anyhow::Result<(f64, usize)> {
         logger: false,
         ..Default::default()
     };
-    let mut trainer = Trainer::new(cfg)?.with_hparams(hp);
+    let clock = Rc::new(RefCell::new(Vec::new()));
+    let mut trainer = Trainer::new(cfg)?
+        .with_hparams(hp)
+        .with_callback(EpochClock {
+            start: None,
+            epochs: clock.clone(),
+        });
     let start = Instant::now();
     trainer.fit(&mut module, &mut dm)?;
-    let secs = start.elapsed().as_secs_f64();
-    Ok((secs, trainer.state().global_step as usize * BATCH))
+    let seconds = start.elapsed().as_secs_f64();
+    let epochs = clock.borrow().clone();
+    Ok(Timing {
+        seconds,
+        samples: trainer.state().global_step as usize * BATCH,
+        epochs,
+    })
 }
 
 fn child(variant: &str, steps: usize, epochs: usize) -> anyhow::Result<()> {
-    let (secs, samples) = match variant {
+    let Timing {
+        seconds: secs,
+        samples,
+        epochs: epoch_seconds,
+    } = match variant {
         "candle" => bare(steps, epochs, true)?,
         "bare" => bare(steps, epochs, false)?,
         "lit" => lit(steps, epochs)?,
@@ -241,6 +298,7 @@ fn child(variant: &str, steps: usize, epochs: usize) -> anyhow::Result<()> {
             "variant": variant,
             "seconds": secs,
             "samples": samples,
+            "epoch_seconds": epoch_seconds,
             "peak_rss_mb": peak_rss_mb(),
             "minor_faults": faults,
             "system_seconds": system,
@@ -319,46 +377,118 @@ fn main() -> anyhow::Result<()> {
             return allocators(std::path::Path::new(system), 600);
         }
     }
-    let full = args.iter().any(|a| a == "--full");
-    let (steps, epochs) = if full { (usize::MAX, 3) } else { (400, 1) };
+    if args.iter().any(|a| a == "--full") {
+        return full();
+    }
     println!(
-        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {} thread(s); {}",
+        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {} thread(s); 400 steps",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
-        if full { "3 epochs" } else { "400 steps" }
     );
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
     for variant in ["candle", "bare", "lit"] {
-        let v = run_child(&exe, &[], variant, steps, epochs)?;
+        let v = run_child(&exe, &[], variant, 400, 1)?;
         let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
         let samples = v["samples"].as_f64().unwrap_or(f64::NAN);
-        rows.push((
+        rows.push(Row {
             variant,
-            samples / secs,
-            60_000.0 * secs / samples,
-            v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
-            secs,
-        ));
+            epoch_seconds: 60_000.0 * secs / samples,
+            peak_mb: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+        });
     }
+    print_rows(&rows);
+    Ok(())
+}
+
+/// One variant's result: seconds per 60,000-image epoch and peak resident memory.
+struct Row {
+    variant: &'static str,
+    epoch_seconds: f64,
+    peak_mb: f64,
+}
+
+/// The table, with times relative to the bare loop on lit's kernels (the second row).
+fn print_rows(rows: &[Row]) {
     println!(
         "{:<10} {:>12} {:>14} {:>14} {:>10}",
         "variant", "samples/s", "s per epoch", "peak MB", "ratio"
     );
-    // Times relative to the bare loop on lit's kernels.
-    let base = rows[1].4;
-    for (name, sps, epoch_s, mb, secs) in &rows {
+    let base = rows[1].epoch_seconds;
+    for r in rows {
         println!(
-            "{name:<10} {sps:>12.0} {epoch_s:>14.2} {mb:>14.0} {:>10.3}",
-            secs / base
+            "{:<10} {:>12.0} {:>14.2} {:>14.0} {:>10.3}",
+            r.variant,
+            60_000.0 / r.epoch_seconds,
+            r.epoch_seconds,
+            r.peak_mb,
+            r.epoch_seconds / base
         );
     }
     println!(
         "framework overhead (lit / bare, same kernels): {:.3}",
-        rows[2].4 / base
+        rows[2].epoch_seconds / base
     );
     println!(
         "lit's kernels against candle's (bare loops): {:.2}x faster",
-        rows[0].4 / base
+        rows[0].epoch_seconds / base
     );
+}
+
+/// The median of `xs` (NaN when empty).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Full mode: 3-epoch runs, candle's once and lit's kernels' twice each, the bare loop and the
+/// Trainer alternating so that a drift in the machine's speed hits both; each row is the median
+/// epoch of its runs.
+fn full() -> anyhow::Result<()> {
+    println!(
+        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {} thread(s); \
+         median epoch of 3-epoch runs (candle once, bare and lit twice each, alternating)",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
+    );
+    let exe = std::env::current_exe()?;
+    let mut epochs: [Vec<f64>; 3] = Default::default();
+    let mut peak = [0f64; 3];
+    for (i, variant) in [
+        (0, "candle"),
+        (1, "bare"),
+        (2, "lit"),
+        (1, "bare"),
+        (2, "lit"),
+    ] {
+        let v = run_child(&exe, &[], variant, usize::MAX, 3)?;
+        let these: Vec<f64> = v["epoch_seconds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        eprintln!(
+            "{variant}: epochs {}",
+            these
+                .iter()
+                .map(|s| format!("{s:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        epochs[i].extend(these);
+        peak[i] = peak[i].max(v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN));
+    }
+    let rows: Vec<Row> = ["candle", "bare", "lit"]
+        .into_iter()
+        .zip(epochs)
+        .zip(peak)
+        .map(|((variant, e), peak_mb)| Row {
+            variant,
+            epoch_seconds: median(e),
+            peak_mb,
+        })
+        .collect();
+    print_rows(&rows);
     Ok(())
 }
