@@ -366,7 +366,7 @@ fn allocators(system: &std::path::Path, steps: usize) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The same thread settings as the mnist app, for every variant (children inherit them).
-    lit_core::threads::init();
+    let threads = lit_core::threads::init();
     if let [flag, variant, steps, epochs] = args.as_slice() {
         if flag == "--child" {
             return child(variant, steps.parse()?, epochs.parse()?);
@@ -378,11 +378,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if args.iter().any(|a| a == "--full") {
-        return full();
+        return full(threads);
     }
     println!(
-        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {} thread(s); 400 steps",
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
+        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {threads} thread(s); 400 steps",
     );
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
@@ -447,11 +446,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// Full mode: 3-epoch runs, candle's once and lit's kernels' twice each, the bare loop and the
 /// Trainer alternating so that a drift in the machine's speed hits both; each row is the median
 /// epoch of its runs.
-fn full() -> anyhow::Result<()> {
+fn full(threads: usize) -> anyhow::Result<()> {
     println!(
-        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {} thread(s); \
+        "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {threads} thread(s); \
          median epoch of 3-epoch runs (candle once, bare and lit twice each, alternating)",
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
     );
     let exe = std::env::current_exe()?;
     let mut epochs: [Vec<f64>; 3] = Default::default();

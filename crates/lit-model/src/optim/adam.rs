@@ -1,7 +1,6 @@
 //! Adam (L2 weight decay, AMSGrad) and AdamW (decoupled weight decay), as `torch.optim.Adam` and
 //! `torch.optim.AdamW`.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use candle::{backprop::GradStore, Shape, Tensor, Var};
@@ -143,12 +142,14 @@ impl Optimizer for Adam {
                 .map(move |(n, v)| (n, v, c.lr * g.lr_scale, g.weight_decay))
         }) {
             let Some(grad) = grads.get(var) else { continue };
-            let m = match self.moments.entry(name.clone()) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(Moments {
-                    step: 0,
-                    buffers: Buffers::zeros(var, c.amsgrad)?,
-                }),
+            // No key is cloned on the steps after the first.
+            if !self.moments.contains_key(name) {
+                let buffers = Buffers::zeros(var, c.amsgrad)?;
+                self.moments
+                    .insert(name.clone(), Moments { step: 0, buffers });
+            }
+            let Some(m) = self.moments.get_mut(name) else {
+                continue;
             };
             // The step count advances only once the update has been applied.
             let step = m.step + 1;
@@ -272,10 +273,7 @@ impl Buffers {
                 exp_avg_sq,
                 max_exp_avg_sq,
             } => {
-                // The lengths match the shape by construction, so these cannot fail.
-                let t = |v: &Vec<f32>| {
-                    fused::to_tensor(v, shape).expect("moment length matches its shape")
-                };
+                let t = |v: &Vec<f32>| fused::to_tensor(v, shape);
                 (t(exp_avg), t(exp_avg_sq), max_exp_avg_sq.as_ref().map(t))
             }
         }

@@ -97,9 +97,11 @@ pub(crate) fn apply(
         .map_err(|e| Error::Invalid(format!("optimizer step for {name}: {e}")))
 }
 
-/// A host state buffer as a tensor of `shape`, for saving.
-pub(crate) fn to_tensor(buf: &[f32], shape: &Shape) -> Result<Tensor> {
-    Ok(Tensor::from_slice(buf, shape, &candle::Device::Cpu)?)
+/// A host state buffer as a tensor of `shape`, for saving. The optimizers size every buffer from
+/// its parameter's shape, so the lengths always agree.
+pub(crate) fn to_tensor(buf: &[f32], shape: &Shape) -> Tensor {
+    Tensor::from_slice(buf, shape, &candle::Device::Cpu)
+        .expect("a host state buffer has its parameter's length")
 }
 
 /// A saved state tensor as a host buffer for `var`, checked against its shape.

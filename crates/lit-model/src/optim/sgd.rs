@@ -176,10 +176,7 @@ impl Optimizer for Sgd {
                 .map(|(k, v)| {
                     let t = match v {
                         Buffer::Tensor(t) => t.clone(),
-                        // The length matches the shape by construction, so this cannot fail.
-                        Buffer::Host(b, shape) => {
-                            fused::to_tensor(b, shape).expect("buffer length matches its shape")
-                        }
+                        Buffer::Host(b, shape) => fused::to_tensor(b, shape),
                     };
                     (format!("momentum_buffer.{k}"), t)
                 })
