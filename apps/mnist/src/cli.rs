@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use lit_data::HParams;
+use lit_data::{Choices, HParams};
+use lit_model::{loss, optim, scheduler, METRICS, TOP_K_METRIC};
 use serde::{Deserialize, Serialize};
 
 /// Train, validate, test and predict on MNIST-format data with lit.
@@ -51,58 +52,60 @@ pub(crate) struct RunArgs {
     pub(crate) set: Vec<String>,
 
     /// Seed of initialisation and shuffling.
-    #[arg(long, default_value_t = 1234)]
+    #[arg(long, default_value_t = 1234, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// cpu, cuda, metal or auto.
     #[arg(long, default_value = "auto")]
     pub(crate) accelerator: String,
     /// Devices to use (1).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) devices: usize,
     /// Training epochs.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub(crate) max_epochs: usize,
-    /// Stop after this many optimizer steps.
-    #[arg(long)]
+    /// Train at least this many epochs, even when early stopping or the time limit asks to stop.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) min_epochs: usize,
+    /// Stop after this many optimizer steps (mid-epoch: `last` resumes inside the epoch).
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) max_steps: Option<u64>,
     /// Examples per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub(crate) batch_size: usize,
     /// Loader threads preparing batches ahead of the model (0: none).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) num_workers: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr: f64,
-    /// sgd, adam, adamw or rmsprop.
-    #[arg(long, default_value = "adam")]
+    #[arg(long, default_value = "adam", help = one_of("The optimizer", &optim::OPTIMIZERS))]
     pub(crate) optimizer: String,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.0)]
+    /// Momentum of sgd and rmsprop.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) momentum: f64,
     /// Weight decay (default: 0, or 0.01 for adamw as in PyTorch).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) weight_decay: Option<f64>,
-    /// none, step, multi_step, cosine, exponential, one_cycle or plateau.
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "none", help = one_of("The learning-rate schedule", &scheduler::SCHEDULERS))]
     pub(crate) lr_scheduler: String,
     /// Linear warmup length, in scheduler steps.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) warmup_steps: u64,
-    /// Step size of `step`, T_max of `cosine`.
-    #[arg(long, default_value_t = 20)]
+    /// Step size of `step`, T_max of `cosine`, total steps of `one_cycle`.
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
     pub(crate) lr_decay_steps: u64,
-    /// Decay factor (gamma).
-    #[arg(long, default_value_t = 0.5)]
-    pub(crate) lr_decay_rate: f64,
+    /// Decay factor (gamma) of step, multi_step and exponential (default 0.5), and plateau's
+    /// factor (default 0.1, as PyTorch's ReduceLROnPlateau).
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    pub(crate) lr_decay_rate: Option<f64>,
     /// The floor of `cosine`.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr_decay_min_lr: f64,
     /// Milestones of `multi_step`, comma-separated.
     #[arg(long)]
     pub(crate) milestones: Option<String>,
     /// Step the schedule every `epoch` or every optimizer `step`.
-    #[arg(long, default_value = "epoch")]
+    #[arg(long, default_value = "epoch", value_parser = ["epoch", "step"])]
     pub(crate) lr_interval: String,
     /// The training set.
     #[arg(long, default_value = "mnist_train")]
@@ -113,33 +116,33 @@ pub(crate) struct RunArgs {
     /// Test sets, comma-separated.
     #[arg(long, default_value = "mnist_test")]
     pub(crate) test_datasets: String,
-    /// The network.
-    #[arg(long, default_value = "example_net")]
+    #[arg(long, default_value = "example_net", help = format!("The network: {}.", crate::models::registry().names().join(", ")))]
     pub(crate) model_name: String,
-    /// cross_entropy, nll, mse, l1, smooth_l1 or bce_with_logits.
-    #[arg(long, default_value = "cross_entropy")]
+    #[arg(long, default_value = "cross_entropy", help = one_of("The loss", &loss::LOSSES))]
     pub(crate) loss: String,
-    /// Label smoothing of cross_entropy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Label smoothing of cross_entropy, in [0, 1).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) label_smoothing: f64,
     /// No weight decay on biases and other one-dimensional parameters.
     #[arg(long)]
     pub(crate) no_decay_bias: bool,
     /// Sum gradients over N batches per optimizer step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) accumulate_grad_batches: usize,
-    /// Clip gradients at this value (global norm, or element value).
-    #[arg(long)]
+    /// Clip gradients at this positive value (global norm, or element value).
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) gradient_clip_val: Option<f64>,
-    /// norm or value.
-    #[arg(long, default_value = "norm")]
+    #[arg(long, default_value = "norm", value_parser = ["norm", "value"])]
+    /// Clip the global norm or each element's value.
     pub(crate) gradient_clip_algorithm: String,
-    /// Metrics per validation and test set, comma-separated: accuracy, accuracy_macro, precision,
-    /// recall, f1, f1_weighted, auroc, top<k>_accuracy.
-    #[arg(long, default_value = "accuracy")]
+    #[arg(long, default_value = "accuracy", help = format!(
+        "Metrics per validation and test set, comma-separated: {}, {}.",
+        METRICS.names().join(", "),
+        TOP_K_METRIC
+    ))]
     pub(crate) metric: String,
     /// Classes.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub(crate) num_classes: usize,
     /// The data root (a folder holding mnist/ and fashion-mnist/); default $LIT_DATA_DIR, then data/.
     #[arg(long)]
@@ -162,31 +165,44 @@ pub(crate) struct RunArgs {
     /// Also validate within epochs, every N batches or fraction of an epoch.
     #[arg(long)]
     pub(crate) val_check_interval: Option<String>,
-    /// Validate every N epochs.
-    #[arg(long, default_value_t = 1)]
+    /// Train and validate on N batches (or a fraction), the same unshuffled training batches
+    /// every epoch, to check that the model can overfit them.
+    #[arg(long)]
+    pub(crate) overfit_batches: Option<String>,
+    /// Validate every N epochs (early stopping and checkpoints skip the epochs in between).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) check_val_every_n_epoch: usize,
     /// Validation batches per set run before training.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
     pub(crate) num_sanity_val_steps: usize,
     /// Log step values every N optimizer steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub(crate) log_every_n_steps: u64,
     /// Floating-point precision: 32.
-    #[arg(long, default_value = "32")]
+    #[arg(long, default_value = "32", value_parser = ["32", "32-true"])]
     pub(crate) precision: String,
     /// The logged key that early stopping and checkpoints watch (default: val_acc, or
     /// val_acc/<first validation set> with several).
     #[arg(long)]
     pub(crate) monitor: Option<String>,
-    /// max or min: whether a higher monitored value is better.
-    #[arg(long, default_value = "max")]
+    /// Whether a higher (max) or lower (min) monitored value is better.
+    #[arg(long, default_value = "max", value_parser = ["max", "min"])]
     pub(crate) mode: String,
-    /// Stop after this many epochs without improvement (0: no early stopping).
-    #[arg(long, default_value_t = 10)]
+    /// Stop after this many validation checks without improvement (0: no early stopping).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub(crate) early_stopping_patience: usize,
-    /// The smallest change that counts as an improvement.
-    #[arg(long, default_value_t = 0.001)]
+    /// The smallest change that counts as an improvement (>= 0).
+    #[arg(long, default_value_t = 0.001, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) min_delta: f64,
+    /// Early stopping: stop at once when the monitored value is better than this.
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    pub(crate) stopping_threshold: Option<f64>,
+    /// Early stopping: stop at once when the monitored value is worse than this.
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    pub(crate) divergence_threshold: Option<f64>,
+    /// Early stopping: skip the check, instead of failing, when the monitored key was not logged.
+    #[arg(long)]
+    pub(crate) no_strict: bool,
     /// Checkpoints to keep by the monitored value (-1: all, 0: none).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) save_top_k: i64,
@@ -194,7 +210,7 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) no_save_last: bool,
     /// Also checkpoint every N optimizer steps.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) checkpoint_every_n_train_steps: u64,
     /// Checkpoint file name template, such as best-{epoch}-{val_acc:.4f}.
     #[arg(long)]
@@ -202,16 +218,22 @@ pub(crate) struct RunArgs {
     /// Checkpoints hold the weights only (not resumable).
     #[arg(long)]
     pub(crate) save_weights_only: bool,
-    /// Stop after this much training time: DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds.
+    /// Stop after this much training time, within one batch, writing `last` to resume from:
+    /// DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds.
     #[arg(long)]
     pub(crate) max_time: Option<String>,
     /// Log the learning rate every optimizer step instead of every epoch.
     #[arg(long)]
     pub(crate) lr_monitor_every_step: bool,
-    /// Start from a checkpoint: `last`, `best` (of the latest run of this model) or a file. fit
-    /// resumes it (into a new version directory); validate, test and predict load its weights.
+    /// Start from a checkpoint: `last` (the newest run of this model that has one), `best` (of
+    /// the latest run) or a file. fit resumes it (into a new version directory); validate, test
+    /// and predict load its weights.
     #[arg(long)]
     pub(crate) ckpt_path: Option<String>,
+    /// fit takes only the weights of --ckpt-path and starts a new run at epoch 0 with a fresh
+    /// optimizer (for a checkpoint of another optimizer, or one without optimizer state).
+    #[arg(long)]
+    pub(crate) ckpt_weights_only: bool,
     /// Refuse settings that are not bit-reproducible (a GPU); on the CPU a run with the same seed
     /// and thread count is reproduced bit for bit.
     #[arg(long)]
@@ -219,7 +241,8 @@ pub(crate) struct RunArgs {
     /// After fit, skip the test sets.
     #[arg(long)]
     pub(crate) no_test: bool,
-    /// Where `predict` writes its CSV (default: predictions.csv in the run directory).
+    /// Where `predict` writes its CSV of classes and class probabilities (default:
+    /// predictions.csv in the run directory).
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
 }
@@ -238,9 +261,130 @@ pub(crate) struct Resolved {
     pub(crate) print_config: bool,
 }
 
-fn parse_value(raw: &str) -> serde_json::Value {
-    serde_yaml::from_str::<serde_json::Value>(raw)
-        .unwrap_or_else(|_| serde_json::Value::String(raw.into()))
+/// `--help` text for a choice made by name, written from the table that builds it.
+fn one_of<T>(what: &str, table: &Choices<T>) -> String {
+    format!("{what}: {}.", table.prose())
+}
+
+/// Parses a float flag, refusing NaN and infinities (which a run would otherwise store as null
+/// and replace with the default).
+fn finite(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("expected a finite number, got {v}")),
+        Err(_) => Err(format!("expected a number, got '{raw}'")),
+    }
+}
+
+/// A YAML value as JSON, refusing non-finite floats (JSON has none: they would become null and
+/// silently fall back to defaults). `what` names the value in the error.
+fn yaml_to_json(value: serde_yaml::Value, what: &str) -> anyhow::Result<serde_json::Value> {
+    use serde_yaml::Value as Y;
+    Ok(match value {
+        Y::Null => serde_json::Value::Null,
+        Y::Bool(b) => b.into(),
+        Y::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => u.into(),
+            (_, Some(i), _) => i.into(),
+            (_, _, Some(f)) if f.is_finite() => f.into(),
+            (_, _, f) => bail!(
+                "{what}: expected a finite number, got {}",
+                f.unwrap_or(f64::NAN)
+            ),
+        },
+        Y::String(s) => s.into(),
+        Y::Sequence(items) => items
+            .into_iter()
+            .map(|v| yaml_to_json(v, what))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into(),
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => bail!("{what}: expected text keys, got {other:?}"),
+                };
+                let inner = format!("{what}.{key}");
+                out.insert(key, yaml_to_json(v, &inner)?);
+            }
+            out.into()
+        }
+        Y::Tagged(t) => yaml_to_json(t.value, what)?,
+    })
+}
+
+fn parse_value(key: &str, raw: &str) -> anyhow::Result<serde_json::Value> {
+    match serde_yaml::from_str::<serde_yaml::Value>(raw) {
+        Ok(v) => yaml_to_json(v, &format!("--set {key}")),
+        Err(_) => Ok(serde_json::Value::String(raw.into())),
+    }
+}
+
+/// Reads a config file: a regular file (a FIFO or device would block or never end) holding a
+/// YAML map of hyperparameters.
+fn read_config(path: &std::path::Path) -> anyhow::Result<HParams> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("config file {shown}"))?;
+    if !meta.is_file() {
+        bail!("config file {shown}: not a regular file; expected a YAML file of hyperparameters");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading config file {shown}"))?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("config file {shown}: expected a YAML map of hyperparameters"))?;
+    let yaml = match yaml {
+        serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
+        m @ serde_yaml::Value::Mapping(_) => m,
+        _ => bail!("config file {shown}: expected a YAML map of hyperparameters"),
+    };
+    let json = yaml_to_json(yaml, &format!("config file {shown}"))?;
+    serde_json::from_value(json)
+        .with_context(|| format!("config file {shown}: expected a YAML map of hyperparameters"))
+}
+
+/// Every key a run understands: the options, what the module and data interfaces read, and the
+/// chosen network's own `Config`.
+fn known_keys(model_name: &str) -> anyhow::Result<Vec<String>> {
+    let mut keys: Vec<String> = HParams::from_serialize(&RunArgs::default())?
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(lit_model::module_keys().iter().map(|k| k.to_string()));
+    keys.extend(crate::datasets::registry().keys());
+    keys.extend(
+        crate::models::registry()
+            .config_keys(model_name)
+            .iter()
+            .cloned(),
+    );
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// Fails on a key no part of the run reads, suggesting the closest known key.
+fn check_keys<'a>(
+    given: impl Iterator<Item = (&'a str, String)>,
+    model_name: &str,
+) -> anyhow::Result<()> {
+    let known = known_keys(model_name)?;
+    for (key, source) in given {
+        if known.iter().any(|k| k == key) {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .map(|k| (strsim::normalized_damerau_levenshtein(key, k), k))
+            .filter(|(score, _)| *score >= 0.6)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let hint = match closest {
+            Some((_, k)) => format!("did you mean '{k}'?"),
+            None => format!("known keys: {}", known.join(", ")),
+        };
+        bail!("{source}: unknown hyperparameter '{key}' (model '{model_name}'); {hint}");
+    }
+    Ok(())
 }
 
 /// Parses the command line and merges it with the config file and `--set` pairs.
@@ -256,16 +400,11 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
     };
     let print_config = args.print_config;
     let mut hparams = HParams::from_serialize(&args)?;
+    let mut given: Vec<(String, String)> = Vec::new();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let file: HParams = serde_yaml::from_str(&text).with_context(|| {
-            format!(
-                "config file {}: expected a YAML map of hyperparameters",
-                path.display()
-            )
-        })?;
+        let file = read_config(path)?;
         for (key, value) in file.iter() {
+            given.push((key.clone(), format!("config file {}", path.display())));
             if !given_on_command_line(sub, key) {
                 hparams.set(key.clone(), value.clone())?;
             }
@@ -275,19 +414,88 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
         let Some((key, value)) = pair.split_once('=') else {
             bail!("--set {pair}: expected KEY=VALUE");
         };
-        hparams.set(key.trim().replace('-', "_"), parse_value(value.trim()))?;
+        let key = key.trim().replace('-', "_");
+        if key.is_empty() {
+            bail!("--set {pair}: expected KEY=VALUE with a key");
+        }
+        let value = parse_value(&key, value.trim())?;
+        given.push((key.clone(), format!("--set {pair}")));
+        hparams.set(key, value)?;
     }
+    let model_name: String = hparams.get("model_name")?.unwrap_or_default();
+    check_keys(
+        given.iter().map(|(k, s)| (k.as_str(), s.clone())),
+        &model_name,
+    )?;
     // Typed options follow the merged values, so a config file's `max_epochs` takes effect too.
     let mut merged: RunArgs = hparams
         .to_config()
         .context("hyperparameters do not fit the command-line options")?;
     merged.config = args.config.clone();
+    merged.check()?;
     Ok(Resolved {
         command,
         args: merged,
         hparams,
         print_config,
     })
+}
+
+impl RunArgs {
+    /// Range checks clap cannot express, on the merged values (a config file's too).
+    fn check(&self) -> anyhow::Result<()> {
+        let floats = [
+            ("lr", Some(self.lr)),
+            ("momentum", Some(self.momentum)),
+            ("weight_decay", self.weight_decay),
+            ("lr_decay_rate", self.lr_decay_rate),
+            ("lr_decay_min_lr", Some(self.lr_decay_min_lr)),
+            ("label_smoothing", Some(self.label_smoothing)),
+            ("gradient_clip_val", self.gradient_clip_val),
+            ("min_delta", Some(self.min_delta)),
+            ("stopping_threshold", self.stopping_threshold),
+            ("divergence_threshold", self.divergence_threshold),
+        ];
+        for (key, value) in floats {
+            if let Some(v) = value.filter(|v| !v.is_finite()) {
+                bail!("hyperparameter '{key}': expected a finite number, got {v}");
+            }
+        }
+        let non_negative = [
+            ("lr", Some(self.lr)),
+            ("momentum", Some(self.momentum)),
+            ("weight_decay", self.weight_decay),
+            ("lr_decay_min_lr", Some(self.lr_decay_min_lr)),
+            ("min_delta", Some(self.min_delta)),
+        ];
+        for (key, value) in non_negative {
+            if let Some(v) = value.filter(|v| *v < 0.0) {
+                bail!("hyperparameter '{key}': expected a value >= 0, got {v}");
+            }
+        }
+        if let Some(v) = self.lr_decay_rate.filter(|v| *v <= 0.0) {
+            bail!("hyperparameter 'lr_decay_rate': expected a factor > 0, got {v}");
+        }
+        if let Some(v) = self.gradient_clip_val.filter(|v| *v <= 0.0) {
+            bail!("hyperparameter 'gradient_clip_val': expected a value > 0, got {v}");
+        }
+        if self.save_top_k < -1 {
+            bail!(
+                "hyperparameter 'save_top_k': expected -1 (keep all), 0 (none) or a positive count, got {}",
+                self.save_top_k
+            );
+        }
+        if self.num_classes < 2 {
+            bail!(
+                "hyperparameter 'num_classes': expected at least 2, got {}",
+                self.num_classes
+            );
+        }
+        if self.batch_size == 0 {
+            bail!("hyperparameter 'batch_size': expected at least 1, got 0");
+        }
+        Ok(())
+    }
 }
 
 fn given_on_command_line(m: &ArgMatches, key: &str) -> bool {

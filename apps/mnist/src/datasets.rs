@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use lit_data::mnist::{self, Flavor};
-use lit_data::{DataContext, Dataset, DatasetRegistry, Result, TensorDataset};
+use lit_data::{DataContext, Dataset, DatasetRegistry, Error, Result, TensorDataset};
 
 /// Training images kept for training; the rest of the training file is the validation set.
 const TRAIN_SPLIT: usize = 55_000;
@@ -31,23 +31,46 @@ fn normalisation(ctx: &DataContext, flavor: Flavor) -> Result<(f64, f64)> {
     ))
 }
 
+/// A whole normalised file and where it came from.
+struct Loaded {
+    data: Arc<TensorDataset>,
+    source: std::path::PathBuf,
+}
+
 /// The whole normalised training or test file of `flavor`, read once per run.
 fn full(ctx: &DataContext, flavor: Flavor, train: bool) -> Result<Arc<TensorDataset>> {
+    Ok(Arc::clone(&loaded(ctx, flavor, train)?.data))
+}
+
+fn loaded(ctx: &DataContext, flavor: Flavor, train: bool) -> Result<Arc<Loaded>> {
     let key = format!(
         "{}/{}",
         flavor.dir_name(),
         if train { "train" } else { "test" }
     );
     ctx.cached(&key, || {
-        let raw = mnist::load_split(flavor, &ctx.roots, train)?;
+        let raw = mnist::load(flavor, ctx, train)?;
         let (mean, std) = normalisation(ctx, flavor)?;
-        mnist::to_dataset(&raw, mean, std, &candle::Device::Cpu)
+        Ok(Loaded {
+            data: Arc::new(mnist::to_dataset(&raw, mean, std, &candle::Device::Cpu)?),
+            source: raw.source,
+        })
     })
 }
 
 fn val(ctx: &DataContext, flavor: Flavor) -> Result<TensorDataset> {
-    let all = full(ctx, flavor, true)?;
-    all.narrow(TRAIN_SPLIT, all.len().saturating_sub(TRAIN_SPLIT))
+    let loaded = loaded(ctx, flavor, true)?;
+    let n = loaded.data.len();
+    if n <= TRAIN_SPLIT {
+        return Err(Error::Format {
+            path: loaded.source.clone(),
+            message: format!(
+                "{n} images; the validation sets are the images after the first {TRAIN_SPLIT} \
+                 (which train), so the file must hold more than {TRAIN_SPLIT}"
+            ),
+        });
+    }
+    loaded.data.narrow(TRAIN_SPLIT, n - TRAIN_SPLIT)
 }
 
 fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
@@ -73,6 +96,7 @@ fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
 /// Every registered dataset.
 pub(crate) fn registry() -> DatasetRegistry {
     let mut r = DatasetRegistry::new();
+    r.declare_keys(&["normalize_mean", "normalize_std", "shift_pixels"]);
     register_flavor(&mut r, "mnist", Flavor::Mnist);
     register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
     r

@@ -42,10 +42,26 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: an I/O error that an outer message
+/// already quotes is not repeated.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn limit(value: &Option<String>, flag: &str) -> anyhow::Result<Limit> {
@@ -102,11 +118,18 @@ fn add_fit_callbacks(trainer: &mut Trainer, args: &cli::RunArgs) -> anyhow::Resu
         trainer.add_callback(Box::new(Timer::new(d)));
     }
     if args.early_stopping_patience > 0 {
-        trainer.add_callback(Box::new(
-            EarlyStopping::new(monitor.clone(), mode)
-                .patience(args.early_stopping_patience)
-                .min_delta(args.min_delta),
-        ));
+        let mut stopping = EarlyStopping::new(monitor.clone(), mode)
+            .patience(args.early_stopping_patience)
+            .min_delta(args.min_delta);
+        stopping.stopping_threshold = args.stopping_threshold;
+        stopping.divergence_threshold = args.divergence_threshold;
+        stopping.strict = !args.no_strict;
+        trainer.add_callback(Box::new(stopping));
+    } else if args.stopping_threshold.is_some() || args.divergence_threshold.is_some() {
+        bail!("--stopping-threshold and --divergence-threshold belong to early stopping, which --early-stopping-patience 0 turns off");
+    }
+    if let Some(name) = &args.checkpoint_filename {
+        lit_callbacks::check_filename(name)?;
     }
     let mut checkpoints = ModelCheckpoint::monitored(monitor, mode);
     checkpoints.filename = args.checkpoint_filename.clone();
@@ -117,6 +140,37 @@ fn add_fit_callbacks(trainer: &mut Trainer, args: &cli::RunArgs) -> anyhow::Resu
     trainer.add_callback(Box::new(checkpoints));
     trainer.add_callback(Box::new(Curves::new()));
     Ok(())
+}
+
+/// `dataset,index,prediction,prob_0,...`: the class with the highest score and the softmax of
+/// the scores (the class probabilities of a classifier trained with cross-entropy).
+fn predictions_csv(outputs: &[(String, candle::Tensor)]) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let classes = outputs
+        .first()
+        .map_or(0, |(_, t)| t.dims().last().copied().unwrap_or(0));
+    let mut csv = String::from("dataset,index,prediction");
+    for c in 0..classes {
+        write!(csv, ",prob_{c}")?;
+    }
+    csv.push('\n');
+    for (name, scores) in outputs {
+        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(candle::DType::F32)?)?
+            .to_vec2::<f32>()?;
+        for (i, row) in probs.iter().enumerate() {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(c, _)| c);
+            write!(csv, "{name},{i},{best}")?;
+            for p in row {
+                write!(csv, ",{p}")?;
+            }
+            csv.push('\n');
+        }
+    }
+    Ok(csv)
 }
 
 fn run() -> anyhow::Result<()> {
@@ -137,6 +191,12 @@ fn run() -> anyhow::Result<()> {
     let config = TrainerConfig {
         max_epochs: args.max_epochs,
         max_steps: args.max_steps,
+        min_epochs: args.min_epochs,
+        overfit_batches: match &args.overfit_batches {
+            None => None,
+            Some(v) => Some(v.parse().context("--overfit-batches")?),
+        },
+        ckpt_weights_only: args.ckpt_weights_only,
         limit_train_batches: limit(&args.limit_train_batches, "limit-train-batches")?,
         limit_val_batches: limit(&args.limit_val_batches, "limit-val-batches")?,
         limit_test_batches: limit(&args.limit_test_batches, "limit-test-batches")?,
@@ -205,16 +265,12 @@ fn run() -> anyhow::Result<()> {
             let path = match (&args.output, trainer.log_dir()) {
                 (Some(p), _) => p.clone(),
                 (None, Some(dir)) => dir.join("predictions.csv"),
-                (None, None) => "predictions.csv".into(),
-            };
-            let mut csv = String::from("dataset,index,prediction\n");
-            for (name, scores) in &outputs {
-                let classes = scores.argmax(candle::D::Minus1)?.to_vec1::<u32>()?;
-                for (i, c) in classes.iter().enumerate() {
-                    csv.push_str(&format!("{name},{i},{c}\n"));
+                (None, None) => {
+                    println!("predictions not written (a fast dev run writes nothing; or pass --output FILE)");
+                    return Ok(());
                 }
-            }
-            std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+            };
+            lit_core::rundir::write_atomic(&path, predictions_csv(&outputs)?.as_bytes())?;
             println!("predictions written to {}", path.display());
         }
         other => bail!("unknown command {other}"),

@@ -88,6 +88,10 @@ impl EarlyStopping {
     }
 
     fn check(&mut self, s: &mut TrainerState) -> Result<()> {
+        // As Lightning: an epoch that ran no validation (check_val_every_n_epoch) is no check.
+        if !s.monitor_is_fresh(&self.monitor) {
+            return Ok(());
+        }
         let current = match s.monitored(&self.monitor) {
             Ok(v) => v,
             Err(available) if self.strict => {

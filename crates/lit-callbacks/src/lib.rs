@@ -22,7 +22,7 @@ mod timer;
 pub use curves::Curves;
 pub use early_stopping::EarlyStopping;
 pub use lr_monitor::LearningRateMonitor;
-pub use model_checkpoint::{render_filename, ModelCheckpoint};
+pub use model_checkpoint::{check_filename, render_filename, ModelCheckpoint};
 pub use model_summary::ModelSummary;
 pub use progress::ProgressBar;
 pub use tensorboard::{crc32c, TensorBoardLogger};

@@ -45,6 +45,8 @@ pub struct ModelCheckpoint {
     kept: Vec<(f64, PathBuf)>,
     latest: Option<PathBuf>,
     last_step_checked: u64,
+    /// The folder of a restored state, checked against this run's at fit start.
+    restored_dir: Option<PathBuf>,
 }
 
 impl Default for ModelCheckpoint {
@@ -63,7 +65,37 @@ impl Default for ModelCheckpoint {
             kept: Vec::new(),
             latest: None,
             last_step_checked: 0,
+            restored_dir: None,
         }
+    }
+}
+
+/// Checks that a filename template names a file in the checkpoint folder: no folder parts, no
+/// `.` or `..`, not empty.
+pub fn check_filename(template: &str) -> Result<()> {
+    // The text outside `{key}` fields: keys may hold `/`, which rendering replaces.
+    let mut literal = String::new();
+    let mut depth = 0usize;
+    for c in template.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if depth == 0 => literal.push(c),
+            _ => {}
+        }
+    }
+    let plain = !template.trim().is_empty()
+        && !literal.contains(['/', '\\', '\0'])
+        && template != "."
+        && template != "..";
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "checkpoint filename '{template}': expected a file name such as \
+             best-{{epoch}}-{{val_acc:.4f}}, without folders (checkpoints go in the run's \
+             checkpoints/ folder)"
+        )))
     }
 }
 
@@ -74,6 +106,7 @@ pub fn render_filename(
     epoch: usize,
     step: u64,
 ) -> Result<String> {
+    check_filename(template)?;
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -159,6 +192,8 @@ impl ModelCheckpoint {
         };
         let score = match &self.monitor {
             None => None,
+            // An epoch without validation (check_val_every_n_epoch) has no fresh value to rank.
+            Some(key) if at_epoch_end && !s.monitor_is_fresh(key) => None,
             Some(key) => match s.monitored(key) {
                 Ok(v) => Some(v),
                 Err(available) if self.strict && at_epoch_end => {
@@ -253,6 +288,22 @@ impl Callback for ModelCheckpoint {
         true
     }
 
+    fn on_fit_start(&mut self, s: &mut TrainerState) -> Result<()> {
+        if let Some(filename) = &self.filename {
+            check_filename(filename)?;
+        }
+        // As Lightning: a state restored from another folder (a resumed run writes a new version
+        // directory) is not this run's to rank or delete; its files stay where they are.
+        if let Some(old) = self.restored_dir.take() {
+            if self.dir(s).is_some_and(|d| d != old) {
+                tracing::info!(from = %old.display(), "resumed in a new folder: the earlier run's checkpoints are kept and not ranked");
+                self.kept.clear();
+                self.latest = None;
+            }
+        }
+        Ok(())
+    }
+
     fn on_sanity_check_end(&mut self, s: &mut TrainerState) -> Result<()> {
         match &self.monitor {
             Some(key) if self.strict => check_sanity_keys("ModelCheckpoint", key, s),
@@ -294,6 +345,8 @@ impl Callback for ModelCheckpoint {
         Some(serde_json::json!({
             "kept": self.kept.iter().map(|(s, p)| (s, p.display().to_string())).collect::<Vec<_>>(),
             "latest": self.latest.as_ref().map(|p| p.display().to_string()),
+            "dirpath": self.kept.iter().map(|(_, p)| p).chain(&self.latest).next()
+                .and_then(|p| p.parent()).map(|d| d.display().to_string()),
         }))
     }
 
@@ -308,6 +361,15 @@ impl Callback for ModelCheckpoint {
             .get("latest")
             .and_then(|l| l.as_str())
             .map(PathBuf::from);
+        // Older checkpoints have no dirpath: their folder is that of the files they list.
+        self.restored_dir = state
+            .get("dirpath")
+            .and_then(|d| d.as_str())
+            .map(PathBuf::from)
+            .or_else(|| {
+                let first = self.kept.first().map(|(_, p)| p).or(self.latest.as_ref());
+                first.and_then(|p| p.parent()).map(Path::to_path_buf)
+            });
         Ok(())
     }
 }

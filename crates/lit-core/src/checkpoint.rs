@@ -50,6 +50,8 @@ pub struct CheckpointMeta {
     pub monitor_higher_is_better: bool,
     /// The run's hyperparameters.
     pub hparams: HParams,
+    /// Mid-epoch, the epoch's logged sums so far (see `StepContext::epoch_state`).
+    pub epoch_logs: Option<serde_json::Value>,
 }
 
 /// A loaded checkpoint.
@@ -195,6 +197,21 @@ pub fn load_weights(path: &Path, varmap: &VarMap, weights: &HashMap<String, Tens
             format!("does not match the model: {}", problems.join("; ")),
         ));
     }
+    for name in &names {
+        let t = &weights[*name];
+        let finite = t
+            .to_dtype(candle::DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return Err(bad(
+                path,
+                format!("tensor {name} holds NaN or infinite values; refusing to load it"),
+            ));
+        }
+    }
     for name in names {
         let var = &data[name];
         var.set(&weights[name].to_device(var.device())?)?;
@@ -251,10 +268,13 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     }
 }
 
-fn latest_run_with_checkpoints(root: &Path, run_name: &str) -> Option<PathBuf> {
+/// The runs of `run_name` under `root` that have a `checkpoints/` folder, newest first.
+fn runs_with_checkpoints(root: &Path, run_name: &str) -> Vec<PathBuf> {
     let base = root.join(run_name);
-    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(&base)
-        .ok()?
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| {
             let e = e.ok()?;
             let n = e
@@ -267,7 +287,7 @@ fn latest_run_with_checkpoints(root: &Path, run_name: &str) -> Option<PathBuf> {
         })
         .collect();
     runs.sort();
-    runs.pop().map(|(_, p)| p)
+    runs.into_iter().rev().map(|(_, p)| p).collect()
 }
 
 /// Resolves `--ckpt-path`: `last` (the latest run's `last.safetensors`), `best` (the latest run's
@@ -275,23 +295,27 @@ fn latest_run_with_checkpoints(root: &Path, run_name: &str) -> Option<PathBuf> {
 pub fn resolve(spec: &str, root: &Path, run_name: &str) -> Result<PathBuf> {
     let missing = |what: &str| {
         Error::Config(format!(
-            "--ckpt-path {spec}: no {what} under {} (looked in the highest version_N/checkpoints/)",
+            "--ckpt-path {spec}: no {what} under {} (looked in every version_N/checkpoints/)",
             root.join(run_name).display()
         ))
     };
     match spec {
         "last" => {
-            let run = latest_run_with_checkpoints(root, run_name)
-                .ok_or_else(|| missing("run with checkpoints"))?;
-            let last = run.join("checkpoints/last.safetensors");
-            if last.is_file() {
-                Ok(last)
-            } else {
-                Err(missing("last.safetensors"))
+            // The newest run that has one: a run killed before its first checkpoint (leaving
+            // perhaps a stale temporary file) does not hide an older run's.
+            let runs = runs_with_checkpoints(root, run_name);
+            if runs.is_empty() {
+                return Err(missing("run with checkpoints"));
             }
+            runs.iter()
+                .map(|r| r.join("checkpoints/last.safetensors"))
+                .find(|p| p.is_file())
+                .ok_or_else(|| missing("last.safetensors"))
         }
         "best" => {
-            let run = latest_run_with_checkpoints(root, run_name)
+            let run = runs_with_checkpoints(root, run_name)
+                .into_iter()
+                .next()
                 .ok_or_else(|| missing("run with checkpoints"))?;
             let dir = run.join("checkpoints");
             let mut best: Option<(f64, bool, PathBuf)> = None;

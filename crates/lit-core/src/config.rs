@@ -77,6 +77,14 @@ pub struct TrainerConfig {
     pub max_epochs: usize,
     /// Stop after this many optimizer steps, if set.
     pub max_steps: Option<u64>,
+    /// Train at least this many epochs, even when a callback asks to stop earlier.
+    pub min_epochs: usize,
+    /// Train and validate on this many (or this fraction of) batches, the same unshuffled
+    /// training batches every epoch, to check that the model can overfit them.
+    pub overfit_batches: Option<Limit>,
+    /// Resuming from `ckpt_path` takes its weights only: a new run from epoch 0, with a fresh
+    /// optimizer and schedule (for a checkpoint of another optimizer, or without its state).
+    pub ckpt_weights_only: bool,
     /// Training batches per epoch.
     pub limit_train_batches: Limit,
     /// Validation batches per loader.
@@ -119,6 +127,9 @@ impl Default for TrainerConfig {
         Self {
             max_epochs: 1000,
             max_steps: None,
+            min_epochs: 0,
+            overfit_batches: None,
+            ckpt_weights_only: false,
             limit_train_batches: Limit::All,
             limit_val_batches: Limit::All,
             limit_test_batches: Limit::All,
@@ -154,6 +165,27 @@ impl TrainerConfig {
             return Err(Error::Config(
                 "check_val_every_n_epoch must be at least 1".into(),
             ));
+        }
+        if c.val_check_interval.is_some_and(|l| l.of(1_000_000) == 0) {
+            return Err(Error::Config(
+                "val_check_interval must be a positive batch count or a fraction in (0, 1], got 0"
+                    .into(),
+            ));
+        }
+        if c.min_epochs > c.max_epochs {
+            return Err(Error::Config(format!(
+                "min_epochs = {} is more than max_epochs = {}",
+                c.min_epochs, c.max_epochs
+            )));
+        }
+        if let Some(limit) = c.overfit_batches {
+            if limit.of(1_000_000) == 0 {
+                return Err(Error::Config(
+                    "overfit_batches must be a positive batch count or fraction".into(),
+                ));
+            }
+            c.limit_train_batches = limit;
+            c.limit_val_batches = limit;
         }
         c.log_every_n_steps = c.log_every_n_steps.max(1);
         if c.accumulate_grad_batches == 0 {

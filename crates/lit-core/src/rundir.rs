@@ -14,12 +14,70 @@ pub fn create_version_dir(root: &Path, name: &str) -> Result<PathBuf> {
     for n in 0.. {
         let dir = base.join(format!("version_{n}"));
         match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
+            Ok(()) => {
+                remove_stale_temporaries(&base);
+                return Ok(dir);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(&dir, e)),
         }
     }
     unreachable!("version numbers are unbounded")
+}
+
+/// Deletes the temporary files that writers killed mid-write left in `<base>/version_*/` and
+/// their `checkpoints/` (see [`write_atomic`]): those whose process is gone or, where that cannot
+/// be told, that are an hour old.
+pub fn remove_stale_temporaries(base: &Path) {
+    let Ok(runs) = std::fs::read_dir(base) else {
+        return;
+    };
+    for run in runs.flatten().map(|e| e.path()) {
+        for dir in [run.join("checkpoints"), run] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if is_stale_temporary(&path) {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            tracing::info!(path = %path.display(), "removed a stale temporary file")
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), "removing a stale temporary file: {e}")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `path` is a temporary file of [`write_atomic`] whose writer is gone.
+fn is_stale_temporary(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(pid) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| n.rsplit_once('.'))
+        .and_then(|(_, pid)| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if proc.join("self").exists() {
+        return !proc.join(pid.to_string()).exists();
+    }
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() >= 3600)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder that is flushed to disk

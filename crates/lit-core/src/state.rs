@@ -23,8 +23,12 @@ pub struct TrainerState {
     pub callback_metrics: BTreeMap<String, f64>,
     /// Keys shown in the progress display.
     pub progress_bar_keys: Vec<String>,
-    /// Set by a callback to stop training after the current epoch.
+    /// Set by a callback to stop training: at the end of the current batch when set in a batch
+    /// hook, after the current epoch when set at its end (never before `min_epochs`).
     pub should_stop: bool,
+    /// Whether the epoch now ending ran its validation loop (false on epochs that
+    /// `check_val_every_n_epoch` skips); monitors of validation keys skip those epochs.
+    pub validation_ran: bool,
     /// Why training stopped, when a callback stopped it.
     pub stop_reason: Option<String>,
     /// The run directory, when the run writes one.
@@ -89,6 +93,7 @@ impl TrainerState {
             callback_metrics: BTreeMap::new(),
             progress_bar_keys: Vec::new(),
             should_stop: false,
+            validation_ran: false,
             stop_reason: None,
             log_dir: None,
             hparams,
@@ -128,6 +133,15 @@ impl TrainerState {
     /// Asks the trainer to write a checkpoint after the current hook.
     pub fn request_checkpoint(&mut self, request: crate::checkpoint::CheckpointRequest) {
         self.checkpoint_requests.push(request);
+    }
+
+    /// Whether a monitor of `key` has a fresh value at the end of this epoch: validation ran (or
+    /// the fit has no validation sets, where a missing key is the monitor's error to report), or
+    /// the epoch itself logged `key` (a training key such as `train_loss_epoch`).
+    pub fn monitor_is_fresh(&self, key: &str) -> bool {
+        self.validation_ran
+            || self.val_dataloader_names.is_empty()
+            || self.epoch_metrics().contains_key(key)
     }
 
     /// The monitored value under `key`, or the keys that exist.

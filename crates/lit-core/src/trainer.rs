@@ -45,9 +45,11 @@
 //! the same reason, and the rest before it).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use candle::{Device, Tensor};
-use lit_data::{DataModule, NamedLoader, Stage};
+
+use lit_data::{DataLoader, DataLoaderConfig, DataModule, NamedLoader, Stage};
 use lit_model::optim::Optimizer;
 use lit_model::scheduler::{Interval, SchedulerConfig};
 use lit_model::{HParams, LitModule, Optimization, RunningStage, StepContext};
@@ -67,6 +69,8 @@ pub struct Trainer {
     loggers_started: bool,
     state: TrainerState,
     ckpt_path: Option<std::path::PathBuf>,
+    /// Checkpoints this trainer wrote, the only ones it may delete.
+    written: std::collections::HashSet<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -75,6 +79,14 @@ impl std::fmt::Debug for Trainer {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a resumed fit continues, and the epoch's logged sums up to there.
+#[derive(Debug, Default)]
+struct Resume {
+    epoch: usize,
+    batch: usize,
+    epoch_logs: Option<serde_json::Value>,
 }
 
 fn train_loss_key(values: &BTreeMap<String, f64>) -> Option<(String, f64)> {
@@ -106,6 +118,7 @@ impl Trainer {
             loggers_started: false,
             state,
             ckpt_path: None,
+            written: Default::default(),
         })
     }
 
@@ -163,11 +176,11 @@ impl Trainer {
         module: &M,
         optimizer: &mut dyn Optimizer,
         scheduler: Option<&mut SchedulerConfig>,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<Resume> {
         let ck = self.load_weights(path, module)?;
-        if ck.meta.weights_only {
-            tracing::warn!(path = %path.display(), "weights-only checkpoint: training starts at epoch 0 from these weights");
-            return Ok((0, 0));
+        if ck.meta.weights_only || self.config.ckpt_weights_only {
+            tracing::warn!(path = %path.display(), "weights only: training starts at epoch 0 from these weights");
+            return Ok(Resume::default());
         }
         let device = self.device().clone();
         let tensors = ck
@@ -175,8 +188,24 @@ impl Trainer {
             .into_iter()
             .map(|(k, t)| Ok((k, t.to_device(&device)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let meta = ck.meta.optimizer.clone().unwrap_or(serde_json::Value::Null);
-        optimizer.load_state(lit_model::optim::OptimizerState { tensors, meta })?;
+        let meta = ck.meta.optimizer.clone().ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds no optimizer state, so {} cannot resume from it; pass \
+                 --ckpt-weights-only to start a new run from its weights",
+                optimizer.name()
+            ),
+        })?;
+        optimizer
+            .load_state(lit_model::optim::OptimizerState { tensors, meta })
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its optimizer state does not fit this run's {}: {e}; pass \
+                     --ckpt-weights-only to start a new run from its weights",
+                    optimizer.name()
+                ),
+            })?;
         if let (Some(sc), Some(state)) = (scheduler, &ck.meta.scheduler) {
             sc.scheduler.load_state(state)?;
         }
@@ -193,7 +222,11 @@ impl Trainer {
             step = ck.meta.global_step,
             "resuming"
         );
-        Ok((ck.meta.resume_epoch, ck.meta.resume_batch))
+        Ok(Resume {
+            epoch: ck.meta.resume_epoch,
+            batch: ck.meta.resume_batch,
+            epoch_logs: ck.meta.epoch_logs,
+        })
     }
 
     /// Sets the hyperparameters saved with the run (merged with the module's own).
@@ -314,6 +347,7 @@ impl Trainer {
         &mut self,
         optimizer: &dyn Optimizer,
         scheduler: Option<&SchedulerConfig>,
+        ctx: Option<&mut StepContext>,
     ) -> Result<()> {
         if !self.state.pending_logs.is_empty() {
             let values = std::mem::take(&mut self.state.pending_logs);
@@ -331,6 +365,11 @@ impl Trainer {
             .iter()
             .filter_map(|c| c.state_dict().map(|s| (c.state_key(), s)))
             .collect();
+        // Mid-epoch, the epoch's logged sums so far, so a resumed epoch logs the same means.
+        let epoch_logs = match ctx {
+            Some(ctx) if self.state.resume_point.1 > 0 => Some(ctx.epoch_state()?),
+            _ => None,
+        };
         for req in requests {
             let meta = CheckpointMeta {
                 lit_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -345,11 +384,17 @@ impl Trainer {
                 monitor: req.monitor.clone(),
                 monitor_higher_is_better: req.higher_is_better,
                 hparams: self.state.hparams.clone(),
+                epoch_logs: epoch_logs.clone(),
             };
             checkpoint::save(&req.path, &varmap, Some(&optimizer.state()), &meta)?;
             tracing::debug!(path = %req.path.display(), "checkpoint written");
+            self.written.insert(req.path.clone());
             for old in &req.remove {
-                if old != &req.path {
+                // Only files this fit wrote: a resumed run never deletes another run's files.
+                if !self.written.contains(old) {
+                    tracing::warn!(path = %old.display(), "not deleting a checkpoint this run did not write");
+                } else if old != &req.path {
+                    self.written.remove(old);
                     match std::fs::remove_file(old) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -376,7 +421,15 @@ impl Trainer {
         dm.prepare_data()?;
         dm.setup(Stage::Fit)?;
         module.setup(Stage::Fit)?;
-        let train = dm.train_dataloader()?;
+        let mut train = dm.train_dataloader()?;
+        if self.config.overfit_batches.is_some() {
+            // Lightning turns shuffling off to overfit the same batches every epoch.
+            let config = DataLoaderConfig {
+                shuffle: false,
+                ..train.config().clone()
+            };
+            train = DataLoader::new(Arc::clone(train.dataset()), config)?;
+        }
         let vals = dm.val_dataloaders()?;
         self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
         self.state.varmap = Some(module.varmap().clone());
@@ -386,9 +439,9 @@ impl Trainer {
             mut scheduler,
         } = module.configure_optimizers()?;
         self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
-        let (start_epoch, start_batch) = match self.ckpt_path.take() {
+        let resume = match self.ckpt_path.take() {
             Some(path) => self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?,
-            None => (0, 0),
+            None => Resume::default(),
         };
         self.callbacks(|c, s| c.on_fit_start(s))?;
 
@@ -415,22 +468,28 @@ impl Trainer {
         let mut ctx = StepContext::new(RunningStage::Train, Vec::new());
         self.callbacks(|c, s| c.on_train_start(s))?;
         let mut done = self.config.max_steps == Some(0);
-        for epoch in start_epoch..self.config.max_epochs {
+        for epoch in resume.epoch..self.config.max_epochs {
             if done {
                 break;
             }
             self.state.epoch = epoch;
             self.state.stage = Some(RunningStage::Train);
             self.state.num_batches = n_train;
+            self.state.validation_ran = false;
             ctx.reset_epoch();
-            self.callbacks(|c, s| c.on_train_epoch_start(s))?;
-            module.on_train_epoch_start(&mut ctx)?;
-            let validate_epoch = (epoch + 1).is_multiple_of(self.config.check_val_every_n_epoch);
-            let skip = if epoch == start_epoch {
-                start_batch.min(n_train)
+            let skip = if epoch == resume.epoch {
+                resume.batch.min(n_train)
             } else {
                 0
             };
+            if skip > 0 {
+                if let Some(logs) = &resume.epoch_logs {
+                    ctx.load_epoch_state(logs, &device)?;
+                }
+            }
+            self.callbacks(|c, s| c.on_train_epoch_start(s))?;
+            module.on_train_epoch_start(&mut ctx)?;
+            let validate_epoch = (epoch + 1).is_multiple_of(self.config.check_val_every_n_epoch);
             let batches = train.iter_from(epoch as u64, skip).take(n_train - skip);
             for (batch_idx, batch) in (skip..).zip(batches) {
                 let batch = batch?.to_device(&device)?;
@@ -478,11 +537,22 @@ impl Trainer {
                     } else {
                         ctx.drain_step_tensors();
                     }
+                    if self
+                        .config
+                        .max_steps
+                        .is_some_and(|m| self.state.global_step >= m)
+                    {
+                        // Set before the batch-end hooks, so a checkpoint callback sees the stop.
+                        done = true;
+                        self.state.should_stop = true;
+                        self.state.stop_reason =
+                            Some(format!("max_steps={} reached", self.state.global_step));
+                    }
                 }
                 self.state.host_syncs = ctx.host_syncs();
                 self.state.resume_point = (epoch, batch_idx + 1);
                 self.callbacks_ordered(|c, s| c.on_train_batch_end(s, batch_idx))?;
-                self.service(optimizer.as_ref(), scheduler.as_ref())?;
+                self.service(optimizer.as_ref(), scheduler.as_ref(), Some(&mut ctx))?;
                 if validate_epoch && !vals.is_empty() {
                     if let Some(k) = val_every {
                         if (batch_idx + 1).is_multiple_of(k) && batch_idx + 1 < n_train {
@@ -498,15 +568,14 @@ impl Trainer {
                         }
                     }
                 }
-                if self
-                    .config
-                    .max_steps
-                    .is_some_and(|m| self.state.global_step >= m)
-                {
-                    done = true;
+                // A stop asked for within the epoch (max_steps, max_time) ends it at this batch.
+                if done || (self.state.should_stop && self.can_stop(epoch)) {
                     break;
                 }
             }
+            // Stopped before the epoch's last batch: checkpoints written below resume inside it,
+            // and the epoch-interval schedule steps when the resumed run finishes the epoch.
+            let interrupted = self.state.resume_point.1 < n_train;
 
             let mut epoch_values = BTreeMap::new();
             if validate_epoch
@@ -520,6 +589,7 @@ impl Trainer {
                     self.config.limit_val_batches,
                 )?;
                 self.state.stage = Some(RunningStage::Train);
+                self.state.validation_ran = true;
             }
             module.on_train_epoch_end(&mut ctx)?;
             let train_values = ctx.epoch_values()?;
@@ -532,7 +602,10 @@ impl Trainer {
             epoch_values.extend(train_values);
             self.state.history.push(epoch_values.clone());
             self.log(&epoch_values)?;
-            if let Some(sc) = scheduler.as_mut().filter(|s| s.interval == Interval::Epoch) {
+            if let Some(sc) = scheduler
+                .as_mut()
+                .filter(|s| s.interval == Interval::Epoch && !interrupted)
+            {
                 if (epoch + 1).is_multiple_of(sc.frequency.max(1)) {
                     let metric = match &sc.monitor {
                         Some(key) => Some(self.state.monitored(key).map_err(|available| {
@@ -550,29 +623,45 @@ impl Trainer {
                     }
                 }
             }
-            self.state.resume_point = (epoch + 1, 0);
+            if !interrupted {
+                self.state.resume_point = (epoch + 1, 0);
+            }
             self.callbacks_ordered(|c, s| c.on_train_epoch_end(s))?;
-            self.service(optimizer.as_ref(), scheduler.as_ref())?;
+            self.service(optimizer.as_ref(), scheduler.as_ref(), Some(&mut ctx))?;
             self.flush()?;
 
             if self.state.should_stop {
+                if self.can_stop(epoch) {
+                    tracing::info!(
+                        reason = self
+                            .state
+                            .stop_reason
+                            .as_deref()
+                            .unwrap_or("a callback asked"),
+                        "stopping"
+                    );
+                    break;
+                }
                 tracing::info!(
-                    reason = self
-                        .state
-                        .stop_reason
-                        .as_deref()
-                        .unwrap_or("a callback asked"),
-                    "stopping"
+                    min_epochs = self.config.min_epochs,
+                    "a stop was asked for before min_epochs; training goes on"
                 );
-                break;
+                self.state.should_stop = false;
+                self.state.stop_reason = None;
             }
         }
         self.callbacks(|c, s| c.on_train_end(s))?;
         self.callbacks_ordered(|c, s| c.on_fit_end(s))?;
-        self.service(optimizer.as_ref(), scheduler.as_ref())?;
+        self.service(optimizer.as_ref(), scheduler.as_ref(), None)?;
         self.flush()?;
         dm.teardown(Stage::Fit)?;
         Ok(())
+    }
+
+    /// Whether a stop asked for by a callback may end training during `epoch`: not before
+    /// `min_epochs` epochs have run, as in Lightning.
+    fn can_stop(&self, epoch: usize) -> bool {
+        epoch + 1 >= self.config.min_epochs
     }
 
     fn check_finite(&self, loss: f64) -> Result<()> {
@@ -724,6 +813,7 @@ impl Trainer {
             if let Some(path) = self.ckpt_path.clone() {
                 self.load_weights(&path, module)?;
             }
+            self.start_run(module.hparams())?;
             let device = self.device().clone();
             self.state.stage = Some(RunningStage::Predict);
             self.callbacks(|c, s| c.on_predict_start(s))?;

@@ -19,6 +19,9 @@ pub struct DataContext {
     pub hparams: HParams,
     /// Folders to search for data files, in order.
     pub roots: Vec<PathBuf>,
+    /// Whether `roots` is the user's explicit choice (`data_dir`), which allows no fallback to
+    /// system folders or downloads.
+    pub explicit: bool,
     cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -32,19 +35,44 @@ impl std::fmt::Debug for DataContext {
 
 impl DataContext {
     /// A context whose data roots are, in order: the `data_dir` hyperparameter, `$LIT_DATA_DIR`,
-    /// then `data/`.
+    /// then `data/`. An explicit `data_dir` is the only root, with no fallback: it must be a
+    /// folder, and a data set missing there is an error, not a search elsewhere.
     pub fn new(hparams: HParams) -> Result<Self> {
         let mut roots = Vec::new();
-        if let Some(dir) = hparams.get::<String>("data_dir")? {
-            roots.push(PathBuf::from(dir));
+        let explicit = hparams.get::<String>("data_dir")?.map(PathBuf::from);
+        if let Some(dir) = &explicit {
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::HParam {
+                        key: "data_dir".into(),
+                        message: format!(
+                            "{} is a file; expected a folder holding mnist/",
+                            dir.display()
+                        ),
+                    })
+                }
+                Err(e) => {
+                    return Err(Error::HParam {
+                        key: "data_dir".into(),
+                        message: format!(
+                            "{}: {e}; expected a folder holding mnist/",
+                            dir.display()
+                        ),
+                    })
+                }
+            }
+            roots.push(dir.clone());
+        } else {
+            if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+                roots.push(PathBuf::from(dir));
+            }
+            roots.push(PathBuf::from("data"));
         }
-        if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
-            roots.push(PathBuf::from(dir));
-        }
-        roots.push(PathBuf::from("data"));
         Ok(Self {
             hparams,
             roots,
+            explicit: explicit.is_some(),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -75,6 +103,19 @@ impl DataContext {
     }
 }
 
+/// Every hyperparameter key `DInterface` and `DataContext` read themselves (datasets declare
+/// their own with [`DatasetRegistry::declare_keys`]).
+pub const DINTERFACE_KEYS: &[&str] = &[
+    "train_dataset",
+    "val_datasets",
+    "test_datasets",
+    "predict_datasets",
+    "batch_size",
+    "num_workers",
+    "seed",
+    "data_dir",
+];
+
 /// Builds a dataset from the context.
 pub type DatasetBuilder = Box<dyn Fn(&DataContext) -> Result<Arc<dyn Dataset>> + Send + Sync>;
 
@@ -82,6 +123,7 @@ pub type DatasetBuilder = Box<dyn Fn(&DataContext) -> Result<Arc<dyn Dataset>> +
 #[derive(Default)]
 pub struct DatasetRegistry {
     builders: BTreeMap<String, DatasetBuilder>,
+    keys: Vec<String>,
 }
 
 impl std::fmt::Debug for DatasetRegistry {
@@ -108,6 +150,22 @@ impl DatasetRegistry {
     /// The registered names, sorted.
     pub fn names(&self) -> Vec<String> {
         self.builders.keys().cloned().collect()
+    }
+
+    /// Declares hyperparameter keys that the registered datasets read (`normalize_mean`), so
+    /// that a config naming them is not refused as misspelt.
+    pub fn declare_keys(&mut self, keys: &[&str]) -> &mut Self {
+        self.keys.extend(keys.iter().map(|k| k.to_string()));
+        self
+    }
+
+    /// The keys the datasets read, with [`DINTERFACE_KEYS`].
+    pub fn keys(&self) -> Vec<String> {
+        DINTERFACE_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .chain(self.keys.iter().cloned())
+            .collect()
     }
 
     /// Fails with the list of registered names unless `name` is one.

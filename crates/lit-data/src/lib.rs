@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+mod choices;
 mod datamodule;
 mod dataset;
 mod dinterface;
@@ -37,9 +38,12 @@ mod loader;
 pub mod mnist;
 mod rng;
 
+pub use choices::{Choices, UnknownChoice};
 pub use datamodule::{DataModule, NamedLoader, Stage};
 pub use dataset::{Batch, Dataset, Sample, TensorDataset};
-pub use dinterface::{DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV};
+pub use dinterface::{
+    DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DINTERFACE_KEYS,
+};
 pub use error::{Error, Result};
 pub use hparams::HParams;
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig};

@@ -51,6 +51,8 @@ pub struct RawSplit {
     pub rows: usize,
     /// Image width.
     pub cols: usize,
+    /// The images file it was read from, for messages.
+    pub source: PathBuf,
 }
 
 fn split_prefix(train: bool) -> &'static str {
@@ -63,12 +65,18 @@ fn split_prefix(train: bool) -> &'static str {
 
 /// The folders searched for `flavor` under each root, in order.
 pub fn candidate_dirs(flavor: Flavor, roots: &[PathBuf]) -> Vec<PathBuf> {
+    candidate_dirs_in(flavor, roots, true)
+}
+
+fn candidate_dirs_in(flavor: Flavor, roots: &[PathBuf], system: bool) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for root in roots {
         dirs.push(root.join(flavor.dir_name()));
         dirs.push(root.clone());
     }
-    dirs.extend(flavor.system_dirs().iter().map(PathBuf::from));
+    if system {
+        dirs.extend(flavor.system_dirs().iter().map(PathBuf::from));
+    }
     dirs
 }
 
@@ -83,16 +91,22 @@ fn find(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
 
 /// The folder holding the four files of `flavor`, if any root has them all.
 pub fn locate(flavor: Flavor, roots: &[PathBuf]) -> Option<PathBuf> {
-    candidate_dirs(flavor, roots).into_iter().find(|d| {
-        [
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-            "t10k-images-idx3-ubyte",
-            "t10k-labels-idx1-ubyte",
-        ]
-        .iter()
-        .all(|f| find(std::slice::from_ref(d), f).is_some())
-    })
+    locate_in(&candidate_dirs(flavor, roots))
+}
+
+fn locate_in(dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter()
+        .find(|d| {
+            [
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ]
+            .iter()
+            .all(|f| find(std::slice::from_ref(d), f).is_some())
+        })
+        .cloned()
 }
 
 /// Reads the images and labels of one split from `dir`, checking that their counts agree.
@@ -120,18 +134,66 @@ pub fn read_split(dir: &Path, train: bool) -> Result<RawSplit> {
             ),
         });
     }
+    if images.dims[1..] != [28, 28] {
+        return Err(Error::Format {
+            path: img_path,
+            message: format!(
+                "images of {} x {} pixels; MNIST-format images are 28 x 28",
+                images.dims[1], images.dims[2]
+            ),
+        });
+    }
+    if let Some((i, l)) = labels.data.iter().enumerate().find(|(_, &l)| l > 9) {
+        return Err(Error::Format {
+            path: lbl_path,
+            message: format!("label {l} at index {i}; expected a class from 0 to 9"),
+        });
+    }
     Ok(RawSplit {
         n: images.dims[0],
         rows: images.dims[1],
         cols: images.dims[2],
         images: images.data,
         labels: labels.data,
+        source: img_path,
     })
 }
 
 /// Loads one split of `flavor` from the first root that has it, else from the hub when the `hub`
 /// feature is on, else fails naming the files looked for and how to get them.
 pub fn load_split(flavor: Flavor, roots: &[PathBuf], train: bool) -> Result<RawSplit> {
+    load_split_with(flavor, roots, true, train)
+}
+
+/// [`load_split`] from the data context's roots; with an explicit `data_dir` only there (no
+/// system folder, no download).
+pub fn load(flavor: Flavor, ctx: &crate::DataContext, train: bool) -> Result<RawSplit> {
+    load_split_with(flavor, &ctx.roots, !ctx.explicit, train)
+}
+
+fn load_split_with(
+    flavor: Flavor,
+    roots: &[PathBuf],
+    fallback: bool,
+    train: bool,
+) -> Result<RawSplit> {
+    if !fallback {
+        let dirs = candidate_dirs_in(flavor, roots, false);
+        if let Some(dir) = locate_in(&dirs) {
+            return read_split(&dir, train);
+        }
+        let first = dirs.first().cloned().unwrap_or_default();
+        let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        return Err(Error::Missing {
+            path: first.join(format!("{}-images-idx3-ubyte", split_prefix(train))),
+            hint: format!(
+                "--data-dir was given, so only [{}] were searched; it needs the four IDX files \
+                 (raw or .gz) in {}/ or in the folder itself",
+                looked.join(", "),
+                flavor.dir_name()
+            ),
+        });
+    }
     if let Some(dir) = locate(flavor, roots) {
         tracing::debug!(dir = %dir.display(), ?flavor, train, "reading IDX files");
         return read_split(&dir, train);
@@ -197,6 +259,7 @@ fn hub_split(flavor: Flavor, train: bool) -> Result<RawSplit> {
         n,
         rows: 28,
         cols: 28,
+        source: PathBuf::from(format!("{} from the hub", flavor.dir_name())),
     })
 }
 

@@ -10,7 +10,8 @@ use crate::{Average, Error, Metric, Result};
 
 /// Area under the ROC curve of each class against the rest, averaged.
 ///
-/// Exact AUROC needs every score, so the state keeps the scores `(N, C)` and targets `(N,)` on the
+/// Scores may be probabilities or logits: a batch with any value outside [0, 1] is softmaxed
+/// first, as torchmetrics does. Exact AUROC needs every score, so the state keeps the scores `(N, C)` and targets `(N,)` on the
 /// device and `compute` sorts them on the host (the rank statistic, ties counted half, equals the
 /// trapezoidal area under the exact ROC curve). A class with no positive or no negative sample
 /// scores 0, as in torchmetrics.
@@ -31,6 +32,19 @@ impl MulticlassAuroc {
             preds: Vec::new(),
             target: Vec::new(),
         }
+    }
+}
+
+/// Replaces `row` with its softmax.
+fn softmax_in_place(row: &mut [f64]) {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
     }
 }
 
@@ -92,9 +106,16 @@ impl Metric for MulticlassAuroc {
         if self.preds.is_empty() {
             return Ok(Tensor::new(f32::NAN, &Device::Cpu)?);
         }
-        let preds = Tensor::cat(&self.preds, 0)?
-            .to_dtype(DType::F64)?
-            .to_vec2::<f64>()?;
+        // As torchmetrics: a batch of scores that are not all probabilities (in [0, 1]) is
+        // taken as logits and turned into probabilities with a softmax over the classes.
+        let mut preds = Vec::new();
+        for batch in &self.preds {
+            let mut rows = batch.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+            if rows.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
+                rows.iter_mut().for_each(|row| softmax_in_place(row));
+            }
+            preds.extend(rows);
+        }
         let target = Tensor::cat(&self.target, 0)?
             .to_dtype(DType::U32)?
             .to_vec1::<u32>()?;

@@ -143,6 +143,30 @@ fn auroc_matches_torchmetrics() {
     check("auroc_macro", MulticlassAuroc::new(4, Average::Macro));
 }
 
+/// torchmetrics' `MulticlassAUROC` softmaxes scores that are not probabilities. Logits
+/// `log(p) + c_row` have softmax `p` whatever the row's offset `c_row`, so on such logits it gives
+/// the same value as on the probabilities, while a ranking of the raw logits would not (the
+/// offsets reorder the rows within each class).
+#[test]
+fn auroc_softmaxes_logits_as_torchmetrics_does() {
+    let Some(r) = reference() else { return };
+    let logits: Vec<(Tensor, Tensor)> = batches(&r)
+        .into_iter()
+        .map(|(p, t)| {
+            let n = p.dim(0).unwrap();
+            let offsets: Vec<f32> = (0..n).map(|i| (i as f32 * 1.7).sin() * 6.0).collect();
+            let offsets = Tensor::from_vec(offsets, (n, 1), &Device::Cpu).unwrap();
+            (p.log().unwrap().broadcast_add(&offsets).unwrap(), t)
+        })
+        .collect();
+    check_with(
+        "classification",
+        "auroc_macro",
+        MulticlassAuroc::new(4, Average::Macro),
+        logits,
+    );
+}
+
 #[test]
 fn states_merge_as_if_one_worker_saw_everything() {
     let Some(r) = reference() else { return };

@@ -22,16 +22,9 @@ pub enum Error {
         known: Vec<String>,
     },
     /// A name (optimizer, scheduler, loss, metric) that is not one of the known choices.
-    #[error("unknown {kind} '{name}'; expected one of: {}", known.join(", "))]
-    UnknownName {
-        /// What kind of name.
-        kind: &'static str,
-        /// The name given.
-        name: String,
-        /// The valid names.
-        known: Vec<&'static str>,
-    },
-    /// A hyperparameter is out of range.
+    #[error(transparent)]
+    UnknownName(#[from] lit_data::UnknownChoice),
+    /// A hyperparameter with a bad value.
     #[error("hyperparameter '{key}': {message}")]
     HParam {
         /// The key.

@@ -27,6 +27,6 @@ pub mod scheduler;
 pub use error::{Error, Result};
 pub use lit_data::{Batch, HParams, Stage};
 pub use logging::{LogOptions, RunningStage, StepContext};
-pub use minterface::{MInterface, METRICS};
+pub use minterface::{module_keys, MInterface, METRICS, TOP_K_METRIC};
 pub use module::{LitModule, Optimization};
 pub use registry::{BoxedNet, ModelRegistry, Net};

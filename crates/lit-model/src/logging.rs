@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use candle::{DType, Tensor};
+use candle::{DType, Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -284,6 +284,47 @@ impl StepContext {
         let mut out = to_host(&means, &mut self.host_syncs)?;
         out.extend(self.epoch_host.iter().map(|(k, v)| (k.clone(), *v)));
         Ok(out)
+    }
+
+    /// The epoch's logged sums and weights so far, on the host (one copy), for a mid-epoch
+    /// checkpoint: `{"key": [sum, weight], ...}`.
+    pub fn epoch_state(&mut self) -> Result<serde_json::Value> {
+        let sums: BTreeMap<String, Tensor> = self
+            .epoch_sums
+            .iter()
+            .map(|(k, s)| (k.clone(), s.sum.clone()))
+            .collect();
+        let host = to_host(&sums, &mut self.host_syncs)?;
+        Ok(serde_json::Value::Object(
+            host.into_iter()
+                .map(|(k, sum)| {
+                    let weight = self.epoch_sums[&k].weight;
+                    (k, serde_json::json!([sum, weight]))
+                })
+                .collect(),
+        ))
+    }
+
+    /// Restores sums saved by [`StepContext::epoch_state`] on `device`, so the epoch's means
+    /// cover the batches before a resume too.
+    pub fn load_epoch_state(&mut self, state: &serde_json::Value, device: &Device) -> Result<()> {
+        let bad = || {
+            Error::Invalid(format!(
+                "epoch state: expected {{key: [sum, weight]}}, got {state}"
+            ))
+        };
+        let map = state.as_object().ok_or_else(bad)?;
+        for (key, entry) in map {
+            let (sum, weight) = match entry.as_array().map(Vec::as_slice) {
+                Some([s, w]) => (s.as_f64().ok_or_else(bad)?, w.as_f64().ok_or_else(bad)?),
+                _ => return Err(bad()),
+            };
+            // The sums are f32 on the device: the f64 round trip is exact.
+            let sum = Tensor::new(sum as f32, device)?;
+            self.epoch_sums
+                .insert(key.clone(), EpochSum { sum, weight });
+        }
+        Ok(())
     }
 
     /// Clears the epoch accumulators and the step values.

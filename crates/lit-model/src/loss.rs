@@ -1,7 +1,7 @@
 //! Losses, as `torch.nn.functional`, mean-reduced.
 
 use candle::{DType, Tensor, D};
-use lit_data::HParams;
+use lit_data::{Choices, HParams};
 
 use crate::{Error, Result};
 
@@ -112,41 +112,40 @@ pub enum Loss {
     BceWithLogits,
 }
 
-/// The loss names `Loss::from_name` accepts.
-pub const LOSSES: [&str; 6] = [
-    "cross_entropy",
-    "nll",
-    "mse",
-    "l1",
-    "smooth_l1",
-    "bce_with_logits",
-];
+/// Every loss `Loss::from_name` builds, by name: the only list of their names.
+pub const LOSSES: Choices<Loss> = Choices::new(
+    "loss",
+    &[
+        (
+            "cross_entropy",
+            Loss::CrossEntropy {
+                label_smoothing: 0.0,
+            },
+        ),
+        ("nll", Loss::Nll),
+        ("mse", Loss::Mse),
+        ("l1", Loss::L1),
+        ("smooth_l1", Loss::SmoothL1 { beta: 1.0 }),
+        ("bce_with_logits", Loss::BceWithLogits),
+    ],
+);
+
+/// Every hyperparameter key `Loss::from_hparams` reads.
+pub const KEYS: &[&str] = &["loss", "label_smoothing", "smooth_l1_beta"];
 
 impl Loss {
     /// The loss called `name`. `triplet_margin` takes three embeddings rather than scores and
     /// targets, so it is called directly from a custom module's step, not chosen here.
     pub fn from_name(name: &str) -> Result<Self> {
-        match name.to_lowercase().as_str() {
-            "cross_entropy" | "ce" => Ok(Loss::CrossEntropy {
-                label_smoothing: 0.0,
-            }),
-            "nll" => Ok(Loss::Nll),
-            "mse" => Ok(Loss::Mse),
-            "l1" => Ok(Loss::L1),
-            "smooth_l1" => Ok(Loss::SmoothL1 { beta: 1.0 }),
-            "bce_with_logits" | "bce" => Ok(Loss::BceWithLogits),
-            "triplet_margin" => Err(Error::HParam {
+        if name.eq_ignore_ascii_case("triplet_margin") {
+            return Err(Error::HParam {
                 key: "loss".into(),
                 message: "triplet_margin takes (anchor, positive, negative) embeddings; call \
                           lit_model::loss::triplet_margin from your own module's training_step"
                     .into(),
-            }),
-            other => Err(Error::UnknownName {
-                kind: "loss",
-                name: other.into(),
-                known: LOSSES.to_vec(),
-            }),
+            });
         }
+        Ok(*LOSSES.get(name)?)
     }
 
     /// The loss named by the `loss` hyperparameter (default `cross_entropy`), with

@@ -2,7 +2,7 @@
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use lit_data::{Batch, HParams, Stage};
+use lit_data::{Batch, Choices, HParams, Stage};
 use lit_metrics::{
     Average, Metric, MulticlassAccuracy, MulticlassAuroc, MulticlassF1Score, MulticlassPrecision,
     MulticlassRecall,
@@ -15,51 +15,86 @@ use crate::{
     RunningStage, StepContext,
 };
 
-/// The metric names `--metric` accepts; `top<k>_accuracy` (such as `top5_accuracy`) as well.
-pub const METRICS: [&str; 8] = [
-    "accuracy",
-    "accuracy_macro",
-    "precision",
-    "recall",
-    "f1",
-    "f1_weighted",
-    "auroc",
-    "top<k>_accuracy",
-];
+type MetricBuilder = fn(usize) -> Box<dyn Metric>;
 
-/// The metric called `name` and the key it is logged under (`accuracy` logs as `acc`).
+/// Every metric `--metric` names, by name: the only list of their names. `top<k>_accuracy` (such
+/// as `top5_accuracy`, 1 <= k <= num_classes) is accepted as well.
+pub const METRICS: Choices<MetricBuilder> = Choices::new(
+    "metric",
+    &[
+        ("accuracy", |c| {
+            Box::new(MulticlassAccuracy::new(c, Average::Micro))
+        }),
+        ("accuracy_macro", |c| {
+            Box::new(MulticlassAccuracy::new(c, Average::Macro))
+        }),
+        ("precision", |c| {
+            Box::new(MulticlassPrecision::new(c, Average::Macro))
+        }),
+        ("recall", |c| {
+            Box::new(MulticlassRecall::new(c, Average::Macro))
+        }),
+        ("f1", |c| {
+            Box::new(MulticlassF1Score::new(c, Average::Macro))
+        }),
+        ("f1_weighted", |c| {
+            Box::new(MulticlassF1Score::new(c, Average::Weighted))
+        }),
+        ("auroc", |c| {
+            Box::new(MulticlassAuroc::new(c, Average::Macro))
+        }),
+    ],
+);
+
+/// The pattern of the top-k accuracies, shown with [`METRICS`]' names.
+pub const TOP_K_METRIC: &str = "top<k>_accuracy";
+
+/// The metric called `name` and the key it is logged under (`accuracy` logs as `acc`,
+/// `top5_accuracy` as `top5_acc`).
 fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
-    let m: Box<dyn Metric> = match name {
-        "accuracy" | "acc" => Box::new(MulticlassAccuracy::new(c, Average::Micro)),
-        "accuracy_macro" => Box::new(MulticlassAccuracy::new(c, Average::Macro)),
-        "precision" => Box::new(MulticlassPrecision::new(c, Average::Macro)),
-        "recall" => Box::new(MulticlassRecall::new(c, Average::Macro)),
-        "f1" => Box::new(MulticlassF1Score::new(c, Average::Macro)),
-        "f1_weighted" => Box::new(MulticlassF1Score::new(c, Average::Weighted)),
-        "auroc" => Box::new(MulticlassAuroc::new(c, Average::Macro)),
-        other => match other
-            .strip_prefix("top")
-            .and_then(|r| r.strip_suffix("_accuracy"))
-            .and_then(|k| k.parse().ok())
-        {
-            Some(k) => Box::new(MulticlassAccuracy::new(c, Average::Micro).with_top_k(k)),
-            None => {
-                return Err(Error::UnknownName {
-                    kind: "metric",
-                    name: other.into(),
-                    known: METRICS.to_vec(),
-                })
-            }
-        },
+    let name = name.trim().to_lowercase();
+    if let Some(k) = name
+        .strip_prefix("top")
+        .and_then(|r| r.strip_suffix("_accuracy"))
+    {
+        return match k.parse::<usize>() {
+            Ok(k) if (1..=c).contains(&k) => Ok((
+                format!("top{k}_acc"),
+                Box::new(MulticlassAccuracy::new(c, Average::Micro).with_top_k(k)),
+            )),
+            _ => Err(Error::HParam {
+                key: "metric".into(),
+                message: format!(
+                    "{name}: expected top<k>_accuracy with k from 1 to num_classes ({c})"
+                ),
+            }),
+        };
+    }
+    let build = METRICS.get(&name).map_err(|mut e| {
+        e.known.push(TOP_K_METRIC);
+        e
+    })?;
+    let key = if name == "accuracy" {
+        "acc".into()
+    } else {
+        name
     };
-    let key = match name {
-        "accuracy" | "acc" => "acc".to_string(),
-        other => other
-            .strip_suffix("_accuracy")
-            .map(|k| format!("{k}_acc"))
-            .unwrap_or_else(|| other.to_string()),
-    };
-    Ok((key, m))
+    Ok((key, build(c)))
+}
+
+/// Every hyperparameter key `MInterface` reads itself or through its loss, optimizer and schedule
+/// (the network's own `Config` keys come from the model registry).
+pub fn module_keys() -> Vec<&'static str> {
+    let own = ["model_name", "seed", "num_classes", "metric"];
+    let mut keys: Vec<&'static str> = own
+        .into_iter()
+        .chain(crate::loss::KEYS.iter().copied())
+        .chain(optim::KEYS.iter().copied())
+        .chain(scheduler::KEYS.iter().copied())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 type Metrics = Vec<(String, Box<dyn Metric>)>;

@@ -31,6 +31,7 @@ type Builder = Box<dyn Fn(&HParams, VarBuilder) -> Result<(BoxedNet, HParams)> +
 #[derive(Default)]
 pub struct ModelRegistry {
     builders: BTreeMap<String, Builder>,
+    keys: BTreeMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for ModelRegistry {
@@ -64,7 +65,16 @@ impl ModelRegistry {
                 Ok((Box::new(Wrapped(net)) as BoxedNet, resolved))
             }),
         );
+        let keys = HParams::from_serialize(&N::Config::default())
+            .map(|hp| hp.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default();
+        self.keys.insert(name.to_string(), keys);
         self
+    }
+
+    /// The hyperparameter keys of network `name`'s own `Config` (empty for an unknown name).
+    pub fn config_keys(&self, name: &str) -> &[String] {
+        self.keys.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// The registered names, sorted.

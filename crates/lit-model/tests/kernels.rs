@@ -556,3 +556,68 @@ fn fused_adamw_matches_candles_adamw() {
         "parameters after 5 AdamW steps",
     );
 }
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// `n` values in the shape, with NaN at `at`.
+fn with_nan(shape: &[usize], at: usize, seed: u64) -> Tensor {
+    let mut v = values(&random(shape, seed));
+    v[at] = f32::NAN;
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn conv_relu_propagates_nan_inputs_and_weights_as_pytorch_does() {
+    // torch.relu(torch.conv2d(x, w, b, padding=1)) with one NaN pixel: every output whose window
+    // covers it is NaN (relu(nan) = nan), the others are finite and >= 0.
+    let x = with_nan(&[1, 1, 4, 4], 5, 1);
+    let w = random(&[2, 1, 3, 3], 2);
+    let b = random(&[2], 3);
+    let theirs = values(&x.conv2d(&w, 1, 1, 1, 1).unwrap());
+    let ours = values(&kernels::conv2d(&x, &w, &b, 1, 1, true).unwrap());
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(o.is_nan(), t.is_nan(), "output {i}: {o} vs conv {t}");
+    }
+    assert!(ours.iter().any(|v| v.is_nan()));
+    assert!(ours.iter().filter(|v| !v.is_nan()).all(|v| *v >= 0.0));
+    // A NaN weight reaches every output of its channel, through ReLU and the fused pool too.
+    let x = random(&[1, 1, 4, 4], 4);
+    let w = with_nan(&[2, 1, 3, 3], 4, 5);
+    let ours = values(&kernels::conv2d(&x, &w, &b, 1, 1, true).unwrap());
+    assert!(ours[..16].iter().all(|v| v.is_nan()), "{ours:?}");
+    assert!(ours[16..].iter().all(|v| v.is_finite()));
+    let pooled = values(&kernels::conv2d_pool(&x, &w, &b, 1, 1, true, 2).unwrap());
+    assert!(pooled[..4].iter().all(|v| v.is_nan()), "{pooled:?}");
+}
+
+#[test]
+fn linear_relu_propagates_nan_as_pytorch_does() {
+    // torch.relu(torch.nn.functional.linear(x, w, b)) with a NaN input: its row is all NaN.
+    let x = with_nan(&[3, 5], 7, 6);
+    let w = random(&[4, 5], 7);
+    let b = random(&[4], 8);
+    let y = values(&kernels::linear(&x, &w, &b, true).unwrap());
+    assert!(y[4..8].iter().all(|v| v.is_nan()), "{y:?}");
+    assert!(y[..4]
+        .iter()
+        .chain(&y[8..])
+        .all(|v| v.is_finite() && *v >= 0.0));
+    let w = with_nan(&[4, 5], 0, 9);
+    let x = random(&[3, 5], 10);
+    let y = values(&kernels::linear(&x, &w, &b, true).unwrap());
+    assert!((0..3).all(|r| y[r * 4].is_nan()), "{y:?}");
+}
+
+#[test]
+fn cross_entropy_of_nan_logits_is_nan() {
+    // torch.nn.functional.cross_entropy with a NaN logit in one row -> nan.
+    let logits = with_nan(&[4, 10], 13, 11);
+    let target = Tensor::new(&[1u32, 2, 3, 4], &Device::Cpu).unwrap();
+    let loss = kernels::cross_entropy(&logits, &target)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(loss.is_nan(), "{loss}");
+}

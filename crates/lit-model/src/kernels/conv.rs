@@ -411,7 +411,7 @@ impl CustomOp3 for Conv2dOp {
                     |cols, (i, yn)| {
                         self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, yn, inner);
                         if self.relu {
-                            yn.iter_mut().for_each(|v| *v = v.max(0.0));
+                            yn.iter_mut().for_each(|v| *v = super::relu(*v));
                         }
                     },
                 );

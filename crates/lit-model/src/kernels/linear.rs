@@ -59,7 +59,7 @@ impl CustomOp3 for LinearOp {
             true,
         );
         if self.relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
+            y.iter_mut().for_each(|v| *v = super::relu(*v));
         }
         let mut shape = l1.dims().to_vec();
         if let Some(last) = shape.last_mut() {

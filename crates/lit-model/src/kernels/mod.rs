@@ -27,6 +27,17 @@ fn beats(v: f32, m: f32) -> bool {
     v > m || v.is_nan()
 }
 
+/// PyTorch's ReLU: negative values become 0, NaN stays NaN (`f32::max(NaN, 0.0)` is 0, which
+/// would hide a diverged run behind a plausible loss).
+#[inline]
+fn relu(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// `dst (m x n) (+)= a (m x k) * b (k x n)`, with each operand given by its row and column
 /// strides; on the calling thread when `parallel` is false, else on rayon's current pool.
 #[allow(clippy::too_many_arguments)]
