@@ -154,20 +154,20 @@ pub(crate) struct RunArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "1", value_name = "N")]
     pub(crate) fast_dev_run: Option<usize>,
     /// Training batches per epoch: a count (200) or a fraction (0.25).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) limit_train_batches: Option<String>,
     /// Validation batches per set: a count or a fraction.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) limit_val_batches: Option<String>,
     /// Test batches per set: a count or a fraction.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) limit_test_batches: Option<String>,
     /// Also validate within epochs, every N batches or fraction of an epoch.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) val_check_interval: Option<String>,
     /// Train and validate on N batches (or a fraction), the same unshuffled training batches
     /// every epoch, to check that the model can overfit them.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) overfit_batches: Option<String>,
     /// Validate every N epochs (early stopping and checkpoints skip the epochs in between).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
@@ -200,7 +200,8 @@ pub(crate) struct RunArgs {
     /// Early stopping: stop at once when the monitored value is worse than this.
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) divergence_threshold: Option<f64>,
-    /// Early stopping: skip the check, instead of failing, when the monitored key was not logged.
+    /// Early stopping and checkpoints: skip, instead of failing, when the monitored key was not
+    /// logged.
     #[arg(long)]
     pub(crate) no_strict: bool,
     /// Checkpoints to keep by the monitored value (-1: all, 0: none).

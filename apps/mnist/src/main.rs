@@ -137,6 +137,7 @@ fn add_fit_callbacks(trainer: &mut Trainer, args: &cli::RunArgs) -> anyhow::Resu
     checkpoints.save_last = !args.no_save_last;
     checkpoints.every_n_train_steps = args.checkpoint_every_n_train_steps;
     checkpoints.save_weights_only = args.save_weights_only;
+    checkpoints.strict = !args.no_strict;
     trainer.add_callback(Box::new(checkpoints));
     trainer.add_callback(Box::new(Curves::new()));
     Ok(())
@@ -261,6 +262,17 @@ fn run() -> anyhow::Result<()> {
         ),
         "test" => print_table("test metric", &trainer.test(&mut module, &mut datamodule)?),
         "predict" => {
+            if let Some(dir) = args.output.as_ref().and_then(|p| p.parent()) {
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    bail!(
+                        "--output {}: the folder {} does not exist",
+                        args.output
+                            .as_ref()
+                            .map_or(String::new(), |p| p.display().to_string()),
+                        dir.display()
+                    );
+                }
+            }
             let outputs = trainer.predict(&mut module, &mut datamodule)?;
             let path = match (&args.output, trainer.log_dir()) {
                 (Some(p), _) => p.clone(),

@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod bad_inputs;
+mod flags;
+
 fn mnist(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mnist"))
         .args(args)

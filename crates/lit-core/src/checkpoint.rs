@@ -40,6 +40,8 @@ pub struct CheckpointMeta {
     pub global_step: u64,
     /// The optimizer's non-tensor state (step counts, learning rate).
     pub optimizer: Option<serde_json::Value>,
+    /// The optimizer's name (`Adam`), checked on resume.
+    pub optimizer_name: Option<String>,
     /// The learning-rate schedule's state.
     pub scheduler: Option<serde_json::Value>,
     /// Each callback's state, by callback key.

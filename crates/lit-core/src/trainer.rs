@@ -188,6 +188,21 @@ impl Trainer {
             .into_iter()
             .map(|(k, t)| Ok((k, t.to_device(&device)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
+        let refuse = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "{message}; pass --ckpt-weights-only to start a new run from its weights"
+            ),
+        };
+        if let Some(theirs) = ck.meta.optimizer_name.as_deref() {
+            if theirs != optimizer.name() {
+                return Err(refuse(format!(
+                    "holds the state of optimizer {theirs}, this run uses {}",
+                    optimizer.name()
+                )));
+            }
+        }
+        let saved_keys: Vec<String> = tensors.keys().cloned().collect();
         let meta = ck.meta.optimizer.clone().ok_or_else(|| Error::Checkpoint {
             path: path.to_path_buf(),
             message: format!(
@@ -206,6 +221,15 @@ impl Trainer {
                     optimizer.name()
                 ),
             })?;
+        // Every saved state tensor must have been taken: a lenient loader would otherwise drop
+        // another optimizer's state without a word.
+        let taken: Vec<String> = optimizer.state().tensors.into_keys().collect();
+        if let Some(unused) = saved_keys.iter().find(|k| !taken.contains(k)) {
+            return Err(refuse(format!(
+                "its optimizer state tensor '{unused}' does not belong to this run's {}",
+                optimizer.name()
+            )));
+        }
         if let (Some(sc), Some(state)) = (scheduler, &ck.meta.scheduler) {
             sc.scheduler.load_state(state)?;
         }
@@ -379,6 +403,7 @@ impl Trainer {
                 resume_batch: self.state.resume_point.1,
                 global_step: self.state.global_step,
                 optimizer: None,
+                optimizer_name: Some(optimizer.name().to_string()),
                 scheduler: scheduler.map(|s| s.scheduler.state()),
                 callbacks: callbacks.clone(),
                 monitor: req.monitor.clone(),
@@ -433,16 +458,18 @@ impl Trainer {
         let vals = dm.val_dataloaders()?;
         self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
         self.state.varmap = Some(module.varmap().clone());
-        self.start_run(module.hparams())?;
         let Optimization {
             mut optimizer,
             mut scheduler,
         } = module.configure_optimizers()?;
         self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
+        // Restored before the run directory exists: a checkpoint that cannot be resumed leaves
+        // no empty run behind.
         let resume = match self.ckpt_path.take() {
             Some(path) => self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?,
             None => Resume::default(),
         };
+        self.start_run(module.hparams())?;
         self.callbacks(|c, s| c.on_fit_start(s))?;
 
         if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {

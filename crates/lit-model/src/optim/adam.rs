@@ -223,7 +223,11 @@ impl Optimizer for Adam {
                 .get("step")
                 .and_then(|s| s.get(name))
                 .and_then(|s| s.as_u64())
-                .unwrap_or(0);
+                .ok_or_else(|| {
+                    crate::Error::Invalid(format!(
+                        "optimizer state: moments of {name} without a step count"
+                    ))
+                })?;
             let buffers = Buffers::Tensors {
                 exp_avg,
                 exp_avg_sq,
@@ -233,7 +237,7 @@ impl Optimizer for Adam {
             moments.insert(name.clone(), Moments { step, buffers });
         }
         self.moments = moments;
-        super::restore_lr(&mut self.config.lr, &state.meta);
+        super::restore_lr(&mut self.config.lr, &state.meta)?;
         Ok(())
     }
 }

@@ -134,10 +134,20 @@ pub fn named_params(varmap: &VarMap) -> Vec<(String, Var)> {
     params
 }
 
-/// Sets `lr` from a saved state's `lr`, when it has one.
-pub(crate) fn restore_lr(lr: &mut f64, meta: &serde_json::Value) {
-    if let Some(v) = meta.get("lr").and_then(|v| v.as_f64()) {
-        *lr = v;
+/// Sets `lr` from a saved state's `lr`; a state that is not a map, or whose `lr` is not a
+/// finite number, is an error (a garbled checkpoint must not resume with defaults).
+pub(crate) fn restore_lr(lr: &mut f64, meta: &serde_json::Value) -> Result<()> {
+    let bad = |what: &str| Error::Invalid(format!("optimizer state: {what}, got {meta}"));
+    let map = meta.as_object().ok_or_else(|| bad("expected a map"))?;
+    match map.get("lr") {
+        None => Ok(()),
+        Some(v) => match v.as_f64().filter(|v| v.is_finite()) {
+            Some(v) => {
+                *lr = v;
+                Ok(())
+            }
+            None => Err(bad("expected a finite 'lr'")),
+        },
     }
 }
 

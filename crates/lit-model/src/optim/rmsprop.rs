@@ -142,7 +142,7 @@ impl Optimizer for RmsProp {
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
         self.state = state.tensors;
-        super::restore_lr(&mut self.config.lr, &state.meta);
+        super::restore_lr(&mut self.config.lr, &state.meta)?;
         Ok(())
     }
 }

@@ -203,7 +203,7 @@ impl Optimizer for Sgd {
             buffers.insert(name.clone(), buffer);
         }
         self.momentum_buffers = buffers;
-        super::restore_lr(&mut self.config.lr, &state.meta);
+        super::restore_lr(&mut self.config.lr, &state.meta)?;
         Ok(())
     }
 }

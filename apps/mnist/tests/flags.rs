@@ -1,0 +1,572 @@
+//! Each documented flag through the binary, alone and combined, on real MNIST: what a Lightning
+//! user would try (validation every N epochs with early stopping, a time limit mid-epoch, resume
+//! after a step limit), with what must hold afterwards.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{fails, mnist};
+
+/// The real-data root, or `None` (a loud skip outside CI).
+fn data() -> Option<String> {
+    lit_testutil::data_root().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Runs `mnist` with `args` plus small limits on real data and expects success; returns stdout.
+fn ok(dir: &Path, root: &str, args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend([
+        "--data-dir",
+        root,
+        "--limit-val-batches",
+        "2",
+        "--limit-test-batches",
+        "1",
+        "--num-sanity-val-steps",
+        "1",
+    ]);
+    let out = mnist(dir, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{all:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn run_dir(dir: &Path, version: usize) -> PathBuf {
+    dir.join(format!("logs/example_net/version_{version}"))
+}
+
+/// The `lit` metadata of a checkpoint (read from the safetensors header).
+fn meta(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    serde_json::from_str(header["__metadata__"]["lit"].as_str().unwrap()).unwrap()
+}
+
+/// Every tensor of a checkpoint, as raw bytes by name.
+fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.data().to_vec()))
+        .collect()
+}
+
+/// The rows of `metrics.csv` as maps from column to value (empty cells left out).
+fn metrics(run: &Path) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The values logged under `key`, in order.
+fn logged(run: &Path, key: &str) -> Vec<String> {
+    metrics(run)
+        .into_iter()
+        .filter_map(|r| r.get(key).cloned())
+        .collect()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The text `--help` gives for `flag`, up to the next option.
+fn help_of(flag: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let help = String::from_utf8_lossy(&mnist(tmp.path(), &["--help"]).stdout).into_owned();
+    let start = help
+        .find(&format!("{flag} <"))
+        .unwrap_or_else(|| panic!("{flag} not in --help"));
+    let rest = &help[start..];
+    let end = rest[2..].find("\n  -").map_or(rest.len(), |e| e + 2);
+    rest[..end].replace('\n', " ")
+}
+
+/// The names a `--help` entry lists after its colon ("The optimizer: sgd, adam or rmsprop.").
+fn names_in_help(flag: &str) -> Vec<String> {
+    let text = help_of(flag);
+    let list = text.split_once(": ").unwrap().1;
+    let list = list.split_once('.').unwrap().0;
+    list.replace(" or ", ", ")
+        .split(", ")
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(""))
+        .collect()
+}
+
+#[test]
+fn every_choice_that_help_offers_trains() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, extra) in [
+        ("--optimizer", &[][..]),
+        (
+            "--lr-scheduler",
+            &["--lr-interval", "step", "--milestones", "1"][..],
+        ),
+        ("--loss", &[][..]),
+    ] {
+        let names = names_in_help(flag);
+        assert!(names.len() >= 4, "{flag}: {names:?}");
+        for name in names {
+            let mut args = vec!["--fast-dev-run", "2", flag, name.as_str()];
+            args.extend(extra);
+            ok(tmp.path(), &root, &args);
+        }
+    }
+    let metrics = help_of("--metric");
+    for name in [
+        "accuracy",
+        "accuracy_macro",
+        "precision",
+        "recall",
+        "f1",
+        "f1_weighted",
+        "auroc",
+    ] {
+        assert!(metrics.contains(name), "{metrics}");
+    }
+    let out = ok(
+        tmp.path(),
+        &root,
+        &[
+            "--fast-dev-run",
+            "--metric",
+            "accuracy,accuracy_macro,precision,recall,f1,f1_weighted,auroc,top3_accuracy",
+        ],
+    );
+    assert!(
+        out.contains("test_top3_acc") && out.contains("test_auroc"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validation_every_second_epoch_with_early_stopping_and_checkpoints() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(
+        tmp.path(),
+        &root,
+        &[
+            "--max-epochs",
+            "4",
+            "--limit-train-batches",
+            "3",
+            "--check-val-every-n-epoch",
+            "2",
+            "--early-stopping-patience",
+            "1",
+            "--save-top-k",
+            "2",
+        ],
+    );
+    assert!(
+        out.contains("epoch 4/4") || out.contains("early stopping"),
+        "{out}"
+    );
+    let run = run_dir(tmp.path(), 0);
+    let epochs_with_val: Vec<String> = metrics(&run)
+        .into_iter()
+        .filter(|r| r.contains_key("val_acc/mnist_val"))
+        .map(|r| r["epoch"].clone())
+        .collect();
+    assert_eq!(
+        epochs_with_val,
+        ["1", "3"][..epochs_with_val.len()],
+        "{out}"
+    );
+    let ckpts = files(&run.join("checkpoints"));
+    assert!(ckpts.iter().any(|f| f.starts_with("epoch=1-")), "{ckpts:?}");
+    assert!(
+        !ckpts.iter().any(|f| f.starts_with("epoch=0-")),
+        "{ckpts:?}"
+    );
+    assert!(ckpts.contains(&"last.safetensors".to_string()));
+}
+
+#[test]
+fn max_time_stops_within_a_batch_and_the_run_resumes_bit_exactly() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, epoch) = (
+        tmp.path(),
+        [
+            "--max-epochs",
+            "1",
+            "--limit-train-batches",
+            "6",
+            "--no-test",
+        ],
+    );
+    let out = ok(dir, &root, &[&epoch[..], &["--max-time", "0"]].concat());
+    assert!(out.contains("time limit"), "{out}");
+    let last = run_dir(dir, 0).join("checkpoints/last.safetensors");
+    let m = meta(&last);
+    assert_eq!(
+        (m["resume_epoch"].as_u64(), m["resume_batch"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(m["global_step"], 1, "stopped after one batch");
+    ok(dir, &root, &[&epoch[..], &["--ckpt-path", "last"]].concat());
+    ok(dir, &root, &epoch);
+    let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
+    assert_eq!(
+        meta(&resumed.join("checkpoints/last.safetensors"))["global_step"],
+        6
+    );
+    assert_eq!(
+        tensors(&resumed.join("checkpoints/last.safetensors")),
+        tensors(&straight.join("checkpoints/last.safetensors")),
+        "weights and optimizer state after resume differ from the uninterrupted run"
+    );
+    assert_eq!(
+        logged(&resumed, "train_loss_epoch"),
+        logged(&straight, "train_loss_epoch"),
+        "the resumed epoch's mean covers the batches before the stop"
+    );
+}
+
+#[test]
+fn max_steps_mid_epoch_resumes_where_it_stopped() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = [
+        "--max-epochs",
+        "2",
+        "--limit-train-batches",
+        "5",
+        "--no-test",
+    ];
+    ok(dir, &root, &[&base[..], &["--max-steps", "3"]].concat());
+    let m = meta(&run_dir(dir, 0).join("checkpoints/last.safetensors"));
+    assert_eq!(
+        (m["resume_epoch"].as_u64(), m["resume_batch"].as_u64()),
+        (Some(0), Some(3))
+    );
+    ok(dir, &root, &[&base[..], &["--ckpt-path", "last"]].concat());
+    ok(dir, &root, &base);
+    let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
+    assert_eq!(
+        meta(&resumed.join("checkpoints/last.safetensors"))["global_step"],
+        10
+    );
+    assert_eq!(
+        tensors(&resumed.join("checkpoints/last.safetensors")),
+        tensors(&straight.join("checkpoints/last.safetensors"))
+    );
+    assert_eq!(
+        logged(&resumed, "train_loss_epoch"),
+        logged(&straight, "train_loss_epoch")
+    );
+}
+
+#[test]
+fn a_resumed_run_keeps_every_file_of_the_run_it_resumed() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = ["--limit-train-batches", "3", "--no-test"];
+    ok(dir, &root, &[&base[..], &["--max-epochs", "2"]].concat());
+    let before = files(&run_dir(dir, 0).join("checkpoints"));
+    assert!(before.len() >= 2, "{before:?}");
+    ok(
+        dir,
+        &root,
+        &[&base[..], &["--max-epochs", "4", "--ckpt-path", "last"]].concat(),
+    );
+    assert_eq!(files(&run_dir(dir, 0).join("checkpoints")), before);
+    assert!(files(&run_dir(dir, 1).join("checkpoints")).len() >= 2);
+}
+
+#[test]
+fn ckpt_path_last_skips_a_run_killed_before_its_first_checkpoint() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = ["--limit-train-batches", "2", "--no-test"];
+    ok(dir, &root, &[&base[..], &["--max-epochs", "1"]].concat());
+    // A run killed while writing its first checkpoint: only a temporary file of a dead process.
+    let killed = run_dir(dir, 1).join("checkpoints");
+    std::fs::create_dir_all(&killed).unwrap();
+    let stale = killed.join(".last.safetensors.4000000000.tmp");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    let out = ok(
+        dir,
+        &root,
+        &[&base[..], &["--ckpt-path", "last", "--max-epochs", "2"]].concat(),
+    );
+    assert!(
+        out.contains("version_0/checkpoints/last.safetensors"),
+        "{out}"
+    );
+    assert!(
+        !stale.exists(),
+        "the stale temporary file was not cleaned up"
+    );
+}
+
+#[test]
+fn checkpoint_filenames_cannot_leave_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["../..", "../escape", "/tmp/x-{epoch}", "..", "a/b"] {
+        let e = fails(tmp.path(), &["--checkpoint-filename", name]);
+        assert!(
+            e.contains("checkpoint filename") && e.contains("without folders"),
+            "{e}"
+        );
+    }
+    assert!(!tmp.path().join("logs").exists());
+}
+
+#[test]
+fn predict_writes_classes_and_probabilities_into_the_run_directory() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(
+        dir,
+        &root,
+        &[
+            "--limit-train-batches",
+            "2",
+            "--max-epochs",
+            "1",
+            "--no-test",
+        ],
+    );
+    let out = ok(dir, &root, &["predict", "--ckpt-path", "last"]);
+    assert!(
+        !dir.join("predictions.csv").exists(),
+        "written in the current folder"
+    );
+    let csv = std::fs::read_to_string(run_dir(dir, 1).join("predictions.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert_eq!(
+        header,
+        "dataset,index,prediction,prob_0,prob_1,prob_2,prob_3,prob_4,prob_5,prob_6,prob_7,prob_8,prob_9"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 64, "{out}");
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        let probs: Vec<f64> = cells[3..].iter().map(|c| c.parse().unwrap()).collect();
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{row}");
+        let best = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        assert_eq!(cells[2], best.to_string(), "{row}");
+    }
+    let out_file = dir.join("out.csv");
+    ok(
+        dir,
+        &root,
+        &[
+            "predict",
+            "--ckpt-path",
+            "last",
+            "--output",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out_file.is_file());
+    assert!(!files(dir).iter().any(|f| f.ends_with(".tmp")));
+}
+
+#[test]
+fn early_stopping_thresholds_strictness_and_min_epochs() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = [
+        "--limit-train-batches",
+        "2",
+        "--max-epochs",
+        "3",
+        "--no-test",
+    ];
+    let out = ok(
+        dir,
+        &root,
+        &[&base[..], &["--stopping-threshold", "0.0"]].concat(),
+    );
+    assert!(
+        out.contains("stopping threshold reached") && !out.contains("epoch 2/3"),
+        "{out}"
+    );
+    let out = ok(
+        dir,
+        &root,
+        &[&base[..], &["--divergence-threshold", "2.0"]].concat(),
+    );
+    assert!(
+        out.contains("divergence threshold reached") && !out.contains("epoch 2/3"),
+        "{out}"
+    );
+    let out = ok(
+        dir,
+        &root,
+        &[
+            &base[..],
+            &["--stopping-threshold", "0.0", "--min-epochs", "2"],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.contains("epoch 2/3") && !out.contains("epoch 3/3"),
+        "{out}"
+    );
+    let out = ok(
+        dir,
+        &root,
+        &[&base[..], &["--monitor", "val_typo", "--no-strict"]].concat(),
+    );
+    assert!(out.contains("epoch 3/3"), "{out}");
+    let e = fails(
+        dir,
+        &[&base[..], &["--monitor", "val_typo", "--data-dir", &root]].concat(),
+    );
+    assert!(e.contains("'val_typo' was never logged"), "{e}");
+}
+
+#[test]
+fn overfit_batches_trains_and_validates_on_the_same_few_batches() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(
+        dir,
+        &root,
+        &[
+            "--overfit-batches",
+            "2",
+            "--max-epochs",
+            "3",
+            "--no-test",
+            "--lr",
+            "0.003",
+        ],
+    );
+    let m = meta(&run_dir(dir, 0).join("checkpoints/last.safetensors"));
+    assert_eq!(m["global_step"], 6, "two batches an epoch");
+    let losses: Vec<f64> = logged(&run_dir(dir, 0), "train_loss_epoch")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        losses[2] < losses[0],
+        "the same batches are learnt: {losses:?}"
+    );
+}
+
+#[test]
+fn resuming_with_another_optimizer_is_refused_unless_weights_only() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = [
+        "--limit-train-batches",
+        "2",
+        "--max-epochs",
+        "1",
+        "--no-test",
+    ];
+    ok(dir, &root, &base);
+    let e = fails(
+        dir,
+        &[
+            &base[..],
+            &[
+                "--ckpt-path",
+                "last",
+                "--optimizer",
+                "sgd",
+                "--momentum",
+                "0.9",
+                "--data-dir",
+                &root,
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        e.contains("Adam") && e.contains("SGD") && e.contains("--ckpt-weights-only"),
+        "{e}"
+    );
+    ok(
+        dir,
+        &root,
+        &[
+            &base[..],
+            &[
+                "--ckpt-path",
+                "last",
+                "--optimizer",
+                "sgd",
+                "--ckpt-weights-only",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn plateau_cuts_by_a_tenth_by_default() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Patience 0 in max mode on a falling val_loss: the second epoch is "worse" and cuts the rate.
+    ok(
+        dir,
+        &root,
+        &[
+            "--limit-train-batches",
+            "3",
+            "--max-epochs",
+            "3",
+            "--no-test",
+            "--lr-scheduler",
+            "plateau",
+            "--set",
+            "plateau_patience=0",
+            "--set",
+            "plateau_mode=max",
+            "--early-stopping-patience",
+            "0",
+        ],
+    );
+    let lrs: Vec<f64> = logged(&run_dir(dir, 0), "lr-Adam")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let cut = lrs
+        .windows(2)
+        .find(|w| w[1] < w[0])
+        .expect("the rate was never cut");
+    assert!((cut[1] / cut[0] - 0.1).abs() < 1e-9, "{lrs:?}");
+}
