@@ -10,6 +10,9 @@
 //!   undo that.
 //! - `bench [--full | --allocators]`: lit's Trainer against a bare Candle loop, or on mimalloc
 //!   against glibc's malloc with and without tunables (see BENCHMARKS.md).
+//! - `fuzz [TARGET...] [--runs N]`: the cargo-fuzz targets of `fuzz/` (IDX raw and gzipped,
+//!   checkpoints, config files), each for N executions (default 1,000,000), on the nightly
+//!   toolchain; installs cargo-fuzz when it is missing.
 //! - `ci`: what CI checks: fmt, clippy, tests.
 //!
 //! This crate depends on std and anyhow only, so it builds in seconds.
@@ -31,7 +34,7 @@ mod tidy;
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = env::args().skip(1).collect();
     if args.is_empty() {
-        bail!("usage: cargo xtask <train|test|data|bench|new-model|remove-model|ci> [ARGS]");
+        bail!("usage: cargo xtask <train|test|data|bench|fuzz|new-model|remove-model|ci> [ARGS]");
     }
     let command = args.remove(0);
     absolutize_env("LIT_DATA_DIR")?;
@@ -41,10 +44,11 @@ fn main() -> anyhow::Result<()> {
         "test" => cargo(&["test", "--workspace"], &args),
         "ci" => ci(),
         "bench" => bench(&args),
+        "fuzz" => fuzz(&args),
         "data" => data::run(args),
         "new-model" => model::new_model(one_name(&args)?),
         "remove-model" => model::remove_model(one_name(&args)?),
-        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, new-model, remove-model or ci"),
+        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, fuzz, new-model, remove-model or ci"),
     }
 }
 
@@ -114,6 +118,48 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         &run,
         &["--allocators".to_string(), system.display().to_string()],
     )
+}
+
+/// The cargo-fuzz targets of `fuzz/fuzz_targets`.
+const FUZZ_TARGETS: [&str; 4] = ["idx", "idx_gz", "checkpoint", "config"];
+
+fn fuzz(args: &[String]) -> anyhow::Result<()> {
+    let mut runs = "1000000".to_string();
+    let mut targets = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => runs = it.next().context("--runs needs a count")?.clone(),
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t),
+            other => bail!(
+                "cargo xtask fuzz: unknown target or option '{other}'; targets: {}, option: --runs N",
+                FUZZ_TARGETS.join(", ")
+            ),
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    let has_fuzz = Command::new(cargo_bin())
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        cargo(&["install", "cargo-fuzz", "--locked"], &[])?;
+    }
+    let dir = project_root().join("fuzz");
+    for target in targets {
+        println!("== fuzz {target}: {runs} executions");
+        run_cmd(
+            Command::new("cargo")
+                .current_dir(&dir)
+                .env_remove("CARGO")
+                .args(["+nightly", "fuzz", "run", target, "--"])
+                .arg(format!("-runs={runs}"))
+                .arg("-max_len=65536"),
+        )?;
+    }
+    Ok(())
 }
 
 fn train(args: Vec<String>) -> anyhow::Result<()> {

@@ -277,51 +277,6 @@ fn finite(raw: &str) -> Result<f64, String> {
     }
 }
 
-/// A YAML value as JSON, refusing non-finite floats (JSON has none: they would become null and
-/// silently fall back to defaults). `what` names the value in the error.
-fn yaml_to_json(value: serde_yaml::Value, what: &str) -> anyhow::Result<serde_json::Value> {
-    use serde_yaml::Value as Y;
-    Ok(match value {
-        Y::Null => serde_json::Value::Null,
-        Y::Bool(b) => b.into(),
-        Y::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => u.into(),
-            (_, Some(i), _) => i.into(),
-            (_, _, Some(f)) if f.is_finite() => f.into(),
-            (_, _, f) => bail!(
-                "{what}: expected a finite number, got {}",
-                f.unwrap_or(f64::NAN)
-            ),
-        },
-        Y::String(s) => s.into(),
-        Y::Sequence(items) => items
-            .into_iter()
-            .map(|v| yaml_to_json(v, what))
-            .collect::<anyhow::Result<Vec<_>>>()?
-            .into(),
-        Y::Mapping(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                let key = match k {
-                    Y::String(s) => s,
-                    other => bail!("{what}: expected text keys, got {other:?}"),
-                };
-                let inner = format!("{what}.{key}");
-                out.insert(key, yaml_to_json(v, &inner)?);
-            }
-            out.into()
-        }
-        Y::Tagged(t) => yaml_to_json(t.value, what)?,
-    })
-}
-
-fn parse_value(key: &str, raw: &str) -> anyhow::Result<serde_json::Value> {
-    match serde_yaml::from_str::<serde_yaml::Value>(raw) {
-        Ok(v) => yaml_to_json(v, &format!("--set {key}")),
-        Err(_) => Ok(serde_json::Value::String(raw.into())),
-    }
-}
-
 /// Reads a config file: a regular file (a FIFO or device would block or never end) holding a
 /// YAML map of hyperparameters.
 fn read_config(path: &std::path::Path) -> anyhow::Result<HParams> {
@@ -332,16 +287,7 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<HParams> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading config file {shown}"))?;
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
-        .with_context(|| format!("config file {shown}: expected a YAML map of hyperparameters"))?;
-    let yaml = match yaml {
-        serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
-        m @ serde_yaml::Value::Mapping(_) => m,
-        _ => bail!("config file {shown}: expected a YAML map of hyperparameters"),
-    };
-    let json = yaml_to_json(yaml, &format!("config file {shown}"))?;
-    serde_json::from_value(json)
-        .with_context(|| format!("config file {shown}: expected a YAML map of hyperparameters"))
+    HParams::from_yaml(&text).with_context(|| format!("config file {shown}"))
 }
 
 /// Every key a run understands: the options, what the module and data interfaces read, and the
@@ -381,7 +327,13 @@ fn check_keys<'a>(
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let hint = match closest {
             Some((_, k)) => format!("did you mean '{k}'?"),
-            None => format!("known keys: {}", known.join(", ")),
+            None => {
+                let own = crate::models::registry().config_keys(model_name).join(", ");
+                format!(
+                    "it is no option, no module or dataset key and not one of the model's own \
+                     ({own}); --print-config lists every key"
+                )
+            }
         };
         bail!("{source}: unknown hyperparameter '{key}' (model '{model_name}'); {hint}");
     }
@@ -419,7 +371,8 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
         if key.is_empty() {
             bail!("--set {pair}: expected KEY=VALUE with a key");
         }
-        let value = parse_value(&key, value.trim())?;
+        let value =
+            HParams::parse_value(&key, value.trim()).with_context(|| format!("--set {pair}"))?;
         given.push((key.clone(), format!("--set {pair}")));
         hparams.set(key, value)?;
     }

@@ -587,7 +587,7 @@ fn every_bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
             shown.join(" "),
             stderr
                 .lines()
-                .last()
+                .find(|l| l.starts_with("error"))
                 .unwrap_or("")
                 .replace('|', "\\|")
                 .replace(tmp.path().to_str().unwrap(), "…")

@@ -115,7 +115,12 @@ pub fn save(
 /// Reads a checkpoint, or a plain safetensors file of weights (such as one saved from PyTorch).
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    from_bytes(path, &bytes)
+}
+
+/// Parses a checkpoint's bytes, read from `path` (named in errors).
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(path, format!("not a safetensors file ({e:?})")))?;
     let meta = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
         Some(json) => serde_json::from_str(json)
@@ -125,7 +130,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             ..Default::default()
         },
     };
-    let all = candle::safetensors::load_buffer(&bytes, &Device::Cpu)
+    let all = candle::safetensors::load_buffer(bytes, &Device::Cpu)
         .map_err(|e| bad(path, format!("reading tensors: {e}")))?;
     let mut weights = HashMap::new();
     let mut optimizer = BTreeMap::new();

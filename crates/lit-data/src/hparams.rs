@@ -113,10 +113,102 @@ impl HParams {
         self.0.iter()
     }
 
+    /// Parses YAML text holding a map of hyperparameters (a config file, or a run's
+    /// `hparams.yaml`). An empty text is an empty map. Non-finite floats are refused with their
+    /// key: JSON has none, so they would become null and silently fall back to the defaults.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let not_a_map = |found: &str| {
+            Error::Invalid(format!(
+                "expected a YAML map of hyperparameters, found {found}"
+            ))
+        };
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| not_a_map(&format!("invalid YAML ({e})")))?;
+        let map = match yaml {
+            serde_yaml::Value::Null => return Ok(Self::new()),
+            serde_yaml::Value::Mapping(m) => m,
+            other => return Err(not_a_map(yaml_kind(&other))),
+        };
+        let mut out = Self::new();
+        for (k, v) in map {
+            let key = match k {
+                serde_yaml::Value::String(s) => s,
+                other => return Err(not_a_map(&format!("a {} key", yaml_kind(&other)))),
+            };
+            let value = yaml_to_json(v, &key)?;
+            out.0.insert(key, value);
+        }
+        Ok(out)
+    }
+
+    /// Parses one YAML value given for `key` (such as a `--set key=value` pair's); text that is
+    /// not YAML is taken as a string. Non-finite floats are refused.
+    pub fn parse_value(key: &str, text: &str) -> Result<Value> {
+        match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            Ok(v) => yaml_to_json(v, key),
+            Err(_) => Ok(Value::String(text.into())),
+        }
+    }
+
     /// Whether `key` is set to a non-null value.
     pub fn contains(&self, key: &str) -> bool {
         self.raw(key).is_some()
     }
+}
+
+fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "null",
+        serde_yaml::Value::Bool(_) => "boolean",
+        serde_yaml::Value::Number(_) => "number",
+        serde_yaml::Value::String(_) => "string",
+        serde_yaml::Value::Sequence(_) => "list",
+        serde_yaml::Value::Mapping(_) => "map",
+        serde_yaml::Value::Tagged(_) => "tagged value",
+    }
+}
+
+/// A YAML value as JSON; `key` names it in errors.
+fn yaml_to_json(value: serde_yaml::Value, key: &str) -> Result<Value> {
+    use serde_yaml::Value as Y;
+    let non_finite = |f: f64| Error::HParam {
+        key: key.to_string(),
+        message: format!("expected a finite number, got {f}"),
+    };
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => b.into(),
+        Y::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => u.into(),
+            (_, Some(i), _) => i.into(),
+            (_, _, Some(f)) if f.is_finite() => f.into(),
+            (_, _, f) => return Err(non_finite(f.unwrap_or(f64::NAN))),
+        },
+        Y::String(s) => s.into(),
+        Y::Sequence(items) => items
+            .into_iter()
+            .map(|v| yaml_to_json(v, key))
+            .collect::<Result<Vec<_>>>()?
+            .into(),
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let name = match k {
+                    Y::String(s) => s,
+                    other => {
+                        return Err(Error::HParam {
+                            key: key.to_string(),
+                            message: format!("expected text keys, got a {}", yaml_kind(&other)),
+                        })
+                    }
+                };
+                let inner = format!("{key}.{name}");
+                out.insert(name, yaml_to_json(v, &inner)?);
+            }
+            out.into()
+        }
+        Y::Tagged(t) => yaml_to_json(t.value, key)?,
+    })
 }
 
 #[cfg(test)]
@@ -159,6 +251,24 @@ mod tests {
         hp.set("hid", "wide").unwrap();
         let err = hp.to_config::<Cfg>().unwrap_err().to_string();
         assert!(err.contains("'hid'"), "{err}");
+    }
+
+    #[test]
+    fn yaml_maps_parse_and_non_finite_values_are_refused_by_key() {
+        let hp = HParams::from_yaml("lr: 0.5\nname: x\nlist: [1, 2]\n").unwrap();
+        assert_eq!(hp.get::<f64>("lr").unwrap(), Some(0.5));
+        assert!(HParams::from_yaml("").unwrap().iter().next().is_none());
+        for text in ["lr: .nan", "lr: .inf", "lr: -.inf", "nested: {a: .nan}"] {
+            let err = HParams::from_yaml(text).unwrap_err().to_string();
+            assert!(err.contains("finite"), "{text}: {err}");
+        }
+        let err = HParams::from_yaml("[1, 2]").unwrap_err().to_string();
+        assert!(
+            err.contains("expected a YAML map") && err.contains("list"),
+            "{err}"
+        );
+        assert!(HParams::parse_value("lr", ".nan").is_err());
+        assert_eq!(HParams::parse_value("name", "a: b: c").unwrap(), "a: b: c");
     }
 
     #[test]

@@ -19,13 +19,16 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
+/// Reads a whole file.
 fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let io = |source| Error::Io {
+    std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let raw = std::fs::read(path).map_err(io)?;
+    })
+}
+
+/// The bytes of a file's content, decompressed when they start with the gzip magic bytes.
+fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::GzDecoder::new(&raw[..])
@@ -71,8 +74,15 @@ pub fn parse(path: &Path, bytes: &[u8], rank: u8) -> Result<IdxArray> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = dims.iter().product::<usize>();
     let found = bytes.len() - header;
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            bad(format!(
+                "the header promises {dims:?} values, more than this machine can address"
+            ))
+        })?;
     if found != expected {
         let shape = dims
             .iter()
@@ -94,9 +104,14 @@ pub fn parse(path: &Path, bytes: &[u8], rank: u8) -> Result<IdxArray> {
     })
 }
 
+/// Parses the content of an IDX file (raw or gzipped) that claims to come from `path`.
+pub fn parse_file(path: &Path, content: Vec<u8>, rank: u8) -> Result<IdxArray> {
+    parse(path, &decompress(path, content)?, rank)
+}
+
 /// Reads an IDX file of `rank` dimensions (raw or gzipped).
 pub fn read(path: &Path, rank: u8) -> Result<IdxArray> {
-    parse(path, &read_bytes(path)?, rank)
+    parse_file(path, read_bytes(path)?, rank)
 }
 
 #[cfg(test)]
