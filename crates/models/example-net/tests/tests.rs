@@ -51,3 +51,22 @@ fn parameter_names_and_count_match_pytorch() -> anyhow::Result<()> {
     assert_eq!(count, 426_122);
     Ok(())
 }
+
+/// A NaN pixel reaches that image's every logit and the loss (torch: relu(nan) = nan and max-pool
+/// lets NaN win), so the trainer's NaN guard fires; the other images stay finite.
+#[test]
+fn a_nan_pixel_makes_its_logits_and_the_loss_nan() -> anyhow::Result<()> {
+    let vm = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let net = ExampleNet::new(&Config::default(), vb)?;
+    let mut pixels = vec![0.5f32; 2 * 28 * 28];
+    pixels[14 * 28 + 14] = f32::NAN;
+    let x = candle::Tensor::from_vec(pixels, (2, 1, 28, 28), &Device::Cpu)?;
+    let logits = net.forward_t(&x, true)?.to_vec2::<f32>()?;
+    assert!(logits[0].iter().all(|v| v.is_nan()), "{:?}", logits[0]);
+    assert!(logits[1].iter().all(|v| v.is_finite()), "{:?}", logits[1]);
+    let target = candle::Tensor::new(&[3u32, 4], &Device::Cpu)?;
+    let loss = lit_model::loss::cross_entropy(&net.forward_t(&x, true)?, &target)?;
+    assert!(loss.to_scalar::<f32>()?.is_nan());
+    Ok(())
+}
