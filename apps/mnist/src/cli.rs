@@ -107,14 +107,11 @@ pub(crate) struct RunArgs {
     /// Step the schedule every `epoch` or every optimizer `step`.
     #[arg(long, default_value = "epoch", value_parser = ["epoch", "step"])]
     pub(crate) lr_interval: String,
-    /// The training set.
-    #[arg(long, default_value = "mnist_train")]
+    #[arg(long, default_value = "mnist_train", help = datasets_help("The training set"))]
     pub(crate) train_dataset: String,
-    /// Validation sets, comma-separated.
-    #[arg(long, default_value = "mnist_val,mnist_val_shifted")]
+    #[arg(long, default_value = "mnist_val,mnist_val_shifted", help = datasets_help("Validation sets, comma-separated"))]
     pub(crate) val_datasets: String,
-    /// Test sets, comma-separated.
-    #[arg(long, default_value = "mnist_test")]
+    #[arg(long, default_value = "mnist_test", help = datasets_help("Test sets, comma-separated"))]
     pub(crate) test_datasets: String,
     #[arg(long, default_value = "example_net", help = format!("The network: {}.", crate::models::registry().names().join(", ")))]
     pub(crate) model_name: String,
@@ -265,6 +262,14 @@ pub(crate) struct Resolved {
 /// `--help` text for a choice made by name, written from the table that builds it.
 fn one_of<T>(what: &str, table: &Choices<T>) -> String {
     format!("{what}: {}.", table.prose())
+}
+
+/// `--help` text for a dataset option, listing the registered datasets.
+fn datasets_help(what: &str) -> String {
+    format!(
+        "{what}: {}.",
+        crate::datasets::registry().names().join(", ")
+    )
 }
 
 /// Parses a float flag, refusing NaN and infinities (which a run would otherwise store as null
