@@ -3,7 +3,10 @@
 //! - `train [--dev] [--features F] [-- ARGS]`: build and run the `mnist` binary (release profile;
 //!   `--dev` reuses the test build instead). ARGS go to the binary: `fit` is assumed when they do
 //!   not start with a subcommand.
-//! - `test [ARGS]`: `cargo test --workspace ARGS`.
+//! - `test [ARGS]`: `cargo test --workspace ARGS`, then the number of tests that skipped for want
+//!   of an outside resource (a GPU, a system package), with their reasons.
+//! - `fixtures`: regenerate `tests/fixtures/` with PyTorch (`python3` with torch, torchmetrics and
+//!   safetensors).
 //! - `data [--from DIR] [--fashion]`: put MNIST (or Fashion-MNIST) into `data/`, copied from DIR
 //!   or downloaded with curl, and check it against SHA256SUMS.
 //! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
@@ -34,21 +37,27 @@ mod tidy;
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = env::args().skip(1).collect();
     if args.is_empty() {
-        bail!("usage: cargo xtask <train|test|data|bench|fuzz|new-model|remove-model|ci> [ARGS]");
+        bail!("usage: cargo xtask <train|test|data|bench|fuzz|fixtures|new-model|remove-model|ci> [ARGS]");
     }
     let command = args.remove(0);
     absolutize_env("LIT_DATA_DIR")?;
     env::set_current_dir(project_root()).context("entering the project root")?;
     match command.as_str() {
         "train" => train(args),
-        "test" => cargo(&["test", "--workspace"], &args),
+        "test" => test(&args),
         "ci" => ci(),
         "bench" => bench(&args),
         "fuzz" => fuzz(&args),
+        "fixtures" => run_cmd(
+            Command::new(env::var_os("PYTHON").unwrap_or_else(|| "python3".into()))
+                .arg("tests/fixtures/make_fixtures.py")
+                .arg("1234")
+                .arg("tests/fixtures"),
+        ),
         "data" => data::run(args),
         "new-model" => model::new_model(one_name(&args)?),
         "remove-model" => model::remove_model(one_name(&args)?),
-        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, fuzz, new-model, remove-model or ci"),
+        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, fuzz, fixtures, new-model, remove-model or ci"),
     }
 }
 
@@ -202,6 +211,37 @@ fn train(args: Vec<String>) -> anyhow::Result<()> {
     run_cmd(&mut cmd)
 }
 
+/// `cargo test --workspace ARGS`, then the count of tests that skipped for want of an outside
+/// resource (recorded by `lit_testutil::skip` under `target/test-skips/`).
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let skips = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+        .join("test-skips");
+    match fs::remove_dir_all(&skips) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("clearing {}", skips.display())),
+    }
+    let result = cargo(&["test", "--workspace"], args);
+    let mut reasons = Vec::new();
+    if let Ok(entries) = fs::read_dir(&skips) {
+        for e in entries.flatten() {
+            let text = fs::read_to_string(e.path()).unwrap_or_default();
+            reasons.extend(text.lines().map(str::to_string));
+        }
+    }
+    reasons.sort();
+    println!(
+        "tests skipped for want of an outside resource: {}",
+        reasons.len()
+    );
+    for r in &reasons {
+        println!("  skipped {r}");
+    }
+    result
+}
+
 fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(
@@ -215,7 +255,7 @@ fn ci() -> anyhow::Result<()> {
         ],
         &[],
     )?;
-    cargo(&["test", "--workspace"], &[])
+    test(&[])
 }
 
 /// Replaces `marker` in `path` with `insert` followed by the marker.

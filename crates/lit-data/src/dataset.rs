@@ -1,6 +1,6 @@
 //! The [`Dataset`] trait, samples and batches, and the in-memory [`TensorDataset`].
 
-use candle::{Device, Tensor};
+use candle::{DType, Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -78,12 +78,33 @@ pub trait Dataset: Send + Sync {
 
 /// A dataset held as two tensors whose first dimension indexes the examples.
 ///
-/// Batches are one `index_select` on each tensor: normalise the inputs once when building the
-/// dataset and loading costs a memory gather per batch.
+/// Batches are one `index_select` on each tensor. The inputs may be kept in their stored type
+/// (`u8` pixels) with an [`InputMap`] that turns each batch into normalised floats as it is
+/// gathered (in the loader's worker threads), so no full float copy of the data set exists.
 #[derive(Debug, Clone)]
 pub struct TensorDataset {
     inputs: Tensor,
     targets: Tensor,
+    map: Option<InputMap>,
+}
+
+/// What a [`TensorDataset`] does to each gathered input batch: `x.to_dtype(dtype) * scale +
+/// offset`, such as `u8` pixels to `(x / 255 - mean) / std` in `f32`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputMap {
+    /// The type of the batches handed out.
+    pub dtype: DType,
+    /// The factor.
+    pub scale: f64,
+    /// The offset added after scaling.
+    pub offset: f64,
+}
+
+impl InputMap {
+    /// Applies the map to a gathered batch (or sample).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.to_dtype(self.dtype)?.affine(self.scale, self.offset)?)
+    }
 }
 
 impl TensorDataset {
@@ -95,15 +116,48 @@ impl TensorDataset {
                 "TensorDataset: {n} inputs but {m} targets; the first dimensions must match"
             )));
         }
-        Ok(Self { inputs, targets })
+        Ok(Self {
+            inputs,
+            targets,
+            map: None,
+        })
+    }
+
+    /// The same data handing out `map(inputs)`: the inputs stay stored as they are.
+    pub fn with_input_map(mut self, map: InputMap) -> Self {
+        self.map = Some(map);
+        self
+    }
+
+    /// The map applied to each input batch, if any.
+    pub fn input_map(&self) -> Option<InputMap> {
+        self.map
+    }
+
+    /// The same map and targets over other stored inputs (for example shifted images).
+    pub fn with_inputs(&self, inputs: Tensor) -> Result<Self> {
+        Ok(Self {
+            map: self.map,
+            ..Self::new(inputs, self.targets.clone())?
+        })
+    }
+
+    fn mapped(&self, x: Tensor) -> Result<Tensor> {
+        match &self.map {
+            Some(m) => m.apply(&x),
+            None => Ok(x),
+        }
     }
 
     /// The examples `start..start + len`, sharing storage with `self`.
     pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
-        Self::new(
-            self.inputs.narrow(0, start, len)?,
-            self.targets.narrow(0, start, len)?,
-        )
+        Ok(Self {
+            map: self.map,
+            ..Self::new(
+                self.inputs.narrow(0, start, len)?,
+                self.targets.narrow(0, start, len)?,
+            )?
+        })
     }
 
     /// All inputs, `(N, ...)`.
@@ -130,7 +184,7 @@ impl Dataset for TensorDataset {
             )));
         }
         Ok(Sample {
-            input: self.inputs.get(index)?,
+            input: self.mapped(self.inputs.get(index)?)?,
             target: self.targets.get(index)?,
         })
     }
@@ -147,14 +201,14 @@ impl Dataset for TensorDataset {
         if contiguous && !indices.is_empty() {
             let (start, len) = (indices[0], indices.len());
             return Ok(Batch {
-                input: self.inputs.narrow(0, start, len)?.contiguous()?,
+                input: self.mapped(self.inputs.narrow(0, start, len)?.contiguous()?)?,
                 target: self.targets.narrow(0, start, len)?.contiguous()?,
             });
         }
         let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
         let idx = Tensor::from_vec(idx, indices.len(), self.inputs.device())?;
         Ok(Batch {
-            input: self.inputs.index_select(&idx, 0)?,
+            input: self.mapped(self.inputs.index_select(&idx, 0)?)?,
             target: self.targets.index_select(&idx, 0)?,
         })
     }

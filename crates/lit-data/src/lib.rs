@@ -40,7 +40,7 @@ mod rng;
 
 pub use choices::{Choices, UnknownChoice};
 pub use datamodule::{DataModule, NamedLoader, Stage};
-pub use dataset::{Batch, Dataset, Sample, TensorDataset};
+pub use dataset::{Batch, Dataset, InputMap, Sample, TensorDataset};
 pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DINTERFACE_KEYS,
 };

@@ -263,21 +263,25 @@ fn hub_split(flavor: Flavor, train: bool) -> Result<RawSplit> {
     })
 }
 
-/// A dataset of images `(n, 1, rows, cols)` normalised as `(x / 255 - mean) / std`, with `u32`
-/// labels, on `device`.
+/// A dataset of images `(n, 1, rows, cols)` kept as their `u8` pixels on `device` and handed out
+/// normalised as `(x / 255 - mean) / std` in `f32`, batch by batch, with `u32` labels.
 pub fn to_dataset(split: &RawSplit, mean: f64, std: f64, device: &Device) -> Result<TensorDataset> {
     let images = Tensor::from_slice(
         &split.images,
         (split.n, 1, split.rows, split.cols),
         &Device::Cpu,
     )?
-    .to_dtype(DType::F32)?
-    .affine(1.0 / (255.0 * std), -mean / std)?
     .to_device(device)?;
     let labels = Tensor::from_slice(&split.labels, split.n, &Device::Cpu)?
         .to_dtype(DType::U32)?
         .to_device(device)?;
-    TensorDataset::new(images, labels)
+    Ok(
+        TensorDataset::new(images, labels)?.with_input_map(crate::InputMap {
+            dtype: DType::F32,
+            scale: 1.0 / (255.0 * std),
+            offset: -mean / std,
+        }),
+    )
 }
 
 /// Shifts images `(n, c, h, w)` by `dx` pixels right and `dy` pixels down (negative: left, up),

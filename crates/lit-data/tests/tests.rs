@@ -36,7 +36,11 @@ fn real_mnist_has_the_published_counts_and_mean() {
     assert!((mean - 0.1307).abs() < 1e-4, "{mean}");
     // Normalised with the same statistics, the training set has mean 0 and std 1.
     let ds = mnist::to_dataset(&train, 0.1307, 0.3081, &candle::Device::Cpu).unwrap();
-    let x = ds.inputs().flatten_all().unwrap();
+    // Stored as u8 pixels (a quarter of f32's memory); batches come out normalised f32.
+    assert_eq!(ds.inputs().dtype(), candle::DType::U8);
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let x = ds.get_batch(&all).unwrap().input.flatten_all().unwrap();
+    assert_eq!(x.dtype(), candle::DType::F32);
     let m = x.mean_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(m.abs() < 1e-3, "{m}");
     let loader = DataLoader::new(

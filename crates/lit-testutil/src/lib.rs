@@ -1,12 +1,15 @@
 //! Test helpers shared by the lit crates (a dev-dependency only).
 //!
-//! Reference values from PyTorch live outside the repository, in `../shared/fixtures` beside the
-//! checkout (override with `LIT_FIXTURES_DIR`); real data sets in `$LIT_DATA_DIR`. A test that
-//! needs them skips loudly on a machine without them, and fails in CI (`CI` set), where they must
-//! exist.
+//! The PyTorch reference values live in the repository, in `tests/fixtures/` (override with
+//! `LIT_FIXTURES_DIR`), and so does the example data, `data/mnist/` (override with
+//! `LIT_DATA_DIR`), so a fresh clone runs every test. A test that needs something from outside (a
+//! GPU, a system package) calls [`skip`] when it is missing: that prints the reason and records it
+//! under `target/test-skips/`, where `cargo xtask test` counts the skips after the run. In CI
+//! (`CI` set) a missing resource is a failure, not a skip.
 // Skipping loudly is the point of these helpers.
 #![allow(clippy::print_stderr)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The workspace root.
@@ -19,22 +22,65 @@ pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-/// `Some(path)` when `path` exists; otherwise `None` with a loud skip message, or a panic in CI.
+/// The folder where skips are recorded for `cargo xtask test` to count.
+pub fn skips_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("test-skips")
+}
+
+/// Records that the calling test skipped its checks for `reason` (a GPU, a system package, the
+/// network): printed, and written under [`skips_dir`] so the run's summary counts it.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    eprintln!("SKIPPED {test}: {reason}");
+    let dir = skips_dir();
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{}.txt", std::process::id())))?;
+        writeln!(f, "{test}: {reason}")
+    });
+    if let Err(e) = written {
+        eprintln!("could not record the skip in {}: {e}", dir.display());
+    }
+}
+
+/// `Some(path)` when `path` exists; otherwise `None` and a recorded [`skip`], or a panic in CI.
 pub fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
     assert!(!in_ci(), "{what} missing in CI: {}", path.display());
-    eprintln!("SKIPPED: {what} not found at {}", path.display());
+    skip(&format!("{what} not found at {}", path.display()));
     None
 }
 
-/// The fixtures folder (`LIT_FIXTURES_DIR`, else `../shared/fixtures` beside the checkout).
-pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("LIT_FIXTURES_DIR")
+/// A folder named by `var`, else `default`; it must exist (it ships with the repository).
+fn dir_from(var: &str, default: PathBuf) -> PathBuf {
+    let dir = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/fixtures"));
-    require(dir, "PyTorch reference fixtures")
+        .unwrap_or(default);
+    assert!(
+        dir.is_dir(),
+        "{} is not a folder (set by {var}, or shipped with the repository)",
+        dir.display()
+    );
+    dir
+}
+
+/// The fixtures folder: `LIT_FIXTURES_DIR`, else the repository's `tests/fixtures`.
+pub fn fixtures_dir() -> Option<PathBuf> {
+    Some(dir_from(
+        "LIT_FIXTURES_DIR",
+        workspace_root().join("tests/fixtures"),
+    ))
 }
 
 /// `reference.json` from the fixtures folder.
@@ -44,16 +90,9 @@ pub fn reference() -> Option<serde_json::Value> {
     Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
-/// The real-data root named by `LIT_DATA_DIR` (it holds `mnist/`), if set and present.
+/// The real-data root (it holds `mnist/`): `LIT_DATA_DIR`, else the repository's `data/`.
 pub fn data_root() -> Option<PathBuf> {
-    match std::env::var_os("LIT_DATA_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => require(PathBuf::from(dir), "LIT_DATA_DIR"),
-        None => {
-            assert!(!in_ci(), "LIT_DATA_DIR must be set in CI");
-            eprintln!("SKIPPED: LIT_DATA_DIR is not set");
-            None
-        }
-    }
+    Some(dir_from("LIT_DATA_DIR", workspace_root().join("data")))
 }
 
 /// A JSON array of numbers (any nesting) flattened to f64s.
