@@ -330,10 +330,16 @@ fn check_keys<'a>(
             .map(|k| (strsim::normalized_damerau_levenshtein(key, k), k))
             .filter(|(score, _)| *score >= 0.6)
             .max_by(|a, b| a.0.total_cmp(&b.0));
-        let hint = match closest {
-            Some((_, k)) => format!("did you mean '{k}'?"),
-            None => {
-                let own = crate::models::registry().config_keys(model_name).join(", ");
+        let models = crate::models::registry();
+        let other_model = models
+            .names()
+            .into_iter()
+            .find(|m| m != model_name && models.config_keys(m).iter().any(|k| k == key));
+        let hint = match (other_model, closest) {
+            (Some(m), _) => format!("it belongs to model '{m}' (a config of another model?)"),
+            (None, Some((_, k))) => format!("did you mean '{k}'?"),
+            (None, None) => {
+                let own = models.config_keys(model_name).join(", ");
                 format!(
                     "it is no option, no module or dataset key and not one of the model's own \
                      ({own}); --print-config lists every key"

@@ -228,6 +228,13 @@ fn max_time_stops_within_a_batch_and_the_run_resumes_bit_exactly() {
         (Some(0), Some(1))
     );
     assert_eq!(m["global_step"], 1, "stopped after one batch");
+    // The epoch is not over: no validation and no epoch values for it until a resume ends it.
+    assert!(logged(&run_dir(dir, 0), "val_acc/mnist_val").is_empty());
+    assert!(logged(&run_dir(dir, 0), "train_loss_epoch").is_empty());
+    assert!(
+        out.contains("epoch 1/1 stopped after batch 1 of 6"),
+        "{out}"
+    );
     ok(dir, &root, &[&epoch[..], &["--ckpt-path", "last"]].concat());
     ok(dir, &root, &epoch);
     let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
@@ -312,6 +319,13 @@ fn ckpt_path_last_skips_a_run_killed_before_its_first_checkpoint() {
     std::fs::create_dir_all(&killed).unwrap();
     let stale = killed.join(".last.safetensors.4000000000.tmp");
     std::fs::write(&stale, b"half a checkpoint").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
     let out = ok(
         dir,
         &root,
@@ -569,4 +583,67 @@ fn plateau_cuts_by_a_tenth_by_default() {
         .find(|w| w[1] < w[0])
         .expect("the rate was never cut");
     assert!((cut[1] / cut[0] - 0.1).abs() < 1e-9, "{lrs:?}");
+}
+
+#[test]
+fn a_time_limit_with_gradient_accumulation_stops_at_a_step_and_resumes_bit_exactly() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = [
+        "--max-epochs",
+        "1",
+        "--limit-train-batches",
+        "6",
+        "--accumulate-grad-batches",
+        "2",
+        "--no-test",
+    ];
+    ok(dir, &root, &[&base[..], &["--max-time", "0"]].concat());
+    let m = meta(&run_dir(dir, 0).join("checkpoints/last.safetensors"));
+    assert_eq!(
+        m["resume_batch"], 2,
+        "the stop waits for the accumulated step"
+    );
+    assert_eq!(m["global_step"], 1);
+    ok(dir, &root, &[&base[..], &["--ckpt-path", "last"]].concat());
+    ok(dir, &root, &base);
+    assert_eq!(
+        tensors(&run_dir(dir, 1).join("checkpoints/last.safetensors")),
+        tensors(&run_dir(dir, 2).join("checkpoints/last.safetensors"))
+    );
+}
+
+#[test]
+fn min_epochs_holds_back_a_time_limit_for_whole_epochs() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = ok(
+        dir,
+        &root,
+        &[
+            "--max-epochs",
+            "4",
+            "--min-epochs",
+            "2",
+            "--max-time",
+            "0",
+            "--limit-train-batches",
+            "3",
+            "--no-test",
+        ],
+    );
+    // The stop asked for in the first batch waits for two whole epochs, then ends the fit at
+    // the end of the second, as in Lightning.
+    assert!(
+        out.contains("epoch 2/4 (") && !out.contains("epoch 3/4"),
+        "{out}"
+    );
+    let m = meta(&run_dir(dir, 0).join("checkpoints/last.safetensors"));
+    assert_eq!(
+        (m["resume_epoch"].as_u64(), m["resume_batch"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(logged(&run_dir(dir, 0), "train_loss_epoch").len(), 2);
 }

@@ -299,6 +299,15 @@ impl Callback for ModelCheckpoint {
                 tracing::info!(from = %old.display(), "resumed in a new folder: the earlier run's checkpoints are kept and not ranked");
                 self.kept.clear();
                 self.latest = None;
+            } else {
+                // The same folder (a fixed dirpath): the restored top-k is this callback's to
+                // prune, as in Lightning.
+                let files = self
+                    .kept
+                    .iter()
+                    .map(|(_, p)| p.clone())
+                    .chain(self.latest.clone());
+                s.adopt_checkpoints(files.collect::<Vec<_>>());
             }
         }
         Ok(())

@@ -154,6 +154,17 @@ impl Callback for ProgressBar {
     fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> Result<()> {
         let secs = self.started.elapsed().as_secs_f64();
         self.finish_bar();
+        if s.epoch_interrupted {
+            println!(
+                "epoch {}/{} stopped after batch {} of {} ({secs:.1}s): {}",
+                s.epoch + 1,
+                s.max_epochs,
+                s.resume_point.1,
+                s.num_batches,
+                s.stop_reason.as_deref().unwrap_or("a stop was asked for")
+            );
+            return Ok(());
+        }
         let mut keys: Vec<String> = s
             .epoch_metrics()
             .keys()

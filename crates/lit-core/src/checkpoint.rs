@@ -275,6 +275,15 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     }
 }
 
+/// Whether a run's `checkpoints/` holds any checkpoint file (not just temporary files).
+fn has_checkpoints(run: &Path) -> bool {
+    std::fs::read_dir(run.join("checkpoints")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+    })
+}
+
 /// The runs of `run_name` under `root` that have a `checkpoints/` folder, newest first.
 fn runs_with_checkpoints(root: &Path, run_name: &str) -> Vec<PathBuf> {
     let base = root.join(run_name);
@@ -297,32 +306,42 @@ fn runs_with_checkpoints(root: &Path, run_name: &str) -> Vec<PathBuf> {
     runs.into_iter().rev().map(|(_, p)| p).collect()
 }
 
+/// The newest run of `run_name` whose `checkpoints/` holds a checkpoint file.
+fn newest_with_checkpoints(root: &Path, run_name: &str) -> Option<PathBuf> {
+    runs_with_checkpoints(root, run_name)
+        .into_iter()
+        .find(|r| has_checkpoints(r))
+}
+
 /// Resolves `--ckpt-path`: `last` (the latest run's `last.safetensors`), `best` (the latest run's
 /// checkpoint with the best monitored value) or a file path.
 pub fn resolve(spec: &str, root: &Path, run_name: &str) -> Result<PathBuf> {
     let missing = |what: &str| {
         Error::Config(format!(
-            "--ckpt-path {spec}: no {what} under {} (looked in every version_N/checkpoints/)",
+            "--ckpt-path {spec}: no {what} under {} (looked in its version_N/checkpoints/)",
             root.join(run_name).display()
         ))
     };
     match spec {
         "last" => {
-            // The newest run that has one: a run killed before its first checkpoint (leaving
-            // perhaps a stale temporary file) does not hide an older run's.
-            let runs = runs_with_checkpoints(root, run_name);
-            if runs.is_empty() {
-                return Err(missing("run with checkpoints"));
+            // The newest run that wrote a checkpoint: a run killed before its first one (leaving
+            // perhaps a stale temporary file) does not hide an older run's; a newer run that
+            // kept no `last` (--no-save-last) is an error, not a silent jump to an older run.
+            let run = newest_with_checkpoints(root, run_name)
+                .ok_or_else(|| missing("run with checkpoints"))?;
+            let last = run.join("checkpoints/last.safetensors");
+            if last.is_file() {
+                Ok(last)
+            } else {
+                Err(Error::Config(format!(
+                    "--ckpt-path last: the newest run with checkpoints, {}, has no \
+                     last.safetensors (written with --no-save-last?); name a file instead",
+                    run.display()
+                )))
             }
-            runs.iter()
-                .map(|r| r.join("checkpoints/last.safetensors"))
-                .find(|p| p.is_file())
-                .ok_or_else(|| missing("last.safetensors"))
         }
         "best" => {
-            let run = runs_with_checkpoints(root, run_name)
-                .into_iter()
-                .next()
+            let run = newest_with_checkpoints(root, run_name)
                 .ok_or_else(|| missing("run with checkpoints"))?;
             let dir = run.join("checkpoints");
             let mut best: Option<(f64, bool, PathBuf)> = None;

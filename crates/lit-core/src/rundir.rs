@@ -26,8 +26,9 @@ pub fn create_version_dir(root: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Deletes the temporary files that writers killed mid-write left in `<base>/version_*/` and
-/// their `checkpoints/` (see [`write_atomic`]): those whose process is gone or, where that cannot
-/// be told, that are an hour old.
+/// their `checkpoints/` (see [`write_atomic`]): those ten minutes old whose process is gone, or an
+/// hour old where that cannot be told. (A write takes seconds; the age also spares a live writer
+/// on another machine sharing the folder, whose process this machine cannot see.)
 pub fn remove_stale_temporaries(base: &Path) {
     let Ok(runs) = std::fs::read_dir(base) else {
         return;
@@ -69,15 +70,17 @@ fn is_stale_temporary(path: &Path) -> bool {
     if pid == std::process::id() {
         return false;
     }
-    let proc = Path::new("/proc");
-    if proc.join("self").exists() {
-        return !proc.join(pid.to_string()).exists();
-    }
-    std::fs::metadata(path)
+    let age = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age.as_secs() >= 3600)
+        .map_or(0, |age| age.as_secs());
+    let proc = Path::new("/proc");
+    if proc.join("self").exists() {
+        age >= 600 && !proc.join(pid.to_string()).exists()
+    } else {
+        age >= 3600
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder that is flushed to disk

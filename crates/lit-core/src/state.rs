@@ -29,6 +29,9 @@ pub struct TrainerState {
     /// Whether the epoch now ending ran its validation loop (false on epochs that
     /// `check_val_every_n_epoch` skips); monitors of validation keys skip those epochs.
     pub validation_ran: bool,
+    /// Whether the epoch now ending was stopped before its last batch (`max_time`,
+    /// `max_steps`): it is not over, so monitors skip it and checkpoints resume inside it.
+    pub epoch_interrupted: bool,
     /// Why training stopped, when a callback stopped it.
     pub stop_reason: Option<String>,
     /// The run directory, when the run writes one.
@@ -70,6 +73,8 @@ pub struct TrainerState {
     pub best_model: Option<(PathBuf, f64)>,
     /// The last checkpoint written.
     pub last_checkpoint: Option<PathBuf>,
+    /// Files adopted through [`TrainerState::adopt_checkpoints`], taken by the trainer.
+    pub(crate) adopted: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for TrainerState {
@@ -94,6 +99,7 @@ impl TrainerState {
             progress_bar_keys: Vec::new(),
             should_stop: false,
             validation_ran: false,
+            epoch_interrupted: false,
             stop_reason: None,
             log_dir: None,
             hparams,
@@ -114,6 +120,7 @@ impl TrainerState {
             pending_logs: BTreeMap::new(),
             best_model: None,
             last_checkpoint: None,
+            adopted: Vec::new(),
         }
     }
 
@@ -139,9 +146,17 @@ impl TrainerState {
     /// the fit has no validation sets, where a missing key is the monitor's error to report), or
     /// the epoch itself logged `key` (a training key such as `train_loss_epoch`).
     pub fn monitor_is_fresh(&self, key: &str) -> bool {
-        self.validation_ran
-            || self.val_dataloader_names.is_empty()
-            || self.epoch_metrics().contains_key(key)
+        !self.epoch_interrupted
+            && (self.validation_ran
+                || self.val_dataloader_names.is_empty()
+                || self.epoch_metrics().contains_key(key))
+    }
+
+    /// Declares checkpoint files that a callback manages although this fit did not write them (a
+    /// top-k list restored in the same folder), so the trainer may delete them when displaced.
+    /// Files of another run are never adopted.
+    pub fn adopt_checkpoints(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
+        self.adopted.extend(paths);
     }
 
     /// The monitored value under `key`, or the keys that exist.

@@ -308,10 +308,12 @@ impl Trainer {
         self.each(Some(true), &mut f)
     }
 
+    fn merge_hparams(&mut self, module_hparams: HParams) {
+        self.state.hparams.merge_missing(&module_hparams);
+    }
+
     fn start_run(&mut self, module_hparams: HParams) -> Result<()> {
-        let mut hp = self.state.hparams.clone();
-        hp.merge_missing(&module_hparams);
-        self.state.hparams = hp;
+        self.merge_hparams(module_hparams);
         if self.loggers_started || !self.config.logger || !self.strategy.is_global_zero() {
             return Ok(());
         }
@@ -377,6 +379,7 @@ impl Trainer {
             let values = std::mem::take(&mut self.state.pending_logs);
             self.log(&values)?;
         }
+        self.written.extend(self.state.adopted.drain(..));
         let requests = std::mem::take(&mut self.state.checkpoint_requests);
         if requests.is_empty() || !self.strategy.is_global_zero() {
             return Ok(());
@@ -455,9 +458,15 @@ impl Trainer {
             };
             train = DataLoader::new(Arc::clone(train.dataset()), config)?;
         }
-        let vals = dm.val_dataloaders()?;
+        // limit_val_batches = 0 turns validation off, as if there were no validation sets (so
+        // monitors of validation keys fail loudly rather than never acting).
+        let vals = match self.config.limit_val_batches {
+            Limit::Batches(0) => Vec::new(),
+            _ => dm.val_dataloaders()?,
+        };
         self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
         self.state.varmap = Some(module.varmap().clone());
+        self.merge_hparams(module.hparams());
         let Optimization {
             mut optimizer,
             mut scheduler,
@@ -514,6 +523,8 @@ impl Trainer {
                     ctx.load_epoch_state(logs, &device)?;
                 }
             }
+            self.state.resume_point = (epoch, skip);
+            self.state.epoch_interrupted = false;
             self.callbacks(|c, s| c.on_train_epoch_start(s))?;
             module.on_train_epoch_start(&mut ctx)?;
             let validate_epoch = (epoch + 1).is_multiple_of(self.config.check_val_every_n_epoch);
@@ -595,70 +606,35 @@ impl Trainer {
                         }
                     }
                 }
-                // A stop asked for within the epoch (max_steps, max_time) ends it at this batch.
-                if done || (self.state.should_stop && self.can_stop(epoch)) {
+                // A stop asked for within the epoch (max_time) ends it at this batch once no
+                // accumulated gradients wait for their step, and once min_epochs epochs are done.
+                let stop_here = self.state.should_stop
+                    && accumulated.is_none()
+                    && epoch >= self.config.min_epochs;
+                if done || stop_here {
                     break;
                 }
             }
-            // Stopped before the epoch's last batch: checkpoints written below resume inside it,
-            // and the epoch-interval schedule steps when the resumed run finishes the epoch.
+            // Stopped before the epoch's last batch: the epoch is not over. Its validation, epoch
+            // values and epoch-interval schedule wait for the resumed run to finish it; the
+            // epoch-end hooks still run (flagged `epoch_interrupted`, so monitors skip it) so that
+            // `last` is written, resuming at the next batch with the epoch's sums so far.
             let interrupted = self.state.resume_point.1 < n_train;
-
-            let mut epoch_values = BTreeMap::new();
-            if validate_epoch
-                && !vals.is_empty()
-                && self.config.limit_val_batches != Limit::Batches(0)
-            {
-                epoch_values = self.evaluate(
-                    module,
-                    &vals,
-                    RunningStage::Validate,
-                    self.config.limit_val_batches,
-                )?;
-                self.state.stage = Some(RunningStage::Train);
-                self.state.validation_ran = true;
-            }
-            module.on_train_epoch_end(&mut ctx)?;
-            let train_values = ctx.epoch_values()?;
-            self.state.host_syncs = ctx.host_syncs();
-            if let Some((_, v)) = train_loss_key(&train_values) {
-                self.check_finite(v)?;
-            }
-            self.note_prog_bar(&ctx, train_values.keys().cloned());
-            self.state.callback_metrics.extend(train_values.clone());
-            epoch_values.extend(train_values);
-            self.state.history.push(epoch_values.clone());
-            self.log(&epoch_values)?;
-            if let Some(sc) = scheduler
-                .as_mut()
-                .filter(|s| s.interval == Interval::Epoch && !interrupted)
-            {
-                if (epoch + 1).is_multiple_of(sc.frequency.max(1)) {
-                    let metric = match &sc.monitor {
-                        Some(key) => Some(self.state.monitored(key).map_err(|available| {
-                            Error::MissingMonitor {
-                                who: format!("lr scheduler {}", sc.scheduler.name()),
-                                key: key.clone(),
-                                available,
-                            }
-                        })?),
-                        None => None,
-                    };
-                    optimizer.set_learning_rate(sc.scheduler.step(metric));
-                    if let Some(lr) = self.state.learning_rate.as_mut() {
-                        lr.1 = optimizer.learning_rate();
-                    }
-                }
-            }
+            self.state.epoch_interrupted = interrupted;
             if !interrupted {
+                self.end_epoch(module, &vals, &mut ctx, validate_epoch)?;
+                self.step_epoch_schedule(epoch, optimizer.as_mut(), scheduler.as_mut())?;
                 self.state.resume_point = (epoch + 1, 0);
             }
             self.callbacks_ordered(|c, s| c.on_train_epoch_end(s))?;
             self.service(optimizer.as_ref(), scheduler.as_ref(), Some(&mut ctx))?;
             self.flush()?;
 
+            if done {
+                break;
+            }
             if self.state.should_stop {
-                if self.can_stop(epoch) {
+                if epoch + 1 >= self.config.min_epochs {
                     tracing::info!(
                         reason = self
                             .state
@@ -685,10 +661,73 @@ impl Trainer {
         Ok(())
     }
 
-    /// Whether a stop asked for by a callback may end training during `epoch`: not before
-    /// `min_epochs` epochs have run, as in Lightning.
-    fn can_stop(&self, epoch: usize) -> bool {
-        epoch + 1 >= self.config.min_epochs
+    /// The end of a complete training epoch: validation (when due), the epoch's values computed,
+    /// checked for NaN and logged.
+    fn end_epoch<M: LitModule>(
+        &mut self,
+        module: &mut M,
+        vals: &[NamedLoader],
+        ctx: &mut StepContext,
+        validate_epoch: bool,
+    ) -> Result<()> {
+        let mut epoch_values = BTreeMap::new();
+        if validate_epoch && !vals.is_empty() {
+            epoch_values = self.evaluate(
+                module,
+                vals,
+                RunningStage::Validate,
+                self.config.limit_val_batches,
+            )?;
+            self.state.stage = Some(RunningStage::Train);
+            self.state.validation_ran = true;
+        }
+        module.on_train_epoch_end(ctx)?;
+        let train_values = ctx.epoch_values()?;
+        self.state.host_syncs = ctx.host_syncs();
+        if let Some((_, v)) = train_loss_key(&train_values) {
+            self.check_finite(v)?;
+        }
+        self.note_prog_bar(ctx, train_values.keys().cloned());
+        self.state.callback_metrics.extend(train_values.clone());
+        epoch_values.extend(train_values);
+        self.state.history.push(epoch_values.clone());
+        self.log(&epoch_values)
+    }
+
+    /// Steps an epoch-interval schedule after `epoch`, on a fresh monitored value when it has a
+    /// monitor (an epoch without validation is no plateau check).
+    fn step_epoch_schedule(
+        &mut self,
+        epoch: usize,
+        optimizer: &mut dyn Optimizer,
+        scheduler: Option<&mut SchedulerConfig>,
+    ) -> Result<()> {
+        let Some(sc) = scheduler.filter(|s| s.interval == Interval::Epoch) else {
+            return Ok(());
+        };
+        if !(epoch + 1).is_multiple_of(sc.frequency.max(1)) {
+            return Ok(());
+        }
+        let metric = match &sc.monitor {
+            Some(key) if !self.state.monitor_is_fresh(key) => return Ok(()),
+            Some(key) => {
+                Some(
+                    self.state
+                        .monitored(key)
+                        .map_err(|available| Error::MissingMonitor {
+                            who: format!("lr scheduler {}", sc.scheduler.name()),
+                            key: key.clone(),
+                            available,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        optimizer.set_learning_rate(sc.scheduler.step(metric));
+        if let Some(lr) = self.state.learning_rate.as_mut() {
+            lr.1 = optimizer.learning_rate();
+        }
+        Ok(())
     }
 
     fn check_finite(&self, loss: f64) -> Result<()> {
