@@ -159,11 +159,18 @@ fn fuzz(args: &[String]) -> anyhow::Result<()> {
     let dir = project_root().join("fuzz");
     for target in targets {
         println!("== fuzz {target}: {runs} executions");
+        // The working corpus (ignored by git) first, where new inputs go; the committed seeds
+        // (valid files of each format) after it.
+        let corpus = dir.join("corpus").join(target);
+        fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
         run_cmd(
             Command::new("cargo")
                 .current_dir(&dir)
                 .env_remove("CARGO")
-                .args(["+nightly", "fuzz", "run", target, "--"])
+                .args(["+nightly", "fuzz", "run", target])
+                .arg(&corpus)
+                .arg(dir.join("seeds").join(target))
+                .arg("--")
                 .arg(format!("-runs={runs}"))
                 .arg("-max_len=65536"),
         )?;
