@@ -1,0 +1,193 @@
+//! Checkpoints in the fit loop: restoring a run from one, and writing those callbacks ask for.
+
+use std::collections::BTreeMap;
+
+use lit_model::optim::Optimizer;
+use lit_model::scheduler::SchedulerConfig;
+use lit_model::{LitModule, StepContext};
+
+use super::Trainer;
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::{Error, Result};
+
+/// Where a resumed fit continues, and the epoch's logged sums up to there.
+#[derive(Debug, Default)]
+pub(super) struct Resume {
+    pub(super) epoch: usize,
+    pub(super) batch: usize,
+    pub(super) epoch_logs: Option<serde_json::Value>,
+}
+
+impl Trainer {
+    /// Loads the weights of `path` into `module`, checking the model name and every tensor.
+    pub(super) fn load_weights<M: LitModule>(
+        &self,
+        path: &std::path::Path,
+        module: &M,
+    ) -> Result<checkpoint::Checkpoint> {
+        let ck = checkpoint::load(path)?;
+        let ours: Option<String> = self.state.hparams.get("model_name").ok().flatten();
+        if let (Some(theirs), Some(ours)) = (&ck.meta.model_name, &ours) {
+            if theirs != ours {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!("was written by model '{theirs}', this run builds '{ours}'"),
+                });
+            }
+        }
+        checkpoint::load_weights(path, module.varmap(), &ck.weights)?;
+        tracing::info!(path = %path.display(), "weights loaded");
+        Ok(ck)
+    }
+
+    /// Restores everything `fit` needs from `path`; returns the (epoch, batch) to continue at.
+    pub(super) fn restore<M: LitModule>(
+        &mut self,
+        path: &std::path::Path,
+        module: &M,
+        optimizer: &mut dyn Optimizer,
+        scheduler: Option<&mut SchedulerConfig>,
+    ) -> Result<Resume> {
+        let ck = self.load_weights(path, module)?;
+        if ck.meta.weights_only || self.config.ckpt_weights_only {
+            tracing::warn!(path = %path.display(), "weights only: training starts at epoch 0 from these weights");
+            return Ok(Resume::default());
+        }
+        let device = self.device().clone();
+        let tensors = ck
+            .optimizer
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(&device)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let refuse = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "{message}; pass --ckpt-weights-only to start a new run from its weights"
+            ),
+        };
+        if let Some(theirs) = ck.meta.optimizer_name.as_deref() {
+            if theirs != optimizer.name() {
+                return Err(refuse(format!(
+                    "holds the state of optimizer {theirs}, this run uses {}",
+                    optimizer.name()
+                )));
+            }
+        }
+        let saved_keys: Vec<String> = tensors.keys().cloned().collect();
+        let meta = ck.meta.optimizer.clone().ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds no optimizer state, so {} cannot resume from it; pass \
+                 --ckpt-weights-only to start a new run from its weights",
+                optimizer.name()
+            ),
+        })?;
+        optimizer
+            .load_state(lit_model::optim::OptimizerState { tensors, meta })
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its optimizer state does not fit this run's {}: {e}; pass \
+                     --ckpt-weights-only to start a new run from its weights",
+                    optimizer.name()
+                ),
+            })?;
+        // Every saved state tensor must have been taken: a lenient loader would otherwise drop
+        // another optimizer's state without a word.
+        let taken: Vec<String> = optimizer.state().tensors.into_keys().collect();
+        if let Some(unused) = saved_keys.iter().find(|k| !taken.contains(k)) {
+            return Err(refuse(format!(
+                "its optimizer state tensor '{unused}' does not belong to this run's {}",
+                optimizer.name()
+            )));
+        }
+        if let (Some(sc), Some(state)) = (scheduler, &ck.meta.scheduler) {
+            sc.scheduler.load_state(state)?;
+        }
+        for cb in self.callbacks.iter_mut() {
+            if let Some(state) = ck.meta.callbacks.get(&cb.state_key()) {
+                cb.load_state_dict(state)?;
+            }
+        }
+        self.state.global_step = ck.meta.global_step;
+        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
+        tracing::info!(
+            epoch = ck.meta.resume_epoch,
+            batch = ck.meta.resume_batch,
+            step = ck.meta.global_step,
+            "resuming"
+        );
+        Ok(Resume {
+            epoch: ck.meta.resume_epoch,
+            batch: ck.meta.resume_batch,
+            epoch_logs: ck.meta.epoch_logs,
+        })
+    }
+
+    /// Sends values callbacks logged to the loggers and writes the checkpoints they asked for.
+    pub(super) fn service(
+        &mut self,
+        optimizer: &dyn Optimizer,
+        scheduler: Option<&SchedulerConfig>,
+        ctx: Option<&mut StepContext>,
+    ) -> Result<()> {
+        if !self.state.pending_logs.is_empty() {
+            let values = std::mem::take(&mut self.state.pending_logs);
+            self.log(&values)?;
+        }
+        self.written.extend(self.state.adopted.drain(..));
+        let requests = std::mem::take(&mut self.state.checkpoint_requests);
+        if requests.is_empty() || !self.strategy.is_global_zero() {
+            return Ok(());
+        }
+        let Some(varmap) = self.state.varmap.clone() else {
+            return Ok(());
+        };
+        let callbacks: BTreeMap<String, serde_json::Value> = self
+            .callbacks
+            .iter()
+            .filter_map(|c| c.state_dict().map(|s| (c.state_key(), s)))
+            .collect();
+        // Mid-epoch, the epoch's logged sums so far, so a resumed epoch logs the same means.
+        let epoch_logs = match ctx {
+            Some(ctx) if self.state.resume_point.1 > 0 => Some(ctx.epoch_state()?),
+            _ => None,
+        };
+        for req in requests {
+            let meta = CheckpointMeta {
+                lit_version: env!("CARGO_PKG_VERSION").to_string(),
+                model_name: self.state.hparams.get("model_name").ok().flatten(),
+                weights_only: req.weights_only,
+                resume_epoch: self.state.resume_point.0,
+                resume_batch: self.state.resume_point.1,
+                global_step: self.state.global_step,
+                optimizer: None,
+                optimizer_name: Some(optimizer.name().to_string()),
+                scheduler: scheduler.map(|s| s.scheduler.state()),
+                callbacks: callbacks.clone(),
+                monitor: req.monitor.clone(),
+                monitor_higher_is_better: req.higher_is_better,
+                hparams: self.state.hparams.clone(),
+                epoch_logs: epoch_logs.clone(),
+            };
+            checkpoint::save(&req.path, &varmap, Some(&optimizer.state()), &meta)?;
+            tracing::debug!(path = %req.path.display(), "checkpoint written");
+            self.written.insert(req.path.clone());
+            for old in &req.remove {
+                // Only files this fit wrote: a resumed run never deletes another run's files.
+                if !self.written.contains(old) {
+                    tracing::warn!(path = %old.display(), "not deleting a checkpoint this run did not write");
+                } else if old != &req.path {
+                    self.written.remove(old);
+                    match std::fs::remove_file(old) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io(old, e)),
+                    }
+                }
+            }
+            self.state.last_checkpoint = Some(req.path);
+        }
+        Ok(())
+    }
+}
