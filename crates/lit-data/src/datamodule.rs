@@ -74,3 +74,41 @@ pub trait DataModule {
         Ok(())
     }
 }
+
+impl NamedLoader {
+    /// A loader named `name` (the suffix of its logged keys when a stage has several).
+    pub fn new(name: impl Into<String>, loader: DataLoader) -> Self {
+        Self {
+            name: name.into(),
+            loader,
+        }
+    }
+}
+
+/// A data module made of plain loaders, for `Trainer::fit_loaders` and users who need no
+/// `setup`: a training loader and named validation and test loaders.
+#[derive(Debug, Clone, Default)]
+pub struct Loaders {
+    /// The training loader (`fit` needs one).
+    pub train: Option<DataLoader>,
+    /// Validation loaders.
+    pub val: Vec<NamedLoader>,
+    /// Test (and predict) loaders.
+    pub test: Vec<NamedLoader>,
+}
+
+impl DataModule for Loaders {
+    fn train_dataloader(&self) -> Result<DataLoader> {
+        self.train
+            .clone()
+            .ok_or_else(|| crate::Error::Invalid("fit needs a training loader".into()))
+    }
+
+    fn val_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        Ok(self.val.clone())
+    }
+
+    fn test_dataloaders(&self) -> Result<Vec<NamedLoader>> {
+        Ok(self.test.clone())
+    }
+}

@@ -39,7 +39,7 @@ pub mod mnist;
 mod rng;
 
 pub use choices::{Choices, UnknownChoice};
-pub use datamodule::{DataModule, NamedLoader, Stage};
+pub use datamodule::{DataModule, Loaders, NamedLoader, Stage};
 pub use dataset::{Batch, Dataset, InputMap, Sample, TensorDataset};
 pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DINTERFACE_KEYS,

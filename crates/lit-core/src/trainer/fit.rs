@@ -47,6 +47,22 @@ impl Trainer {
         self.finish(result)
     }
 
+    /// Trains `module` on plain loaders: `train`, validating on `val` (named loaders; may be
+    /// empty), without writing a data module.
+    pub fn fit_loaders<M: LitModule>(
+        &mut self,
+        module: &mut M,
+        train: DataLoader,
+        val: Vec<NamedLoader>,
+    ) -> Result<()> {
+        let mut loaders = lit_data::Loaders {
+            train: Some(train),
+            val,
+            test: Vec::new(),
+        };
+        self.fit(module, &mut loaders)
+    }
+
     fn fit_inner<M: LitModule, D: DataModule>(&mut self, module: &mut M, dm: &mut D) -> Result<()> {
         let mut run = self.setup_fit(module, dm)?;
         self.callbacks(|c, s| c.on_train_start(s))?;
