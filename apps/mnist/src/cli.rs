@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use lit_data::{Choices, HParams};
+use lit_data::{HParams, Registry};
 use lit_model::{loss, optim, scheduler, METRICS, TOP_K_METRIC};
 use serde::{Deserialize, Serialize};
 
@@ -260,7 +260,7 @@ pub(crate) struct Resolved {
 }
 
 /// `--help` text for a choice made by name, written from the table that builds it.
-fn one_of<T>(what: &str, table: &Choices<T>) -> String {
+fn one_of<T>(what: &str, table: &Registry<T>) -> String {
     format!("{what}: {}.", table.prose())
 }
 

@@ -1,12 +1,13 @@
 //! [`DInterface`]: the generic data module that builds datasets by registered name.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams, NamedLoader, Result, Stage,
+    DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams, NamedLoader, Registry,
+    Result, Stage,
 };
 
 /// The environment variable naming the data root: a folder holding `mnist/`, `fashion-mnist/`, ...
@@ -119,16 +120,25 @@ pub const DINTERFACE_KEYS: &[&str] = &[
 /// Builds a dataset from the context.
 pub type DatasetBuilder = Box<dyn Fn(&DataContext) -> Result<Arc<dyn Dataset>> + Send + Sync>;
 
-/// Dataset builders by snake_case name.
-#[derive(Default)]
+/// Dataset builders by snake_case name (a [`Registry`] of builders), with the hyperparameter keys
+/// the datasets read.
 pub struct DatasetRegistry {
-    builders: BTreeMap<String, DatasetBuilder>,
+    builders: Registry<DatasetBuilder>,
     keys: Vec<String>,
+}
+
+impl Default for DatasetRegistry {
+    fn default() -> Self {
+        Self {
+            builders: Registry::new("dataset"),
+            keys: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for DatasetRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.builders.keys()).finish()
+        f.debug_list().entries(self.builders.names()).finish()
     }
 }
 
@@ -143,13 +153,13 @@ impl DatasetRegistry {
     where
         F: Fn(&DataContext) -> Result<Arc<dyn Dataset>> + Send + Sync + 'static,
     {
-        self.builders.insert(name.to_string(), Box::new(build));
+        self.builders.register(name, Box::new(build));
         self
     }
 
-    /// The registered names, sorted.
+    /// The registered names, in registration order.
     pub fn names(&self) -> Vec<String> {
-        self.builders.keys().cloned().collect()
+        self.builders.names()
     }
 
     /// Declares hyperparameter keys that the registered datasets read (`normalize_mean`), so
@@ -170,20 +180,13 @@ impl DatasetRegistry {
 
     /// Fails with the list of registered names unless `name` is one.
     pub fn check(&self, name: &str) -> Result<()> {
-        if self.builders.contains_key(name) {
-            Ok(())
-        } else {
-            Err(Error::UnknownDataset {
-                name: name.to_string(),
-                known: self.names(),
-            })
-        }
+        self.builders.get(name)?;
+        Ok(())
     }
 
     /// Builds the dataset registered under `name`.
     pub fn build(&self, name: &str, ctx: &DataContext) -> Result<Arc<dyn Dataset>> {
-        self.check(name)?;
-        let dataset = (self.builders[name])(ctx)?;
+        let dataset = (self.builders.get(name)?)(ctx)?;
         tracing::debug!(name, len = dataset.len(), "built dataset");
         Ok(dataset)
     }

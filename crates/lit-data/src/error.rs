@@ -33,15 +33,10 @@ pub enum Error {
         /// How to get it.
         hint: String,
     },
-    /// A dataset name that is not registered.
-    #[error("unknown dataset '{name}'; registered datasets: {}", known.join(", "))]
-    UnknownDataset {
-        /// The name asked for.
-        name: String,
-        /// The registered names.
-        known: Vec<String>,
-    },
-    /// A hyperparameter has a value of the wrong type or out of range.
+    /// A name (such as a dataset's) that is not registered.
+    #[error(transparent)]
+    Unknown(#[from] crate::UnknownChoice),
+    /// A hyperparameter with a bad value.
     #[error("hyperparameter '{key}': {message}")]
     HParam {
         /// The key.

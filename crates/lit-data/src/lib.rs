@@ -27,7 +27,6 @@
 //! # }
 //! ```
 
-mod choices;
 mod datamodule;
 mod dataset;
 mod dinterface;
@@ -36,9 +35,9 @@ mod hparams;
 pub mod idx;
 mod loader;
 pub mod mnist;
+mod registry;
 mod rng;
 
-pub use choices::{Choices, UnknownChoice};
 pub use datamodule::{DataModule, Loaders, NamedLoader, Stage};
 pub use dataset::{Batch, Dataset, InputMap, Sample, TensorDataset};
 pub use dinterface::{
@@ -47,4 +46,5 @@ pub use dinterface::{
 pub use error::{Error, Result};
 pub use hparams::HParams;
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig};
+pub use registry::{Registry, UnknownChoice};
 pub use rng::Generator;

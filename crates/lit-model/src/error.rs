@@ -13,15 +13,7 @@ pub enum Error {
     /// A metric rejected its input.
     #[error(transparent)]
     Metric(#[from] lit_metrics::Error),
-    /// A model name that is not registered.
-    #[error("unknown model '{name}'; registered models: {}", known.join(", "))]
-    UnknownModel {
-        /// The name asked for.
-        name: String,
-        /// The registered names.
-        known: Vec<String>,
-    },
-    /// A name (optimizer, scheduler, loss, metric) that is not one of the known choices.
+    /// A name (model, optimizer, scheduler, loss, metric) that is not registered.
     #[error(transparent)]
     UnknownName(#[from] lit_data::UnknownChoice),
     /// A hyperparameter with a bad value.

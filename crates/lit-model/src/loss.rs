@@ -1,7 +1,9 @@
 //! Losses, as `torch.nn.functional`, mean-reduced.
 
 use candle::{DType, Tensor, D};
-use lit_data::{Choices, HParams};
+use std::sync::LazyLock;
+
+use lit_data::{HParams, Registry};
 
 use crate::{Error, Result};
 
@@ -113,22 +115,20 @@ pub enum Loss {
 }
 
 /// Every loss `Loss::from_name` builds, by name: the only list of their names.
-pub const LOSSES: Choices<Loss> = Choices::new(
-    "loss",
-    &[
-        (
+pub static LOSSES: LazyLock<Registry<Loss>> = LazyLock::new(|| {
+    Registry::new("loss")
+        .with(
             "cross_entropy",
             Loss::CrossEntropy {
                 label_smoothing: 0.0,
             },
-        ),
-        ("nll", Loss::Nll),
-        ("mse", Loss::Mse),
-        ("l1", Loss::L1),
-        ("smooth_l1", Loss::SmoothL1 { beta: 1.0 }),
-        ("bce_with_logits", Loss::BceWithLogits),
-    ],
-);
+        )
+        .with("nll", Loss::Nll)
+        .with("mse", Loss::Mse)
+        .with("l1", Loss::L1)
+        .with("smooth_l1", Loss::SmoothL1 { beta: 1.0 })
+        .with("bce_with_logits", Loss::BceWithLogits)
+});
 
 /// Every hyperparameter key `Loss::from_hparams` reads.
 pub const KEYS: &[&str] = &["loss", "label_smoothing", "smooth_l1_beta"];

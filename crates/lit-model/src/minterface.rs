@@ -2,7 +2,9 @@
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use lit_data::{Batch, Choices, HParams, Stage};
+use std::sync::LazyLock;
+
+use lit_data::{Batch, HParams, Registry, Stage};
 use lit_metrics::{
     Average, Metric, MulticlassAccuracy, MulticlassAuroc, MulticlassF1Score, MulticlassPrecision,
     MulticlassRecall,
@@ -19,32 +21,30 @@ type MetricBuilder = fn(usize) -> Box<dyn Metric>;
 
 /// Every metric `--metric` names, by name: the only list of their names. `top<k>_accuracy` (such
 /// as `top5_accuracy`, 1 <= k <= num_classes) is accepted as well.
-pub const METRICS: Choices<MetricBuilder> = Choices::new(
-    "metric",
-    &[
-        ("accuracy", |c| {
+pub static METRICS: LazyLock<Registry<MetricBuilder>> = LazyLock::new(|| {
+    Registry::<MetricBuilder>::new("metric")
+        .with("accuracy", |c| {
             Box::new(MulticlassAccuracy::new(c, Average::Micro))
-        }),
-        ("accuracy_macro", |c| {
+        })
+        .with("accuracy_macro", |c| {
             Box::new(MulticlassAccuracy::new(c, Average::Macro))
-        }),
-        ("precision", |c| {
+        })
+        .with("precision", |c| {
             Box::new(MulticlassPrecision::new(c, Average::Macro))
-        }),
-        ("recall", |c| {
+        })
+        .with("recall", |c| {
             Box::new(MulticlassRecall::new(c, Average::Macro))
-        }),
-        ("f1", |c| {
+        })
+        .with("f1", |c| {
             Box::new(MulticlassF1Score::new(c, Average::Macro))
-        }),
-        ("f1_weighted", |c| {
+        })
+        .with("f1_weighted", |c| {
             Box::new(MulticlassF1Score::new(c, Average::Weighted))
-        }),
-        ("auroc", |c| {
+        })
+        .with("auroc", |c| {
             Box::new(MulticlassAuroc::new(c, Average::Macro))
-        }),
-    ],
-);
+        })
+});
 
 /// The pattern of the top-k accuracies, shown with [`METRICS`]' names.
 pub const TOP_K_METRIC: &str = "top<k>_accuracy";
@@ -71,7 +71,7 @@ fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
         };
     }
     let build = METRICS.get(&name).map_err(|mut e| {
-        e.known.push(TOP_K_METRIC);
+        e.known.push(TOP_K_METRIC.to_string());
         e
     })?;
     let key = if name == "accuracy" {

@@ -1,13 +1,11 @@
 //! [`Net`] and [`ModelRegistry`]: plain networks chosen by name.
 
-use std::collections::BTreeMap;
-
 use candle::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
-use lit_data::HParams;
+use lit_data::{HParams, Registry};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// A plain network: built from a `Config` and a `VarBuilder`, with a forward pass that takes a
 /// train flag. Nothing about losses, optimizers or logging.
@@ -27,16 +25,28 @@ pub type BoxedNet = Box<dyn ModuleT + Send + Sync>;
 
 type Builder = Box<dyn Fn(&HParams, VarBuilder) -> Result<(BoxedNet, HParams)> + Send + Sync>;
 
-/// Network builders by snake_case name.
-#[derive(Default)]
+/// A registered network: its builder and its `Config`'s keys.
+struct Entry {
+    build: Builder,
+    keys: Vec<String>,
+}
+
+/// Network builders by snake_case name (a [`Registry`] of them).
 pub struct ModelRegistry {
-    builders: BTreeMap<String, Builder>,
-    keys: BTreeMap<String, Vec<String>>,
+    entries: Registry<Entry>,
+}
+
+impl Default for ModelRegistry {
+    fn default() -> Self {
+        Self {
+            entries: Registry::new("model"),
+        }
+    }
 }
 
 impl std::fmt::Debug for ModelRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.builders.keys()).finish()
+        f.debug_list().entries(self.entries.names()).finish()
     }
 }
 
@@ -56,42 +66,33 @@ impl ModelRegistry {
 
     /// Registers network `N` under `name`.
     pub fn register<N: Net>(&mut self, name: &str) -> &mut Self {
-        self.builders.insert(
-            name.to_string(),
-            Box::new(|hparams: &HParams, vb: VarBuilder| {
-                let config: N::Config = hparams.to_config()?;
-                let resolved = HParams::from_serialize(&config)?;
-                let net = N::new(&config, vb)?;
-                Ok((Box::new(Wrapped(net)) as BoxedNet, resolved))
-            }),
-        );
+        let build: Builder = Box::new(|hparams: &HParams, vb: VarBuilder| {
+            let config: N::Config = hparams.to_config()?;
+            let resolved = HParams::from_serialize(&config)?;
+            let net = N::new(&config, vb)?;
+            Ok((Box::new(Wrapped(net)) as BoxedNet, resolved))
+        });
         let keys = HParams::from_serialize(&N::Config::default())
             .map(|hp| hp.iter().map(|(k, _)| k.clone()).collect())
             .unwrap_or_default();
-        self.keys.insert(name.to_string(), keys);
+        self.entries.register(name, Entry { build, keys });
         self
     }
 
     /// The hyperparameter keys of network `name`'s own `Config` (empty for an unknown name).
     pub fn config_keys(&self, name: &str) -> &[String] {
-        self.keys.get(name).map_or(&[], Vec::as_slice)
+        self.entries.get(name).map_or(&[], |e| e.keys.as_slice())
     }
 
-    /// The registered names, sorted.
+    /// The registered names, in registration order.
     pub fn names(&self) -> Vec<String> {
-        self.builders.keys().cloned().collect()
+        self.entries.names()
     }
 
     /// Fails with the list of registered names unless `name` is one.
     pub fn check(&self, name: &str) -> Result<()> {
-        if self.builders.contains_key(name) {
-            Ok(())
-        } else {
-            Err(Error::UnknownModel {
-                name: name.to_string(),
-                known: self.names(),
-            })
-        }
+        self.entries.get(name)?;
+        Ok(())
     }
 
     /// Builds network `name` from `hparams`; also returns its resolved `Config` as hyperparameters.
@@ -101,7 +102,6 @@ impl ModelRegistry {
         hparams: &HParams,
         vb: VarBuilder,
     ) -> Result<(BoxedNet, HParams)> {
-        self.check(name)?;
-        (self.builders[name])(hparams, vb)
+        (self.entries.get(name)?.build)(hparams, vb)
     }
 }

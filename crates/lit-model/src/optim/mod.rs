@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use candle::{backprop::GradStore, Tensor, Var};
 use candle_nn::VarMap;
-use lit_data::{Choices, HParams};
+use std::sync::LazyLock;
+
+use lit_data::{HParams, Registry};
 
 pub use adam::{Adam, AdamConfig};
 pub use rmsprop::{RmsProp, RmsPropConfig};
@@ -165,15 +167,13 @@ pub(crate) fn check_range(key: &str, value: f64, ok: bool, expected: &str) -> Re
 type Builder = fn(&HParams, f64, Vec<ParamGroup>) -> Result<Box<dyn Optimizer>>;
 
 /// Every optimizer `from_hparams` builds, by name: the only list of their names.
-pub const OPTIMIZERS: Choices<Builder> = Choices::new(
-    "optimizer",
-    &[
-        ("sgd", build_sgd),
-        ("adam", build_adam),
-        ("adamw", build_adamw),
-        ("rmsprop", build_rmsprop),
-    ],
-);
+pub static OPTIMIZERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
+    Registry::<Builder>::new("optimizer")
+        .with("sgd", build_sgd)
+        .with("adam", build_adam)
+        .with("adamw", build_adamw)
+        .with("rmsprop", build_rmsprop)
+});
 
 fn build_sgd(hp: &HParams, lr: f64, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
     Ok(Box::new(Sgd::with_groups(

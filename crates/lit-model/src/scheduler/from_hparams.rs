@@ -1,7 +1,9 @@
 //! Schedules chosen by name from the hyperparameters: the [`SCHEDULERS`] table and
 //! [`from_hparams`].
 
-use lit_data::{Choices, HParams};
+use std::sync::LazyLock;
+
+use lit_data::{HParams, Registry};
 
 use super::{Decay, Interval, Mode, OneCycle, ReduceOnPlateau, Scheduled, SchedulerConfig, Warmup};
 use crate::{Error, Result};
@@ -9,11 +11,10 @@ use crate::{Error, Result};
 type Builder = fn(&HParams, f64) -> Result<Option<SchedulerConfig>>;
 
 /// Every schedule `from_hparams` builds, by name: the only list of their names.
-pub const SCHEDULERS: Choices<Builder> = Choices::new(
-    "lr scheduler",
-    &[
-        ("none", |hp, lr| scheduled(hp, lr, None)),
-        ("step", |hp, lr| {
+pub static SCHEDULERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
+    Registry::<Builder>::new("lr scheduler")
+        .with("none", |hp, lr| scheduled(hp, lr, None))
+        .with("step", |hp, lr| {
             let step_size = hp.get_or::<u64>("lr_decay_steps", 20)?.max(1);
             scheduled(
                 hp,
@@ -23,28 +24,27 @@ pub const SCHEDULERS: Choices<Builder> = Choices::new(
                     gamma: gamma(hp)?,
                 }),
             )
-        }),
-        ("multi_step", |hp, lr| {
+        })
+        .with("multi_step", |hp, lr| {
             let decay = Decay::MultiStep {
                 milestones: milestones(hp)?,
                 gamma: gamma(hp)?,
             };
             scheduled(hp, lr, Some(decay))
-        }),
-        ("cosine", |hp, lr| {
+        })
+        .with("cosine", |hp, lr| {
             let decay = Decay::Cosine {
                 t_max: hp.get_or::<u64>("lr_decay_steps", 20)?.max(1),
                 eta_min: hp.get_or("lr_decay_min_lr", 1e-5)?,
             };
             scheduled(hp, lr, Some(decay))
-        }),
-        ("exponential", |hp, lr| {
+        })
+        .with("exponential", |hp, lr| {
             scheduled(hp, lr, Some(Decay::Exponential { gamma: gamma(hp)? }))
-        }),
-        ("one_cycle", one_cycle),
-        ("plateau", plateau),
-    ],
-);
+        })
+        .with("one_cycle", one_cycle)
+        .with("plateau", plateau)
+});
 
 /// The decay factor of step, multi_step and exponential: `lr_decay_rate`, default 0.5.
 fn gamma(hp: &HParams) -> Result<f64> {
