@@ -14,21 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lit_core::lit_data::HParams;
 use lit_core::{Error, Logger, Result};
 
-/// CRC-32C (Castagnoli), as TFRecord uses.
+/// CRC-32C (Castagnoli), as TFRecord uses (the `crc32c` crate: hardware instructions where the
+/// CPU has them).
 pub fn crc32c(data: &[u8]) -> u32 {
-    const POLY: u32 = 0x82F6_3B78;
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ POLY
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32c::crc32c(data)
 }
 
 fn masked_crc(data: &[u8]) -> u32 {

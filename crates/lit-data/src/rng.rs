@@ -5,6 +5,8 @@
 //! Each use takes its own stream derived from the run seed and a purpose, so adding a new random
 //! consumer never changes the numbers another one sees.
 
+use std::hash::Hasher;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,10 +27,11 @@ impl Generator {
     /// An independent generator for one purpose (`"init"`, `"shuffle"`, ...) and index (an epoch, a
     /// layer), derived from `seed` alone.
     pub fn stream(seed: u64, purpose: &str, index: u64) -> Self {
-        // FNV-1a over the purpose keeps streams stable across releases.
-        let tag = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        // FNV-1a over the purpose (a fixed algorithm, unlike std's hasher) keeps streams
+        // stable across releases.
+        let mut hasher = fnv::FnvHasher::default();
+        hasher.write(purpose.as_bytes());
+        let tag = hasher.finish();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ tag);
         rng.set_stream(index);
         Self { rng }
@@ -56,19 +59,13 @@ impl Generator {
             .collect()
     }
 
-    /// `n` samples from `N(mean, std)` (Box-Muller).
+    /// `n` samples from `N(mean, std)` (`rand_distr`'s ziggurat sampler); NaNs when `std` is
+    /// negative or not finite.
     pub fn normal(&mut self, n: usize, mean: f64, std: f64) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            let u1: f64 = 1.0 - self.rng.random::<f64>();
-            let u2: f64 = self.rng.random();
-            let r = (-2.0 * u1.ln()).sqrt();
-            let theta = 2.0 * std::f64::consts::PI * u2;
-            out.push((mean + std * r * theta.cos()) as f32);
-            out.push((mean + std * r * theta.sin()) as f32);
+        match rand_distr::Normal::new(mean, std) {
+            Ok(dist) => (0..n).map(|_| self.rng.sample(dist) as f32).collect(),
+            Err(_) => vec![f32::NAN; n],
         }
-        out.truncate(n);
-        out
     }
 }
 
