@@ -207,7 +207,8 @@ pub(crate) struct RunArgs {
     /// Do not keep last.safetensors.
     #[arg(long)]
     pub(crate) no_save_last: bool,
-    /// Also checkpoint every N optimizer steps.
+    /// Also write last.safetensors every N optimizer steps (a checkpoint that resumes at the next
+    /// batch; top-k files are ranked at epoch ends).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) checkpoint_every_n_train_steps: u64,
     /// Checkpoint file name template, such as best-{epoch}-{val_acc:.4f}.

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,9 +228,13 @@ fn run() -> anyhow::Result<()> {
             (Some(_), other) => bail!("--gradient-clip-algorithm {other}: expected norm or value"),
         },
     };
-    let mut datamodule = DInterface::new(datasets::registry(), resolved.hparams.clone())?;
+    // What a run starts from is not a hyperparameter of it: a run's hparams.yaml fed back with
+    // --config repeats the run instead of resuming whichever run is newest then.
+    let mut run_hparams = resolved.hparams.clone();
+    run_hparams.set("ckpt_path", serde_json::Value::Null)?;
+    let mut datamodule = DInterface::new(datasets::registry(), run_hparams.clone())?;
     let mut trainer = Trainer::new(config)?
-        .with_hparams(resolved.hparams.clone())
+        .with_hparams(run_hparams.clone())
         .with_logger(TensorBoardLogger::new())
         .with_callback(ProgressBar::new());
     if resolved.command == "fit" {
@@ -243,11 +248,7 @@ fn run() -> anyhow::Result<()> {
         println!("checkpoint: {}", path.display());
         trainer = trainer.with_ckpt_path(path);
     }
-    let mut module = MInterface::new(
-        &models::registry(),
-        resolved.hparams.clone(),
-        trainer.device(),
-    )?;
+    let mut module = MInterface::new(&models::registry(), run_hparams, trainer.device())?;
     match resolved.command {
         "fit" => {
             trainer.fit(&mut module, &mut datamodule)?;
@@ -262,6 +263,9 @@ fn run() -> anyhow::Result<()> {
         ),
         "test" => print_table("test metric", &trainer.test(&mut module, &mut datamodule)?),
         "predict" => {
+            if args.ckpt_path.is_none() {
+                tracing::warn!("predict without --ckpt-path runs the untrained network");
+            }
             if let Some(dir) = args.output.as_ref().and_then(|p| p.parent()) {
                 if !dir.as_os_str().is_empty() && !dir.is_dir() {
                     bail!(

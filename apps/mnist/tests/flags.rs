@@ -647,3 +647,111 @@ fn min_epochs_holds_back_a_time_limit_for_whole_epochs() {
     );
     assert_eq!(logged(&run_dir(dir, 0), "train_loss_epoch").len(), 2);
 }
+
+#[test]
+fn a_warmup_starts_at_its_first_rate_and_lr_is_logged_for_the_epoch_it_runs() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // torch: LinearLR(opt, start_factor=0.01, total_iters=2) with lr 1e-3 runs epoch 0 at 1e-5
+    // and epoch 1 at 1e-3 * (0.01 + 0.99 / 2) = 5.05e-4.
+    ok(
+        dir,
+        &root,
+        &[
+            "--warmup-steps",
+            "2",
+            "--max-epochs",
+            "2",
+            "--limit-train-batches",
+            "3",
+            "--no-test",
+        ],
+    );
+    let rows: Vec<(String, f64)> = metrics(&run_dir(dir, 0))
+        .into_iter()
+        .filter_map(|r| Some((r.get("epoch")?.clone(), r.get("lr-Adam")?.parse().ok()?)))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "0");
+    assert!((rows[0].1 - 1e-5).abs() < 1e-12, "{rows:?}");
+    assert_eq!(rows[1].0, "1");
+    assert!((rows[1].1 - 5.05e-4).abs() < 1e-12, "{rows:?}");
+}
+
+#[test]
+fn checkpoint_filename_templates_pad_and_fail_early_on_unknown_keys() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = [
+        "--max-epochs",
+        "1",
+        "--limit-train-batches",
+        "3",
+        "--no-test",
+    ];
+    ok(
+        dir,
+        &root,
+        &[
+            &base[..],
+            &["--checkpoint-filename", "{epoch:02d}-{step:04d}"],
+        ]
+        .concat(),
+    );
+    let ckpts = files(&run_dir(dir, 0).join("checkpoints"));
+    assert!(
+        ckpts.contains(&"epoch=00-step=0003.safetensors".to_string()),
+        "{ckpts:?}"
+    );
+    // With two validation sets the key is val_acc/<set>: refused at the sanity check.
+    let bad = [
+        "--checkpoint-filename",
+        "best-{epoch}-{val_acc:.4f}",
+        "--data-dir",
+        &root,
+    ];
+    let e = fails(dir, &[&base[..], &bad[..]].concat());
+    assert!(
+        e.contains("'val_acc' was never logged") && e.contains("val_acc/mnist_val"),
+        "{e}"
+    );
+    assert!(!run_dir(dir, 1).join("checkpoints").exists());
+}
+
+#[test]
+fn val_check_interval_beyond_the_epoch_is_refused_before_the_run_starts() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--val-check-interval",
+        "25",
+        "--limit-train-batches",
+        "20",
+        "--data-dir",
+        &root,
+    ];
+    let e = fails(tmp.path(), &args);
+    assert!(
+        e.contains("val_check_interval = 25") && e.contains("20 training batches"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("logs").exists());
+}
+
+#[test]
+fn a_resumed_runs_hparams_repeat_it_rather_than_resume_again() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = ["--limit-train-batches", "2", "--no-test"];
+    ok(dir, &root, &[&base[..], &["--max-epochs", "1"]].concat());
+    ok(
+        dir,
+        &root,
+        &[&base[..], &["--ckpt-path", "last", "--max-epochs", "2"]].concat(),
+    );
+    let yaml = std::fs::read_to_string(run_dir(dir, 1).join("hparams.yaml")).unwrap();
+    assert!(yaml.lines().any(|l| l == "ckpt_path: null"), "{yaml}");
+}

@@ -35,6 +35,7 @@ pub struct EarlyStopping {
     best: Option<f64>,
     wait: usize,
     stopped_epoch: Option<usize>,
+    warned_missing: bool,
 }
 
 impl EarlyStopping {
@@ -53,6 +54,7 @@ impl EarlyStopping {
             best: None,
             wait: 0,
             stopped_epoch: None,
+            warned_missing: false,
         }
     }
 
@@ -101,7 +103,17 @@ impl EarlyStopping {
                     available,
                 })
             }
-            Err(_) => return Ok(()),
+            Err(available) => {
+                if !self.warned_missing {
+                    self.warned_missing = true;
+                    tracing::warn!(
+                        monitor = %self.monitor,
+                        available = ?available,
+                        "EarlyStopping (not strict): the monitored key was never logged; no check"
+                    );
+                }
+                return Ok(());
+            }
         };
         let m = &self.monitor;
         let best = self.best.map_or("none".to_string(), |b| format!("{b:.6}"));

@@ -2,13 +2,14 @@
 
 use lit_core::{Callback, Result, TrainerState};
 
-/// Logs the optimizer's learning rate as `lr-<Optimizer>` (for example `lr-Adam`), every optimizer
-/// step or every epoch, as Lightning's `LearningRateMonitor`.
+/// Logs the optimizer's learning rate as `lr-<Optimizer>` (for example `lr-Adam`), as Lightning's
+/// `LearningRateMonitor`: the rate each epoch runs at, at the epoch's start, or with `every_step`
+/// the rate each optimizer step uses, at the start of its first batch.
 #[derive(Debug, Clone)]
 pub struct LearningRateMonitor {
-    /// Log after every optimizer step (`true`) or at every epoch end.
+    /// Log every optimizer step (`true`) or every epoch.
     pub every_step: bool,
-    last_step: u64,
+    last_step: Option<u64>,
 }
 
 impl LearningRateMonitor {
@@ -16,7 +17,7 @@ impl LearningRateMonitor {
     pub fn new(every_step: bool) -> Self {
         Self {
             every_step,
-            last_step: 0,
+            last_step: None,
         }
     }
 
@@ -32,21 +33,21 @@ impl Callback for LearningRateMonitor {
         "lr_monitor"
     }
 
-    fn on_train_start(&mut self, s: &mut TrainerState) -> Result<()> {
-        self.log(s);
-        Ok(())
-    }
-
-    fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
-        if self.every_step && s.global_step != self.last_step {
-            self.last_step = s.global_step;
+    fn on_train_epoch_start(&mut self, s: &mut TrainerState) -> Result<()> {
+        if !self.every_step {
             self.log(s);
         }
         Ok(())
     }
 
-    fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> Result<()> {
-        if !self.every_step {
+    fn on_train_batch_start(
+        &mut self,
+        s: &mut TrainerState,
+        _batch: &lit_core::lit_data::Batch,
+        _batch_idx: usize,
+    ) -> Result<()> {
+        if self.every_step && self.last_step != Some(s.global_step) {
+            self.last_step = Some(s.global_step);
             self.log(s);
         }
         Ok(())

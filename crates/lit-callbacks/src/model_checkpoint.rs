@@ -99,6 +99,17 @@ pub fn check_filename(template: &str) -> Result<()> {
     }
 }
 
+/// The `{key}` names of a filename template (without format specs).
+fn template_keys(template: &str) -> Vec<String> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|part| part.split_once('}'))
+        .map(|(inner, _)| inner.split_once(':').map_or(inner, |(k, _)| k).to_string())
+        .filter(|k| k != "epoch" && k != "step")
+        .collect()
+}
+
 /// Renders a filename template with `values` (plus `epoch` and `step`).
 pub fn render_filename(
     template: &str,
@@ -125,15 +136,21 @@ pub fn render_filename(
                 available: values.keys().cloned().collect(),
             })?,
         };
-        let digits = spec
-            .trim_start_matches('.')
-            .trim_end_matches('f')
-            .parse::<usize>()
-            .ok();
-        let shown = match (key, digits) {
-            ("epoch" | "step", _) => format!("{}", value as u64),
-            (_, Some(d)) => format!("{value:.d$}"),
-            (_, None) => format!("{value}"),
+        // Python's format specs as Lightning takes them: `.4f` (decimals), `02d` / `03` (an
+        // integer zero-padded to a width).
+        let decimals = spec
+            .strip_prefix('.')
+            .map(|d| d.trim_end_matches('f'))
+            .and_then(|d| d.parse::<usize>().ok());
+        let width = spec
+            .strip_prefix('0')
+            .map(|w| w.trim_end_matches('d'))
+            .and_then(|w| w.parse::<usize>().ok());
+        let shown = match (key, decimals, width) {
+            (_, _, Some(w)) => format!("{:0w$}", value.round() as i64),
+            ("epoch" | "step", _, _) => format!("{}", value as u64),
+            (_, Some(d), _) => format!("{value:.d$}"),
+            (_, None, None) => format!("{value}"),
         };
         out.push_str(&format!("{}={shown}", key.replace(['/', '\\'], "_")));
         rest = &rest[close + 1..];
@@ -314,10 +331,17 @@ impl Callback for ModelCheckpoint {
     }
 
     fn on_sanity_check_end(&mut self, s: &mut TrainerState) -> Result<()> {
-        match &self.monitor {
-            Some(key) if self.strict => check_sanity_keys("ModelCheckpoint", key, s),
-            _ => Ok(()),
+        if let Some(key) = self.monitor.as_ref().filter(|_| self.strict) {
+            check_sanity_keys("ModelCheckpoint", key, s)?;
         }
+        // The filename's own keys too, so a typo fails now rather than at the first save.
+        if let Some(template) = &self.filename {
+            for key in template_keys(template) {
+                let who = format!("ModelCheckpoint filename '{template}'");
+                check_sanity_keys(&who, &key, s)?;
+            }
+        }
+        Ok(())
     }
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {

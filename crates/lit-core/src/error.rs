@@ -34,7 +34,7 @@ pub enum Error {
         step: u64,
     },
     /// A monitored key that was never logged.
-    #[error("{who}: monitored key '{key}' was never logged; logged keys: {}", available.join(", "))]
+    #[error("{who}: '{key}' was never logged; logged keys: {}", available.join(", "))]
     MissingMonitor {
         /// The callback or scheduler that monitors.
         who: String,

@@ -107,6 +107,15 @@ impl Trainer {
             Limit::Batches(0) => Vec::new(),
             _ => dm.val_dataloaders()?,
         };
+        let n_train = self.config.limit_train_batches.of(train.len());
+        if let Some(Limit::Batches(k)) = self.config.val_check_interval {
+            if k > n_train && !vals.is_empty() {
+                return Err(Error::Config(format!(
+                    "val_check_interval = {k} batches is more than the {n_train} training batches \
+                     of an epoch; use a smaller count or a fraction such as 0.5"
+                )));
+            }
+        }
         self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
         self.state.varmap = Some(module.varmap().clone());
         self.merge_hparams(module.hparams());
@@ -121,6 +130,21 @@ impl Trainer {
             Some(path) => self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?,
             None => Resume::default(),
         };
+        if resume.epoch == 0 && resume.batch == 0 {
+            // A fresh schedule starts where it says (a warmup's first rate, one-cycle's lowest),
+            // not at the optimizer's base rate.
+            if let Some(sc) = &scheduler {
+                optimizer.set_learning_rate(sc.scheduler.lr());
+            }
+        }
+        if resume.epoch >= self.config.max_epochs {
+            tracing::warn!(
+                epoch = resume.epoch,
+                max_epochs = self.config.max_epochs,
+                "the checkpoint is already at max_epochs: nothing to train (raise --max-epochs)"
+            );
+        }
+        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
         self.start_run(module.hparams())?;
         self.callbacks(|c, s| c.on_fit_start(s))?;
         if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {
@@ -131,7 +155,6 @@ impl Trainer {
             self.state.sanity_keys = values.into_keys().collect();
             self.callbacks(|c, s| c.on_sanity_check_end(s))?;
         }
-        let n_train = self.config.limit_train_batches.of(train.len());
         let opt = OptimizationStep::new(
             optimizer,
             scheduler,
@@ -182,6 +205,7 @@ impl Trainer {
         self.state.resume_point = (epoch, skip);
         self.state.epoch_interrupted = false;
         self.callbacks(|c, s| c.on_train_epoch_start(s))?;
+        self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
         module.on_train_epoch_start(&mut run.ctx)?;
         let validate_epoch = (epoch + 1).is_multiple_of(self.config.check_val_every_n_epoch);
         let batches = run
@@ -235,6 +259,7 @@ impl Trainer {
         self.state.batch_idx = batch_idx;
         self.state.batch_size = batch.len();
         self.callbacks(|c, s| c.on_train_batch_start(s, batch, batch_idx))?;
+        self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
         run.ctx.begin_batch(0, batch.len());
         let loss = module.training_step(batch, batch_idx, &mut run.ctx)?;
         run.opt.backward(&loss)?;
