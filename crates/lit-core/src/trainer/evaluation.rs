@@ -77,26 +77,7 @@ impl Trainer {
         module: &mut M,
         dm: &mut D,
     ) -> Result<BTreeMap<String, f64>> {
-        let result = (|| {
-            dm.prepare_data()?;
-            dm.setup(Stage::Validate)?;
-            module.setup(Stage::Validate)?;
-            if let Some(path) = self.ckpt_path.clone() {
-                self.load_weights(&path, module)?;
-            }
-            let vals = dm.val_dataloaders()?;
-            self.start_run(module.hparams())?;
-            let values = self.evaluate(
-                module,
-                &vals,
-                RunningStage::Validate,
-                self.config.limit_val_batches,
-            )?;
-            self.log(&values)?;
-            self.flush()?;
-            dm.teardown(Stage::Validate)?;
-            Ok(values)
-        })();
+        let result = self.evaluation_stage(module, dm, Stage::Validate);
         self.finish(result)
     }
 
@@ -106,31 +87,52 @@ impl Trainer {
         module: &mut M,
         dm: &mut D,
     ) -> Result<BTreeMap<String, f64>> {
-        let result = (|| {
-            dm.prepare_data()?;
-            dm.setup(Stage::Test)?;
-            module.setup(Stage::Test)?;
-            if let Some(path) = self.ckpt_path.clone() {
-                self.load_weights(&path, module)?;
-            }
+        let result = self.evaluation_stage(module, dm, Stage::Test);
+        self.finish(result)
+    }
+
+    /// The set-up every stage outside fit shares: data and module set-up for `stage`, then the
+    /// weights of `ckpt_path` when one was given.
+    pub(super) fn setup_stage<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        dm: &mut D,
+        stage: Stage,
+    ) -> Result<()> {
+        dm.prepare_data()?;
+        dm.setup(stage)?;
+        module.setup(stage)?;
+        if let Some(path) = self.ckpt_path.clone() {
+            self.load_weights(&path, module)?;
+        }
+        Ok(())
+    }
+
+    /// `validate` or `test`: set up, run the evaluation loop over the stage's loaders, log.
+    fn evaluation_stage<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        dm: &mut D,
+        stage: Stage,
+    ) -> Result<BTreeMap<String, f64>> {
+        self.setup_stage(module, dm, stage)?;
+        let (loaders, running, limit) = if stage == Stage::Test {
             let tests = dm.test_dataloaders()?;
             if tests.is_empty() {
                 return Err(Error::Config(
                     "test: the data module has no test sets".into(),
                 ));
             }
-            self.start_run(module.hparams())?;
-            let values = self.evaluate(
-                module,
-                &tests,
-                RunningStage::Test,
-                self.config.limit_test_batches,
-            )?;
-            self.log(&values)?;
-            self.flush()?;
-            dm.teardown(Stage::Test)?;
-            Ok(values)
-        })();
-        self.finish(result)
+            (tests, RunningStage::Test, self.config.limit_test_batches)
+        } else {
+            let vals = dm.val_dataloaders()?;
+            (vals, RunningStage::Validate, self.config.limit_val_batches)
+        };
+        self.start_run(module.hparams())?;
+        let values = self.evaluate(module, &loaders, running, limit)?;
+        self.log(&values)?;
+        self.flush()?;
+        dm.teardown(stage)?;
+        Ok(values)
     }
 }

@@ -15,12 +15,7 @@ impl Trainer {
         dm: &mut D,
     ) -> Result<Vec<(String, Tensor)>> {
         let result = (|| {
-            dm.prepare_data()?;
-            dm.setup(Stage::Predict)?;
-            module.setup(Stage::Predict)?;
-            if let Some(path) = self.ckpt_path.clone() {
-                self.load_weights(&path, module)?;
-            }
+            self.setup_stage(module, dm, Stage::Predict)?;
             self.start_run(module.hparams())?;
             let device = self.device().clone();
             self.state.stage = Some(RunningStage::Predict);
