@@ -1,6 +1,7 @@
 //! `blobs`: lit as a user outside this repository's app uses it, from one dependency and one
 //! `use`: a small network, a synthetic data set, the user's own `LitModule`, and `fit` on plain
-//! loaders with early stopping. Run it with `cargo run --release -p blobs`; CI runs it.
+//! loaders with early stopping. Run it with `cargo run --release -p blobs`; its test (run by
+//! `cargo test` and so by CI) runs it too.
 //!
 //! The data: three Gaussian blobs in the plane, one class each. The network: a two-layer
 //! perceptron. It reaches about 99% validation accuracy in a few epochs and exits non-zero when
