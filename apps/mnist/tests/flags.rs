@@ -114,6 +114,26 @@ fn names_in_help(flag: &str) -> Vec<String> {
         .collect()
 }
 
+/// Resumes run 0 of `dir` from its `last` with `base`, runs `base` straight through, and asserts
+/// that both end with the same weights and optimizer state, bit for bit, and log the same epoch
+/// means. Returns the resumed and the straight run's folders.
+fn resume_matches_a_straight_run(dir: &Path, root: &str, base: &[&str]) -> (PathBuf, PathBuf) {
+    ok(dir, root, &[base, &["--ckpt-path", "last"]].concat());
+    ok(dir, root, base);
+    let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
+    assert_eq!(
+        tensors(&resumed.join("checkpoints/last.safetensors")),
+        tensors(&straight.join("checkpoints/last.safetensors")),
+        "weights and optimizer state after resume differ from the uninterrupted run"
+    );
+    assert_eq!(
+        logged(&resumed, "train_loss_epoch"),
+        logged(&straight, "train_loss_epoch"),
+        "the resumed epoch's mean covers the batches before the stop"
+    );
+    (resumed, straight)
+}
+
 #[test]
 fn every_choice_that_help_offers_trains() {
     let Some(root) = data() else { return };
@@ -235,22 +255,10 @@ fn max_time_stops_within_a_batch_and_the_run_resumes_bit_exactly() {
         out.contains("epoch 1/1 stopped after batch 1 of 6"),
         "{out}"
     );
-    ok(dir, &root, &[&epoch[..], &["--ckpt-path", "last"]].concat());
-    ok(dir, &root, &epoch);
-    let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
+    let (resumed, _) = resume_matches_a_straight_run(dir, &root, &epoch);
     assert_eq!(
         meta(&resumed.join("checkpoints/last.safetensors"))["global_step"],
         6
-    );
-    assert_eq!(
-        tensors(&resumed.join("checkpoints/last.safetensors")),
-        tensors(&straight.join("checkpoints/last.safetensors")),
-        "weights and optimizer state after resume differ from the uninterrupted run"
-    );
-    assert_eq!(
-        logged(&resumed, "train_loss_epoch"),
-        logged(&straight, "train_loss_epoch"),
-        "the resumed epoch's mean covers the batches before the stop"
     );
 }
 
@@ -272,20 +280,10 @@ fn max_steps_mid_epoch_resumes_where_it_stopped() {
         (m["resume_epoch"].as_u64(), m["resume_batch"].as_u64()),
         (Some(0), Some(3))
     );
-    ok(dir, &root, &[&base[..], &["--ckpt-path", "last"]].concat());
-    ok(dir, &root, &base);
-    let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
+    let (resumed, _) = resume_matches_a_straight_run(dir, &root, &base);
     assert_eq!(
         meta(&resumed.join("checkpoints/last.safetensors"))["global_step"],
         10
-    );
-    assert_eq!(
-        tensors(&resumed.join("checkpoints/last.safetensors")),
-        tensors(&straight.join("checkpoints/last.safetensors"))
-    );
-    assert_eq!(
-        logged(&resumed, "train_loss_epoch"),
-        logged(&straight, "train_loss_epoch")
     );
 }
 

@@ -110,7 +110,6 @@ impl Trainer {
             }
         }
         self.state.global_step = ck.meta.global_step;
-        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
         tracing::info!(
             epoch = ck.meta.resume_epoch,
             batch = ck.meta.resume_batch,

@@ -123,7 +123,6 @@ impl Trainer {
             mut optimizer,
             mut scheduler,
         } = module.configure_optimizers()?;
-        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
         // Restored before the run directory exists: a checkpoint that cannot be resumed leaves
         // no empty run behind.
         let resume = match self.ckpt_path.take() {
@@ -144,7 +143,8 @@ impl Trainer {
                 "the checkpoint is already at max_epochs: nothing to train (raise --max-epochs)"
             );
         }
-        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.learning_rate()));
+        self.state.learning_rate = None;
+        self.sync_learning_rate(optimizer.as_ref());
         self.start_run(module.hparams())?;
         self.callbacks(|c, s| c.on_fit_start(s))?;
         if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {
@@ -266,7 +266,7 @@ impl Trainer {
         if run.opt.is_boundary(batch_idx, run.n_train) {
             run.opt
                 .step(self.strategy.as_ref(), &mut self.state.global_step)?;
-            self.state.learning_rate = Some(run.opt.learning_rate());
+            self.sync_learning_rate(run.opt.optimizer.as_ref());
             if self
                 .state
                 .global_step
@@ -416,7 +416,7 @@ impl Trainer {
         };
         let lr = sc.scheduler.step(metric);
         opt.optimizer.set_learning_rate(lr);
-        self.state.learning_rate = Some(opt.learning_rate());
+        self.sync_learning_rate(opt.optimizer.as_ref());
         Ok(())
     }
 

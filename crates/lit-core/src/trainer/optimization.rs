@@ -83,12 +83,4 @@ impl OptimizationStep {
         }
         Ok(())
     }
-
-    /// The optimizer's name and learning rate now.
-    pub(super) fn learning_rate(&self) -> (String, f64) {
-        (
-            self.optimizer.name().to_string(),
-            self.optimizer.learning_rate(),
-        )
-    }
 }
