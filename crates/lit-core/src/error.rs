@@ -69,5 +69,18 @@ impl Error {
     }
 }
 
+// The crates below lit-model report through lit-model's error, which keeps their kinds.
+impl From<lit_base::Error> for Error {
+    fn from(e: lit_base::Error) -> Self {
+        Error::Model(e.into())
+    }
+}
+
+impl From<lit_optim::Error> for Error {
+    fn from(e: lit_optim::Error) -> Self {
+        Error::Model(e.into())
+    }
+}
+
 /// The result type of lit-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

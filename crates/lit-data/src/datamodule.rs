@@ -1,31 +1,6 @@
 //! The [`DataModule`] interface, as Lightning's `LightningDataModule`.
 
-use crate::{DataLoader, Result};
-
-/// What the trainer is about to run; passed to [`DataModule::setup`] and `teardown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stage {
-    /// Training with validation.
-    Fit,
-    /// Validation alone.
-    Validate,
-    /// Testing.
-    Test,
-    /// Prediction.
-    Predict,
-}
-
-impl Stage {
-    /// The stage's name: `fit`, `validate`, `test` or `predict`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Fit => "fit",
-            Stage::Validate => "validate",
-            Stage::Test => "test",
-            Stage::Predict => "predict",
-        }
-    }
-}
+use crate::{DataLoader, Result, Stage};
 
 /// A loader with the name its logged keys carry (`val_acc/<name>` when there are several).
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The [`Dataset`] trait, samples and batches, and the in-memory [`TensorDataset`].
 
-use candle::{DType, Device, Tensor};
+use candle::{DType, Tensor};
 
-use crate::{Error, Result};
+use crate::{Batch, Error, Result};
 
 /// One example: an input tensor and its target.
 #[derive(Debug, Clone)]
@@ -11,38 +11,6 @@ pub struct Sample {
     pub input: Tensor,
     /// The target, without a batch dimension (a class index is a scalar tensor).
     pub target: Tensor,
-}
-
-/// A batch: inputs and targets stacked along a new first dimension.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// Inputs, `(N, ...)`.
-    pub input: Tensor,
-    /// Targets, `(N, ...)`.
-    pub target: Tensor,
-}
-
-impl Batch {
-    /// The number of examples in the batch.
-    pub fn len(&self) -> usize {
-        self.input.dims().first().copied().unwrap_or(0)
-    }
-
-    /// Whether the batch is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The same batch on `device` (no copy when it is already there).
-    pub fn to_device(&self, device: &Device) -> Result<Batch> {
-        if self.input.device().same_device(device) && self.target.device().same_device(device) {
-            return Ok(self.clone());
-        }
-        Ok(Batch {
-            input: self.input.to_device(device)?,
-            target: self.target.to_device(device)?,
-        })
-    }
 }
 
 /// A map-style dataset: a length and random access by index, as PyTorch's `Dataset`.

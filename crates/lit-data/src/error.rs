@@ -51,3 +51,15 @@ pub enum Error {
 
 /// The result type of lit-data.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<lit_base::Error> for Error {
+    fn from(e: lit_base::Error) -> Self {
+        match e {
+            lit_base::Error::Candle(e) => Error::Candle(e),
+            lit_base::Error::Unknown(e) => Error::Unknown(e),
+            lit_base::Error::HParam { key, message } => Error::HParam { key, message },
+            lit_base::Error::Invalid(m) => Error::Invalid(m),
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}

@@ -8,7 +8,8 @@
 //!   [`DInterface`], the generic data module that builds its datasets from registered names and the
 //!   run's hyperparameters.
 //! - [`idx`]: the IDX format of MNIST and Fashion-MNIST, raw or gzipped, checked on read.
-//! - [`Generator`]: the seeded random generator that lit owns (candle cannot seed its CPU one).
+//! - [`Generator`], [`HParams`], [`Registry`], [`Batch`] and [`Stage`] come from `lit-base` and are
+//!   re-exported here.
 //!
 //! ```
 //! # fn main() -> lit_data::Result<()> {
@@ -31,20 +32,17 @@ mod datamodule;
 mod dataset;
 mod dinterface;
 mod error;
-mod hparams;
 pub mod idx;
 mod loader;
 pub mod mnist;
-mod registry;
-mod rng;
 
-pub use datamodule::{DataModule, Loaders, NamedLoader, Stage};
-pub use dataset::{Batch, Dataset, InputMap, Sample, TensorDataset};
+pub use datamodule::{DataModule, Loaders, NamedLoader};
+pub use dataset::{Dataset, InputMap, Sample, TensorDataset};
 pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DINTERFACE_KEYS,
 };
 pub use error::{Error, Result};
-pub use hparams::HParams;
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig};
-pub use registry::{Registry, UnknownChoice};
-pub use rng::Generator;
+
+// The shared vocabulary, re-exported so that data code needs one import path.
+pub use lit_base::{Batch, Generator, HParams, Registry, Stage, UnknownChoice};

@@ -7,15 +7,12 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle::Error),
-    /// A data error surfaced through a module.
-    #[error(transparent)]
-    Data(#[from] lit_data::Error),
     /// A metric rejected its input.
     #[error(transparent)]
     Metric(#[from] lit_metrics::Error),
     /// A name (model, optimizer, scheduler, loss, metric) that is not registered.
     #[error(transparent)]
-    UnknownName(#[from] lit_data::UnknownChoice),
+    UnknownName(#[from] lit_base::UnknownChoice),
     /// A hyperparameter with a bad value.
     #[error("hyperparameter '{key}': {message}")]
     HParam {
@@ -31,3 +28,26 @@ pub enum Error {
 
 /// The result type of lit-model.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// Errors from the crates below keep their kind: a bad hyperparameter is `HParam` whichever crate
+// read it, so callers match one error type.
+impl From<lit_base::Error> for Error {
+    fn from(e: lit_base::Error) -> Self {
+        match e {
+            lit_base::Error::Candle(e) => Error::Candle(e),
+            lit_base::Error::Unknown(e) => Error::UnknownName(e),
+            lit_base::Error::HParam { key, message } => Error::HParam { key, message },
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<lit_optim::Error> for Error {
+    fn from(e: lit_optim::Error) -> Self {
+        match e {
+            lit_optim::Error::Candle(e) => Error::Candle(e),
+            lit_optim::Error::HParam { key, message } => Error::HParam { key, message },
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}

@@ -6,26 +6,26 @@
 //!   filled from the run's hyperparameters by name.
 //! - [`MInterface`]: the generic module that wraps any registered network and takes its loss,
 //!   metrics, optimizer and learning-rate schedule from the hyperparameters.
-//! - [`optim`]: optimizers with state that can be saved (SGD, Adam, AdamW), matching PyTorch.
-//! - [`scheduler`]: learning-rate schedules (step, multi-step, cosine, linear warmup).
+//! - [`optim`] and [`scheduler`]: the optimizers and learning-rate schedules of `lit-optim` (typed
+//!   configs, saveable state, PyTorch's update rules), chosen by name from the hyperparameters.
 //! - [`loss`]: cross-entropy, MSE and triplet-margin losses.
-//! - [`init`]: seeded parameter initialisation, since candle cannot seed its CPU generator.
-//! - [`nn`]: `linear` and `conv2d` initialised as PyTorch initialises them.
+//! - [`init`], [`nn`] and [`kernels`]: seeded initialisation, layers and the fast CPU kernels of
+//!   `lit-kernels`, re-exported.
 
 mod error;
-pub mod init;
-pub mod kernels;
 mod logging;
 pub mod loss;
 mod minterface;
 mod module;
-pub mod nn;
 pub mod optim;
 mod registry;
 pub mod scheduler;
 
 pub use error::{Error, Result};
-pub use lit_data::{Batch, HParams, Stage};
+pub use lit_base::{Batch, HParams, Stage};
+/// The fast CPU kernels (`lit-kernels`), re-exported.
+pub use lit_kernels as kernels;
+pub use lit_kernels::{init, nn};
 pub use logging::{LogOptions, RunningStage, StepContext};
 pub use minterface::{module_keys, MInterface, METRICS, TOP_K_METRIC};
 pub use module::{LitModule, Optimization};

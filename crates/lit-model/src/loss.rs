@@ -3,7 +3,7 @@
 use candle::{DType, Tensor, D};
 use std::sync::LazyLock;
 
-use lit_data::{HParams, Registry};
+use lit_base::{HParams, Registry};
 
 use crate::{Error, Result};
 

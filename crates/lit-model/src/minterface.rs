@@ -4,7 +4,7 @@ use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use std::sync::LazyLock;
 
-use lit_data::{Batch, HParams, Registry, Stage};
+use lit_base::{Batch, HParams, Registry, Stage};
 use lit_metrics::{
     Average, Metric, MulticlassAccuracy, MulticlassAuroc, MulticlassF1Score, MulticlassPrecision,
     MulticlassRecall,

@@ -2,7 +2,7 @@
 
 use candle::Tensor;
 use candle_nn::VarMap;
-use lit_data::{Batch, HParams, Stage};
+use lit_base::{Batch, HParams, Stage};
 
 use crate::optim::Optimizer;
 use crate::scheduler::SchedulerConfig;

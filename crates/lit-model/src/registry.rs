@@ -2,7 +2,7 @@
 
 use candle::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
-use lit_data::{HParams, Registry};
+use lit_base::{HParams, Registry};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::Result;

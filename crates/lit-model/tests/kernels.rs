@@ -2,7 +2,7 @@
 //! data, odd sizes, strides and paddings.
 
 use candle::{Device, Tensor, Var};
-use lit_data::Generator;
+use lit_base::Generator;
 use lit_model::kernels;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {

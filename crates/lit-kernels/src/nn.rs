@@ -4,7 +4,7 @@
 //! differs from PyTorch's default (`kaiming_uniform_(a = sqrt(5))`, that is `U(-1/sqrt(fan_in),
 //! 1/sqrt(fan_in))` for weights and biases alike). These constructors use PyTorch's rule, so a
 //! network ported from PyTorch starts from the same distribution and trains the same way. The
-//! layers, lit's [`Linear`] and [`Conv2d`], run the fast CPU kernels of [`crate::kernels`] where
+//! layers, lit's [`Linear`] and [`Conv2d`], run the fast CPU kernels of [the kernels](crate) where
 //! they apply and candle's own ops elsewhere, with the parameters of `nn.Linear` and `nn.Conv2d`.
 //!
 //! Each layer also has fused forms (`forward_relu`, and for convolutions
@@ -14,7 +14,7 @@
 use candle::{DType, Module, Tensor};
 use candle_nn::{Conv2dConfig, Init, VarBuilder};
 
-use crate::kernels;
+use crate as kernels;
 
 /// A 2-d convolution with the parameters of `nn.Conv2d` (`weight` `(out, in / groups, k, k)`,
 /// `bias` `(out,)`). On the CPU in f32 without groups or dilation it runs lit's im2col + gemm

@@ -1,12 +1,13 @@
 //! Schedules chosen by name from the hyperparameters: the [`SCHEDULERS`] table and
-//! [`from_hparams`].
+//! [`from_hparams`]. The schedules themselves live in `lit-optim` (`lit_optim::scheduler`) and
+//! take typed configs; this module reads the hyperparameter map into them.
 
 use std::sync::LazyLock;
 
-use lit_data::{HParams, Registry};
+use lit_base::{HParams, Registry};
 
-use super::{Decay, Interval, Mode, OneCycle, ReduceOnPlateau, Scheduled, SchedulerConfig, Warmup};
 use crate::{Error, Result};
+pub use lit_optim::scheduler::*;
 
 type Builder = fn(&HParams, f64) -> Result<Option<SchedulerConfig>>;
 

@@ -356,7 +356,3 @@ impl LrScheduler for ReduceOnPlateau {
         Ok(())
     }
 }
-
-mod from_hparams;
-
-pub use from_hparams::{from_hparams, KEYS, SCHEDULERS};

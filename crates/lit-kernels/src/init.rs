@@ -7,7 +7,7 @@
 
 use candle::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder, VarMap};
-use lit_data::Generator;
+use lit_base::Generator;
 
 /// A `VarBuilder` backend that stores parameters in a [`VarMap`] and initialises new ones from a
 /// seeded generator.

@@ -6,10 +6,16 @@
 //! with im2col and the `gemm` crate candle itself uses, parallel over the batch, skipping gradients
 //! nobody needs, and fuse what follows a layer (bias, ReLU, pooling) into it so that autograd
 //! stores, sums and frees fewer tensors. They run for contiguous f32 tensors on the CPU; the
-//! layers in [`crate::nn`] fall back to candle's own ops on other devices and dtypes.
+//! layers in [`nn`] fall back to candle's own ops on other devices and dtypes.
+//!
+//! This is the only lit crate with `unsafe` code (the calls into `gemm`), and the only one built
+//! with full optimisation in the dev profile. [`init`] draws initial weights from lit's seeded
+//! generator, as PyTorch initialises them.
 
 mod conv;
+pub mod init;
 mod linear;
+pub mod nn;
 mod pool;
 mod xent;
 
