@@ -275,7 +275,7 @@ fn lit(steps: usize, epochs: usize) -> anyhow::Result<Timing> {
     let epochs = clock.borrow().clone();
     Ok(Timing {
         seconds,
-        samples: trainer.state().global_step as usize * BATCH,
+        samples: trainer.state().global_step() as usize * BATCH,
         epochs,
     })
 }

@@ -130,10 +130,12 @@ impl Callback for Curves {
     }
 
     fn on_fit_end(&mut self, s: &mut TrainerState) -> Result<()> {
-        let Some(dir) = &s.log_dir else { return Ok(()) };
+        let Some(dir) = &s.log_dir() else {
+            return Ok(());
+        };
         register_font();
         let path = dir.join("curves.png");
-        draw(&path, &s.history)
+        draw(&path, s.history())
             .map_err(|e| Error::Callback(format!("writing {}: {e}", path.display())))?;
         self.written = Some(path);
         Ok(())

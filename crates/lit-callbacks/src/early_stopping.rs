@@ -84,9 +84,8 @@ impl EarlyStopping {
 
     fn stop(&mut self, s: &mut TrainerState, reason: String) {
         println!("early stopping: {reason}");
-        self.stopped_epoch = Some(s.epoch);
-        s.should_stop = true;
-        s.stop_reason = Some(reason);
+        self.stopped_epoch = Some(s.epoch());
+        s.stop(reason);
     }
 
     fn check(&mut self, s: &mut TrainerState) -> Result<()> {
@@ -169,13 +168,13 @@ impl EarlyStopping {
 /// Fails at the end of the sanity check when a validation key is monitored but was not logged.
 pub(crate) fn check_sanity_keys(who: &str, key: &str, s: &TrainerState) -> Result<()> {
     if key.starts_with("val")
-        && !s.sanity_keys.is_empty()
-        && !s.sanity_keys.iter().any(|k| k == key)
+        && !s.sanity_keys().is_empty()
+        && !s.sanity_keys().iter().any(|k| k == key)
     {
         return Err(Error::MissingMonitor {
             who: who.into(),
             key: key.into(),
-            available: s.sanity_keys.clone(),
+            available: s.sanity_keys().to_vec(),
         });
     }
     Ok(())

@@ -22,8 +22,11 @@ impl LearningRateMonitor {
     }
 
     fn log(&mut self, s: &mut TrainerState) {
-        if let Some((name, lr)) = s.learning_rate.clone() {
-            s.log(format!("lr-{name}"), lr);
+        if let Some((key, lr)) = s
+            .learning_rate()
+            .map(|(name, lr)| (format!("lr-{name}"), lr))
+        {
+            s.log(key, lr);
         }
     }
 }
@@ -46,8 +49,8 @@ impl Callback for LearningRateMonitor {
         _batch: &lit_core::lit_data::Batch,
         _batch_idx: usize,
     ) -> Result<()> {
-        if self.every_step && self.last_step != Some(s.global_step) {
-            self.last_step = Some(s.global_step);
+        if self.every_step && self.last_step != Some(s.global_step()) {
+            self.last_step = Some(s.global_step());
             self.log(s);
         }
         Ok(())

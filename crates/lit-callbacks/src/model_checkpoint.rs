@@ -184,7 +184,7 @@ impl ModelCheckpoint {
     fn dir(&self, s: &TrainerState) -> Option<PathBuf> {
         self.dirpath
             .clone()
-            .or_else(|| s.log_dir.as_ref().map(|d| d.join("checkpoints")))
+            .or_else(|| s.log_dir().as_ref().map(|d| d.join("checkpoints")))
     }
 
     fn request(
@@ -230,11 +230,11 @@ impl ModelCheckpoint {
             };
             let template = self.filename.clone().unwrap_or(default);
             let epoch = if at_epoch_end {
-                s.epoch
+                s.epoch()
             } else {
-                s.resume_point.0
+                s.resume_point().0
             };
-            let name = render_filename(&template, &s.callback_metrics, epoch, s.global_step)?;
+            let name = render_filename(&template, s.callback_metrics(), epoch, s.global_step())?;
             let mut path = dir.join(format!("{name}.safetensors"));
             let mut v = 1;
             while self.kept.iter().any(|(_, p)| p == &path) || self.latest.as_ref() == Some(&path) {
@@ -274,7 +274,7 @@ impl ModelCheckpoint {
                 }
             }
             if let Some((p, v)) = self.best() {
-                s.best_model = Some((p.to_path_buf(), v));
+                s.set_best_model(p, v);
             }
         }
         if self.save_last {
@@ -348,17 +348,20 @@ impl Callback for ModelCheckpoint {
         let n = self.every_n_train_steps;
         // Only on the batch that took the step (with accumulation, several batches share one),
         // and not on an epoch's last batch, which the epoch-end check covers.
-        let new_step = s.global_step != self.last_step_checked;
-        if n > 0 && s.global_step.is_multiple_of(n) && new_step && s.resume_point.1 < s.num_batches
+        let new_step = s.global_step() != self.last_step_checked;
+        if n > 0
+            && s.global_step().is_multiple_of(n)
+            && new_step
+            && s.resume_point().1 < s.num_batches()
         {
-            self.last_step_checked = s.global_step;
+            self.last_step_checked = s.global_step();
             self.save(s, false)?;
         }
         Ok(())
     }
 
     fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> Result<()> {
-        if self.every_n_epochs > 0 && (s.epoch + 1).is_multiple_of(self.every_n_epochs) {
+        if self.every_n_epochs > 0 && (s.epoch() + 1).is_multiple_of(self.every_n_epochs) {
             self.save(s, true)?;
         }
         Ok(())
@@ -366,7 +369,7 @@ impl Callback for ModelCheckpoint {
 
     fn on_fit_end(&mut self, s: &mut TrainerState) -> Result<()> {
         if let (Some((path, score)), Some(key)) = (self.best(), &self.monitor) {
-            s.best_model = Some((path.to_path_buf(), score));
+            s.set_best_model(path, score);
             println!("best model: {} ({key} = {score:.4})", path.display());
         } else if let Some(p) = &self.latest {
             println!("last checkpoint: {}", p.display());

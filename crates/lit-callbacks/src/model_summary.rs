@@ -106,7 +106,7 @@ impl Callback for ModelSummary {
     }
 
     fn on_fit_start(&mut self, s: &mut TrainerState) -> Result<()> {
-        let Some(varmap) = &s.varmap else {
+        let Some(varmap) = &s.varmap() else {
             return Ok(());
         };
         let params: Vec<(String, Vec<usize>, usize)> = {

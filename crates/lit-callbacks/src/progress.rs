@@ -58,14 +58,14 @@ impl ProgressBar {
     }
 
     fn label(s: &TrainerState) -> String {
-        match s.stage {
-            Some(RunningStage::Train) => format!("epoch {}/{}", s.epoch + 1, s.max_epochs),
+        match s.stage() {
+            Some(RunningStage::Train) => format!("epoch {}/{}", s.epoch() + 1, s.max_epochs()),
             Some(RunningStage::SanityCheck) => "sanity check".into(),
             Some(RunningStage::Validate) => {
-                format!("validate {}", s.dataloader_name.as_deref().unwrap_or(""))
+                format!("validate {}", s.dataloader_name().unwrap_or(""))
             }
             Some(RunningStage::Test) => {
-                format!("test {}", s.dataloader_name.as_deref().unwrap_or(""))
+                format!("test {}", s.dataloader_name().unwrap_or(""))
             }
             Some(RunningStage::Predict) => "predict".into(),
             None => String::new(),
@@ -79,7 +79,7 @@ impl ProgressBar {
         self.samples = 0;
         if self.terminal {
             let bar =
-                Bar::with_draw_target(Some(s.num_batches as u64), ProgressDrawTarget::stdout());
+                Bar::with_draw_target(Some(s.num_batches() as u64), ProgressDrawTarget::stdout());
             bar.set_style(
                 ProgressStyle::with_template(
                     "{prefix:>16} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
@@ -101,8 +101,8 @@ impl ProgressBar {
     fn message(&self, s: &TrainerState) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         let mut msg = format!("{:.0} samples/s", self.samples as f64 / secs);
-        if s.stage == Some(RunningStage::Train) {
-            if let Some(loss) = s.last_train_loss {
+        if s.stage() == Some(RunningStage::Train) {
+            if let Some(loss) = s.last_train_loss() {
                 msg = format!("loss={loss:.4} {msg}");
             }
         }
@@ -110,7 +110,7 @@ impl ProgressBar {
     }
 
     fn advance(&mut self, s: &TrainerState, batch_idx: usize) {
-        self.samples += s.batch_size;
+        self.samples += s.batch_size();
         let msg = self.message(s);
         if let Some(bar) = &self.bar {
             bar.set_position(batch_idx as u64 + 1);
@@ -121,7 +121,7 @@ impl ProgressBar {
                 "{} {}/{} {msg}",
                 Self::label(s),
                 batch_idx + 1,
-                s.num_batches
+                s.num_batches()
             );
         }
     }
@@ -145,7 +145,7 @@ impl Callback for ProgressBar {
     }
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, batch_idx: usize) -> Result<()> {
-        if s.stage == Some(RunningStage::Train) {
+        if s.stage() == Some(RunningStage::Train) {
             self.advance(s, batch_idx);
         }
         Ok(())
@@ -154,14 +154,14 @@ impl Callback for ProgressBar {
     fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> Result<()> {
         let secs = self.started.elapsed().as_secs_f64();
         self.finish_bar();
-        if s.epoch_interrupted {
+        if s.epoch_interrupted() {
             println!(
                 "epoch {}/{} stopped after batch {} of {} ({secs:.1}s): {}",
-                s.epoch + 1,
-                s.max_epochs,
-                s.resume_point.1,
-                s.num_batches,
-                s.stop_reason.as_deref().unwrap_or("a stop was asked for")
+                s.epoch() + 1,
+                s.max_epochs(),
+                s.resume_point().1,
+                s.num_batches(),
+                s.stop_reason().unwrap_or("a stop was asked for")
             );
             return Ok(());
         }
@@ -174,8 +174,8 @@ impl Callback for ProgressBar {
         keys.sort_by_key(|k| (!k.starts_with("train"), k.clone()));
         println!(
             "epoch {}/{} ({secs:.1}s, {:.0} samples/s): {}",
-            s.epoch + 1,
-            s.max_epochs,
+            s.epoch() + 1,
+            s.max_epochs(),
             self.samples as f64 / secs.max(1e-9),
             fmt_values(s.epoch_metrics(), &keys)
         );
@@ -210,7 +210,7 @@ impl Callback for ProgressBar {
     ) -> Result<()> {
         if let Some(bar) = &self.bar {
             bar.set_prefix(Self::label(s));
-            bar.set_length(s.num_batches as u64);
+            bar.set_length(s.num_batches() as u64);
         }
         self.advance(s, batch_idx);
         Ok(())

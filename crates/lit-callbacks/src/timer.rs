@@ -58,14 +58,13 @@ impl Callback for Timer {
     }
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
-        if !s.should_stop && self.elapsed() >= self.duration {
+        if !s.should_stop() && self.elapsed() >= self.duration {
             println!(
                 "time limit of {:?} reached after {:.1?}; stopping",
                 self.duration,
                 self.elapsed()
             );
-            s.should_stop = true;
-            s.stop_reason = Some(format!("max_time {:?} reached", self.duration));
+            s.stop(format!("max_time {:?} reached", self.duration));
         }
         Ok(())
     }

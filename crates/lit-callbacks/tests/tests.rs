@@ -147,13 +147,8 @@ fn early_stopping_waits_patience_checks() {
     t.fit(&mut Scripted::new(&[0.1, 0.5, 0.4, 0.45, 0.9]), &mut Data)
         .unwrap();
     // Best at epoch 2 (0.5), then two checks without improvement: stops after epoch 4.
-    assert_eq!(t.state().epoch, 3);
-    assert!(t
-        .state()
-        .stop_reason
-        .as_deref()
-        .unwrap()
-        .contains("did not improve"));
+    assert_eq!(t.state().epoch(), 3);
+    assert!(t.state().stop_reason().unwrap().contains("did not improve"));
 }
 
 #[test]
@@ -162,8 +157,8 @@ fn a_nan_monitored_value_stops_with_check_finite() {
     let mut t = trainer(root.path(), 5).with_callback(EarlyStopping::new("val_score", Mode::Min));
     t.fit(&mut Scripted::new(&[0.3, f64::NAN, 0.1]), &mut Data)
         .unwrap();
-    assert_eq!(t.state().epoch, 1);
-    let reason = t.state().stop_reason.clone().unwrap();
+    assert_eq!(t.state().epoch(), 1);
+    let reason = t.state().stop_reason().unwrap();
     assert!(
         reason.contains("val_score = NaN is not finite") && reason.contains("check_finite"),
         "{reason}"
@@ -182,7 +177,7 @@ fn a_monitor_that_was_never_logged_fails_at_the_sanity_check() {
         err.contains("'val_scroe' was never logged") && err.contains("val_score"),
         "{err}"
     );
-    assert_eq!(t.state().global_step, 0, "no training step ran");
+    assert_eq!(t.state().global_step(), 0, "no training step ran");
 }
 
 #[test]
@@ -209,12 +204,12 @@ fn top_k_checkpoints_keep_the_best_and_delete_the_displaced() {
             "last.safetensors"
         ]
     );
-    let (best, score) = t.state().best_model.clone().unwrap();
+    let (best, score) = t.state().best_model().unwrap();
     assert!(
         best.ends_with("best_epoch=1_val_score=0.70.safetensors") && (score - 0.7).abs() < 1e-6
     );
     // The files are checkpoints that know their score.
-    let ck = lit_core::checkpoint::load(&best).unwrap();
+    let ck = lit_core::checkpoint::load(best).unwrap();
     assert_eq!(
         ck.meta.monitor.as_ref().map(|m| m.0.as_str()),
         Some("val_score")

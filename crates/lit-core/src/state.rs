@@ -1,7 +1,13 @@
 //! [`TrainerState`]: what callbacks and loggers see of a run.
+//!
+//! Callbacks read the run through getters and act on it through a few methods: stop it
+//! ([`TrainerState::stop`]), log a value ([`TrainerState::log`]), ask for a checkpoint
+//! ([`TrainerState::request_checkpoint`]), report the best checkpoint and adopt checkpoint files.
+//! The counters, parameters and limits are the trainer's alone, so no callback can move
+//! `global_step` or swap the parameters under the loop.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_nn::VarMap;
 use lit_data::HParams;
@@ -11,68 +17,68 @@ use lit_model::RunningStage;
 #[derive(Clone)]
 pub struct TrainerState {
     /// The current epoch, from 0.
-    pub epoch: usize,
+    pub(crate) epoch: usize,
     /// Optimizer steps taken so far.
-    pub global_step: u64,
+    pub(crate) global_step: u64,
     /// The index of the current batch within its epoch or loader.
-    pub batch_idx: usize,
+    pub(crate) batch_idx: usize,
     /// The loop being run.
-    pub stage: Option<RunningStage>,
+    pub(crate) stage: Option<RunningStage>,
     /// The latest value of every logged key (step and epoch values), as Lightning's
     /// `callback_metrics`; monitors read from here.
-    pub callback_metrics: BTreeMap<String, f64>,
+    pub(crate) callback_metrics: BTreeMap<String, f64>,
     /// Keys shown in the progress display.
-    pub progress_bar_keys: Vec<String>,
+    pub(crate) progress_bar_keys: Vec<String>,
     /// Set by a callback to stop training: at the end of the current batch when set in a batch
     /// hook, after the current epoch when set at its end (never before `min_epochs`).
-    pub should_stop: bool,
+    pub(crate) should_stop: bool,
     /// Whether the epoch now ending ran its validation loop (false on epochs that
     /// `check_val_every_n_epoch` skips); monitors of validation keys skip those epochs.
-    pub validation_ran: bool,
+    pub(crate) validation_ran: bool,
     /// Whether the epoch now ending was stopped before its last batch (`max_time`,
     /// `max_steps`): it is not over, so monitors skip it and checkpoints resume inside it.
-    pub epoch_interrupted: bool,
+    pub(crate) epoch_interrupted: bool,
     /// Why training stopped, when a callback stopped it.
-    pub stop_reason: Option<String>,
+    pub(crate) stop_reason: Option<String>,
     /// The run directory, when the run writes one.
-    pub log_dir: Option<PathBuf>,
+    pub(crate) log_dir: Option<PathBuf>,
     /// The run's hyperparameters.
-    pub hparams: HParams,
+    pub(crate) hparams: HParams,
     /// The module's parameters.
-    pub varmap: Option<VarMap>,
-    /// The learning rate now, with the optimizer's name.
-    pub learning_rate: Option<(String, f64)>,
+    pub(crate) varmap: Option<VarMap>,
+    /// The optimizer's name and its learning rate (a shared handle, read, never copied).
+    pub(crate) learning_rate: Option<(String, lit_optim::LearningRate)>,
     /// Batches in the current loop's loader (after limits).
-    pub num_batches: usize,
+    pub(crate) num_batches: usize,
     /// Examples in the current batch.
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// The current loader's name in validation and test.
-    pub dataloader_name: Option<String>,
+    pub(crate) dataloader_name: Option<String>,
     /// Names of the validation loaders.
-    pub val_dataloader_names: Vec<String>,
+    pub(crate) val_dataloader_names: Vec<String>,
     /// The last training loss copied to the host (every `log_every_n_steps`).
-    pub last_train_loss: Option<f64>,
+    pub(crate) last_train_loss: Option<f64>,
     /// Device-to-host copies of logged values so far in this run.
-    pub host_syncs: usize,
+    pub(crate) host_syncs: usize,
     /// The maximum number of epochs.
-    pub max_epochs: usize,
+    pub(crate) max_epochs: usize,
     /// Whether this is a `fast_dev_run`.
-    pub fast_dev_run: bool,
+    pub(crate) fast_dev_run: bool,
     /// The values of every completed epoch, in order (for curves and summaries).
-    pub history: Vec<BTreeMap<String, f64>>,
+    pub(crate) history: Vec<BTreeMap<String, f64>>,
     /// Keys the sanity check's validation logged (values discarded), so monitors can check their
     /// key before the first epoch ends.
-    pub sanity_keys: Vec<String>,
+    pub(crate) sanity_keys: Vec<String>,
     /// Where training continues if a checkpoint is written now: (epoch, batch within it).
-    pub resume_point: (usize, usize),
+    pub(crate) resume_point: (usize, usize),
     /// Checkpoints callbacks asked for; the trainer writes them after the hook returns.
-    pub checkpoint_requests: Vec<crate::checkpoint::CheckpointRequest>,
+    pub(crate) checkpoint_requests: Vec<crate::checkpoint::CheckpointRequest>,
     /// Values callbacks logged (learning rates); the trainer sends them to the loggers.
-    pub pending_logs: BTreeMap<String, f64>,
+    pub(crate) pending_logs: BTreeMap<String, f64>,
     /// The best checkpoint so far and its monitored value (set by ModelCheckpoint).
-    pub best_model: Option<(PathBuf, f64)>,
+    pub(crate) best_model: Option<(PathBuf, f64)>,
     /// The last checkpoint written.
-    pub last_checkpoint: Option<PathBuf>,
+    pub(crate) last_checkpoint: Option<PathBuf>,
     /// Files adopted through [`TrainerState::adopt_checkpoints`], taken by the trainer.
     pub(crate) adopted: Vec<PathBuf>,
 }
@@ -122,6 +128,164 @@ impl TrainerState {
             last_checkpoint: None,
             adopted: Vec::new(),
         }
+    }
+
+    // Reading: every field has a getter; only the trainer (this crate) writes them.
+
+    /// The current epoch, from 0.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn global_step(&self) -> u64 {
+        self.global_step
+    }
+
+    /// The index of the current batch within its epoch or loader.
+    pub fn batch_idx(&self) -> usize {
+        self.batch_idx
+    }
+
+    /// The loop being run.
+    pub fn stage(&self) -> Option<RunningStage> {
+        self.stage
+    }
+
+    /// The latest value of every logged key (step and epoch values), as Lightning's
+    /// `callback_metrics`; monitors read from here.
+    pub fn callback_metrics(&self) -> &BTreeMap<String, f64> {
+        &self.callback_metrics
+    }
+
+    /// Keys shown in the progress display.
+    pub fn progress_bar_keys(&self) -> &[String] {
+        &self.progress_bar_keys
+    }
+
+    /// Set by a callback to stop training: at the end of the current batch when set in a batch
+    /// hook, after the current epoch when set at its end (never before `min_epochs`).
+    pub fn should_stop(&self) -> bool {
+        self.should_stop
+    }
+
+    /// Whether the epoch now ending ran its validation loop (false on epochs that
+    /// `check_val_every_n_epoch` skips); monitors of validation keys skip those epochs.
+    pub fn validation_ran(&self) -> bool {
+        self.validation_ran
+    }
+
+    /// Whether the epoch now ending was stopped before its last batch (`max_time`,
+    /// `max_steps`): it is not over, so monitors skip it and checkpoints resume inside it.
+    pub fn epoch_interrupted(&self) -> bool {
+        self.epoch_interrupted
+    }
+
+    /// Why training stopped, when a callback stopped it.
+    pub fn stop_reason(&self) -> Option<&str> {
+        self.stop_reason.as_deref()
+    }
+
+    /// The run directory, when the run writes one.
+    pub fn log_dir(&self) -> Option<&Path> {
+        self.log_dir.as_deref()
+    }
+
+    /// The run's hyperparameters.
+    pub fn hparams(&self) -> &HParams {
+        &self.hparams
+    }
+
+    /// The module's parameters.
+    pub fn varmap(&self) -> Option<&VarMap> {
+        self.varmap.as_ref()
+    }
+
+    /// Batches in the current loop's loader (after limits).
+    pub fn num_batches(&self) -> usize {
+        self.num_batches
+    }
+
+    /// Examples in the current batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The current loader's name in validation and test.
+    pub fn dataloader_name(&self) -> Option<&str> {
+        self.dataloader_name.as_deref()
+    }
+
+    /// Names of the validation loaders.
+    pub fn val_dataloader_names(&self) -> &[String] {
+        &self.val_dataloader_names
+    }
+
+    /// The last training loss copied to the host (every `log_every_n_steps`).
+    pub fn last_train_loss(&self) -> Option<f64> {
+        self.last_train_loss
+    }
+
+    /// Device-to-host copies of logged values so far in this run.
+    pub fn host_syncs(&self) -> usize {
+        self.host_syncs
+    }
+
+    /// The maximum number of epochs.
+    pub fn max_epochs(&self) -> usize {
+        self.max_epochs
+    }
+
+    /// Whether this is a `fast_dev_run`.
+    pub fn fast_dev_run(&self) -> bool {
+        self.fast_dev_run
+    }
+
+    /// The values of every completed epoch, in order (for curves and summaries).
+    pub fn history(&self) -> &[BTreeMap<String, f64>] {
+        &self.history
+    }
+
+    /// Keys the sanity check's validation logged (values discarded), so monitors can check their
+    /// key before the first epoch ends.
+    pub fn sanity_keys(&self) -> &[String] {
+        &self.sanity_keys
+    }
+
+    /// Where training continues if a checkpoint is written now: (epoch, batch within it).
+    pub fn resume_point(&self) -> (usize, usize) {
+        self.resume_point
+    }
+
+    /// The best checkpoint so far and its monitored value (set by ModelCheckpoint).
+    pub fn best_model(&self) -> Option<(&Path, f64)> {
+        self.best_model.as_ref().map(|(p, v)| (p.as_path(), *v))
+    }
+
+    /// The last checkpoint written.
+    pub fn last_checkpoint(&self) -> Option<&Path> {
+        self.last_checkpoint.as_deref()
+    }
+
+    /// The optimizer's name and its learning rate now, once a fit has built the optimizer.
+    pub fn learning_rate(&self) -> Option<(&str, f64)> {
+        self.learning_rate
+            .as_ref()
+            .map(|(name, lr)| (name.as_str(), lr.get()))
+    }
+
+    // Acting: the narrow set of things a callback may do to a run.
+
+    /// Stops training, saying why: at the end of the current batch when called in a batch hook,
+    /// after the current epoch when called at its end (never before `min_epochs`).
+    pub fn stop(&mut self, reason: impl Into<String>) {
+        self.should_stop = true;
+        self.stop_reason = Some(reason.into());
+    }
+
+    /// Records the best checkpoint so far and its monitored value (ModelCheckpoint reports it).
+    pub fn set_best_model(&mut self, path: impl Into<PathBuf>, score: f64) {
+        self.best_model = Some((path.into(), score));
     }
 
     /// The values of the last completed epoch (training and validation), empty before the first.

@@ -33,8 +33,8 @@ fn train_once(optimizer: &str, batch_size: usize, accumulate: usize) -> (Vec<f32
     let mut trainer = Trainer::new(cfg).unwrap();
     let mut module = Recorded::new(&hp, Rc::new(RefCell::new(Vec::new())));
     trainer.fit(&mut module, &mut datamodule(&hp)).unwrap();
-    let lr = trainer.state().learning_rate.clone().unwrap().1;
-    (module.weights(), trainer.state().global_step, lr)
+    let lr = trainer.state().learning_rate().unwrap().1;
+    (module.weights(), trainer.state().global_step(), lr)
 }
 
 #[test]

@@ -22,8 +22,8 @@ struct Saver {
 
 impl Callback for Saver {
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _: usize) -> CoreResult<()> {
-        if self.steps.contains(&s.global_step) {
-            let path = self.dir.join(format!("s{}.safetensors", s.global_step));
+        if self.steps.contains(&s.global_step()) {
+            let path = self.dir.join(format!("s{}.safetensors", s.global_step()));
             s.request_checkpoint(CheckpointRequest {
                 path,
                 weights_only: false,
@@ -35,10 +35,10 @@ impl Callback for Saver {
         Ok(())
     }
     fn on_train_epoch_end(&mut self, s: &mut TrainerState) -> CoreResult<()> {
-        let mut paths = vec![self.dir.join(format!("e{}.safetensors", s.epoch))];
+        let mut paths = vec![self.dir.join(format!("e{}.safetensors", s.epoch()))];
         // The run's own `last`, as ModelCheckpoint(save_last) keeps it.
         paths.extend(
-            s.log_dir
+            s.log_dir()
                 .as_ref()
                 .map(|d| d.join("checkpoints/last.safetensors")),
         );

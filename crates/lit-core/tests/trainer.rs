@@ -121,8 +121,8 @@ fn host_syncs_happen_only_every_log_every_n_steps_and_at_epoch_end() {
         .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
         .unwrap();
     // 40 examples / 4 = 10 steps: syncs at steps 5 and 10, then one for the epoch means.
-    assert_eq!(trainer.state().global_step, 10);
-    assert_eq!(trainer.state().host_syncs, 3);
+    assert_eq!(trainer.state().global_step(), 10);
+    assert_eq!(trainer.state().host_syncs(), 3);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn fast_dev_run_runs_one_batch_and_writes_nothing() {
     let mut dm = datamodule(&hp);
     trainer.fit(&mut module, &mut dm).unwrap();
     trainer.test(&mut module, &mut dm).unwrap();
-    assert_eq!(trainer.state().global_step, 1);
+    assert_eq!(trainer.state().global_step(), 1);
     let count = |what: &str| log.borrow().iter().filter(|l| *l == what).count();
     assert_eq!(count("module.training_step"), 1);
     assert_eq!(
@@ -244,7 +244,7 @@ fn max_steps_and_limits_stop_where_asked() {
             &mut datamodule(&hp),
         )
         .unwrap();
-    assert_eq!(trainer.state().global_step, 7);
+    assert_eq!(trainer.state().global_step(), 7);
     let cfg = TrainerConfig {
         max_epochs: 2,
         limit_train_batches: Limit::Fraction(0.5),
@@ -258,5 +258,5 @@ fn max_steps_and_limits_stop_where_asked() {
             &mut datamodule(&hp),
         )
         .unwrap();
-    assert_eq!(trainer.state().global_step, 10);
+    assert_eq!(trainer.state().global_step(), 10);
 }

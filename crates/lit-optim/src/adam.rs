@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use candle::{backprop::GradStore, Shape, Tensor, Var};
 
 use super::fused::{self, on_host};
-use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
+use super::{
+    check_range, resolve_groups, Group, LearningRate, Optimizer, OptimizerState, ParamGroup,
+};
 use crate::Result;
 
 /// The arguments of `torch.optim.Adam` / `AdamW`.
@@ -86,6 +88,7 @@ struct Coefficients {
 pub struct Adam {
     groups: Vec<Group>,
     config: AdamConfig,
+    lr: LearningRate,
     moments: BTreeMap<String, Moments>,
 }
 
@@ -119,6 +122,7 @@ impl Adam {
         )?;
         Ok(Self {
             groups: resolve_groups(groups, config.weight_decay)?,
+            lr: LearningRate::new(config.lr),
             config,
             moments: BTreeMap::new(),
         })
@@ -135,7 +139,10 @@ impl Optimizer for Adam {
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let c = self.config;
+        let c = AdamConfig {
+            lr: self.lr.get(),
+            ..self.config
+        };
         for (name, var, lr, wd) in self.groups.iter().flat_map(|g| {
             g.params
                 .iter()
@@ -185,12 +192,8 @@ impl Optimizer for Adam {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
+    fn lr(&self) -> &LearningRate {
+        &self.lr
     }
 
     fn state(&self) -> OptimizerState {
@@ -207,7 +210,7 @@ impl Optimizer for Adam {
         }
         OptimizerState {
             tensors,
-            meta: serde_json::json!({ "lr": self.config.lr, "step": steps }),
+            meta: serde_json::json!({ "lr": self.lr.get(), "step": steps }),
         }
     }
 
@@ -237,7 +240,7 @@ impl Optimizer for Adam {
             moments.insert(name.clone(), Moments { step, buffers });
         }
         self.moments = moments;
-        super::restore_lr(&mut self.config.lr, &state.meta)?;
+        super::restore_lr(&self.lr, &state.meta)?;
         Ok(())
     }
 }

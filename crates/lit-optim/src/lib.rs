@@ -11,6 +11,8 @@ mod rmsprop;
 mod sgd;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use candle::{backprop::GradStore, Tensor, Var};
 use candle_nn::VarMap;
@@ -42,17 +44,48 @@ pub trait Optimizer: Send {
     /// alone.
     fn step(&mut self, grads: &GradStore) -> Result<()>;
 
-    /// The current learning rate.
-    fn learning_rate(&self) -> f64;
+    /// The optimizer's learning rate: the one copy there is. The trainer sets it from the
+    /// schedule; everything that reports it (the trainer state, callbacks) reads a clone of this
+    /// handle, so no copy can fall behind.
+    fn lr(&self) -> &LearningRate;
 
-    /// Sets the learning rate (schedulers call this).
-    fn set_learning_rate(&mut self, lr: f64);
+    /// The current learning rate.
+    fn learning_rate(&self) -> f64 {
+        self.lr().get()
+    }
+
+    /// Sets the learning rate (schedules call this through the trainer).
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr().set(lr)
+    }
 
     /// The state needed to continue exactly where this optimizer is.
     fn state(&self) -> OptimizerState;
 
     /// Restores a state produced by [`Optimizer::state`].
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
+}
+
+/// A learning rate shared by the optimizer that owns it and whoever reads it: cloning the handle
+/// shares the value, so a schedule's change is seen everywhere at once, without copying.
+#[derive(Debug, Clone)]
+pub struct LearningRate(Arc<AtomicU64>);
+
+impl LearningRate {
+    /// A new rate.
+    pub fn new(lr: f64) -> Self {
+        Self(Arc::new(AtomicU64::new(lr.to_bits())))
+    }
+
+    /// The rate now.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Changes the rate for every holder of this handle.
+    pub fn set(&self, lr: f64) {
+        self.0.store(lr.to_bits(), Ordering::Relaxed)
+    }
 }
 
 /// Parameters that share a learning-rate scale and weight decay, as a torch param group.
@@ -138,14 +171,14 @@ pub fn named_params(varmap: &VarMap) -> Vec<(String, Var)> {
 
 /// Sets `lr` from a saved state's `lr`; a state that is not a map, or whose `lr` is not a
 /// finite number, is an error (a garbled checkpoint must not resume with defaults).
-pub(crate) fn restore_lr(lr: &mut f64, meta: &serde_json::Value) -> Result<()> {
+pub(crate) fn restore_lr(lr: &LearningRate, meta: &serde_json::Value) -> Result<()> {
     let bad = |what: &str| Error::Invalid(format!("optimizer state: {what}, got {meta}"));
     let map = meta.as_object().ok_or_else(|| bad("expected a map"))?;
     match map.get("lr") {
         None => Ok(()),
         Some(v) => match v.as_f64().filter(|v| v.is_finite()) {
             Some(v) => {
-                *lr = v;
+                lr.set(v);
                 Ok(())
             }
             None => Err(bad("expected a finite 'lr'")),

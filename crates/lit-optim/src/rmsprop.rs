@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use candle::{backprop::GradStore, Tensor, Var};
 
-use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
+use super::{
+    check_range, resolve_groups, Group, LearningRate, Optimizer, OptimizerState, ParamGroup,
+};
 use crate::Result;
 
 /// `torch.optim.RMSprop`'s arguments.
@@ -42,6 +44,7 @@ impl Default for RmsPropConfig {
 pub struct RmsProp {
     groups: Vec<Group>,
     config: RmsPropConfig,
+    lr: LearningRate,
     state: BTreeMap<String, Tensor>,
 }
 
@@ -63,6 +66,7 @@ impl RmsProp {
         )?;
         Ok(Self {
             groups: resolve_groups(groups, config.weight_decay)?,
+            lr: LearningRate::new(config.lr),
             config,
             state: BTreeMap::new(),
         })
@@ -75,7 +79,10 @@ impl Optimizer for RmsProp {
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let c = self.config;
+        let c = RmsPropConfig {
+            lr: self.lr.get(),
+            ..self.config
+        };
         for g in &self.groups {
             let lr = c.lr * g.lr_scale;
             for (name, var) in &g.params {
@@ -125,24 +132,20 @@ impl Optimizer for RmsProp {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
+    fn lr(&self) -> &LearningRate {
+        &self.lr
     }
 
     fn state(&self) -> OptimizerState {
         OptimizerState {
             tensors: self.state.clone(),
-            meta: serde_json::json!({ "lr": self.config.lr }),
+            meta: serde_json::json!({ "lr": self.lr.get() }),
         }
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
         self.state = state.tensors;
-        super::restore_lr(&mut self.config.lr, &state.meta)?;
+        super::restore_lr(&self.lr, &state.meta)?;
         Ok(())
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use candle::{backprop::GradStore, Shape, Tensor, Var};
 
 use super::fused::{self, on_host};
-use super::{check_range, resolve_groups, Group, Optimizer, OptimizerState, ParamGroup};
+use super::{
+    check_range, resolve_groups, Group, LearningRate, Optimizer, OptimizerState, ParamGroup,
+};
 use crate::{Error, Result};
 
 /// `torch.optim.SGD`'s arguments.
@@ -40,6 +42,7 @@ impl Default for SgdConfig {
 pub struct Sgd {
     groups: Vec<Group>,
     config: SgdConfig,
+    lr: LearningRate,
     momentum_buffers: BTreeMap<String, Buffer>,
 }
 
@@ -78,6 +81,7 @@ impl Sgd {
         }
         Ok(Self {
             groups: resolve_groups(groups, config.weight_decay)?,
+            lr: LearningRate::new(config.lr),
             config,
             momentum_buffers: BTreeMap::new(),
         })
@@ -90,7 +94,10 @@ impl Optimizer for Sgd {
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let c = self.config;
+        let c = SgdConfig {
+            lr: self.lr.get(),
+            ..self.config
+        };
         for (name, var, lr, weight_decay) in self.groups.iter().flat_map(|g| {
             g.params
                 .iter()
@@ -160,12 +167,8 @@ impl Optimizer for Sgd {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
+    fn lr(&self) -> &LearningRate {
+        &self.lr
     }
 
     fn state(&self) -> OptimizerState {
@@ -181,7 +184,7 @@ impl Optimizer for Sgd {
                     (format!("momentum_buffer.{k}"), t)
                 })
                 .collect(),
-            meta: serde_json::json!({ "lr": self.config.lr }),
+            meta: serde_json::json!({ "lr": self.lr.get() }),
         }
     }
 
@@ -203,7 +206,7 @@ impl Optimizer for Sgd {
             buffers.insert(name.clone(), buffer);
         }
         self.momentum_buffers = buffers;
-        super::restore_lr(&mut self.config.lr, &state.meta)?;
+        super::restore_lr(&self.lr, &state.meta)?;
         Ok(())
     }
 }

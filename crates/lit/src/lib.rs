@@ -1,7 +1,7 @@
 //! lit: Lightning for Rust, on Candle, behind one dependency.
 //!
-//! The layered crates are re-exported under their roles (`lit::data`, `lit::model`,
-//! `lit::metrics`, `lit::core`, `lit::callbacks`), with candle and candle-nn (`lit::candle`,
+//! The layered crates are re-exported under their roles (`lit::base`, `lit::data`,
+//! `lit::kernels`, `lit::optim`, `lit::model`, `lit::metrics`, `lit::core`, `lit::callbacks`), with candle and candle-nn (`lit::candle`,
 //! `lit::candle_nn`), so a project depends on `lit` alone and its versions always agree. Most
 //! programs need only the prelude:
 //!
@@ -22,11 +22,14 @@
 
 pub use candle;
 pub use candle_nn;
+pub use lit_base as base;
 pub use lit_callbacks as callbacks;
 pub use lit_core as core;
 pub use lit_data as data;
+pub use lit_kernels as kernels;
 pub use lit_metrics as metrics;
 pub use lit_model as model;
+pub use lit_optim as optim;
 
 /// What a model, a dataset and a fit need: `use lit::prelude::*;`.
 pub mod prelude {

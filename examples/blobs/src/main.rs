@@ -156,14 +156,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     trainer.fit_loaders(&mut module, train, vec![val])?;
     let state = trainer.state();
     let acc = state
-        .callback_metrics
+        .callback_metrics()
         .get("val_acc")
         .copied()
         .unwrap_or(0.0);
     println!(
         "blobs: {} epochs, {} steps, validation accuracy {acc:.4}",
-        state.history.len(),
-        state.global_step
+        state.history().len(),
+        state.global_step()
     );
     if acc < 0.95 {
         return Err(format!("validation accuracy {acc:.4} is below 0.95").into());

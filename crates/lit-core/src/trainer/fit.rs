@@ -143,8 +143,8 @@ impl Trainer {
                 "the checkpoint is already at max_epochs: nothing to train (raise --max-epochs)"
             );
         }
-        self.state.learning_rate = None;
-        self.sync_learning_rate(optimizer.as_ref());
+        // The state reads the optimizer's own rate through a shared handle: no copy to sync.
+        self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.lr().clone()));
         self.start_run(module.hparams())?;
         self.callbacks(|c, s| c.on_fit_start(s))?;
         if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {
@@ -266,7 +266,6 @@ impl Trainer {
         if run.opt.is_boundary(batch_idx, run.n_train) {
             run.opt
                 .step(self.strategy.as_ref(), &mut self.state.global_step)?;
-            self.sync_learning_rate(run.opt.optimizer.as_ref());
             if self
                 .state
                 .global_step
@@ -416,7 +415,6 @@ impl Trainer {
         };
         let lr = sc.scheduler.step(metric);
         opt.optimizer.set_learning_rate(lr);
-        self.sync_learning_rate(opt.optimizer.as_ref());
         Ok(())
     }
 

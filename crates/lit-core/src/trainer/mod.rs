@@ -188,18 +188,6 @@ impl Trainer {
         self.each(Some(true), &mut f)
     }
 
-    /// Copies the optimizer's learning rate into the state callbacks read; the name is copied
-    /// once, so an optimizer step allocates nothing here.
-    fn sync_learning_rate(&mut self, optimizer: &dyn lit_model::optim::Optimizer) {
-        match self.state.learning_rate.as_mut() {
-            Some((_, lr)) => *lr = optimizer.learning_rate(),
-            None => {
-                self.state.learning_rate =
-                    Some((optimizer.name().to_string(), optimizer.learning_rate()))
-            }
-        }
-    }
-
     fn merge_hparams(&mut self, module_hparams: HParams) {
         self.state.hparams.merge_missing(&module_hparams);
     }
