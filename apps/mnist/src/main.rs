@@ -31,15 +31,34 @@ use lit_model::MInterface;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+/// Diagnostics (warnings, and more with `RUST_LOG`) go to stderr with their level; the callbacks'
+/// reports (early stopping, the best checkpoint, the model summary, the time limit) are INFO
+/// events of `lit_callbacks`, printed on stdout as plain lines, as Lightning prints them.
+fn init_tracing() {
+    use tracing::Level;
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::prelude::*;
+    let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    let reports = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .with_filter(filter_fn(|m| {
+            *m.level() == Level::INFO && m.target().starts_with("lit_callbacks")
+        }));
+    tracing_subscriber::registry()
+        .with(diagnostics)
+        .with(reports)
         .init();
+}
+
+fn main() -> ExitCode {
+    init_tracing();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

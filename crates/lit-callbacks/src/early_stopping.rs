@@ -1,6 +1,5 @@
 //! [`EarlyStopping`]: stop when a monitored value stops improving.
 // Stopping, and with `verbose` each improvement, is announced to the user.
-#![allow(clippy::print_stdout)]
 
 use lit_core::lit_model::scheduler::Mode;
 use lit_core::{Callback, Error, Result, TrainerState};
@@ -83,7 +82,7 @@ impl EarlyStopping {
     }
 
     fn stop(&mut self, s: &mut TrainerState, reason: String) {
-        println!("early stopping: {reason}");
+        tracing::info!("early stopping: {reason}");
         self.stopped_epoch = Some(s.epoch());
         s.stop(reason);
     }
@@ -144,7 +143,7 @@ impl EarlyStopping {
             let improved = self.best.is_none_or(|b| self.better(current - delta, b));
             if improved {
                 if self.verbose {
-                    println!("early stopping: {m} improved to {current:.6}");
+                    tracing::info!("early stopping: {m} improved to {current:.6}");
                 }
                 self.best = Some(current);
                 self.wait = 0;

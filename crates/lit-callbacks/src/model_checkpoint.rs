@@ -1,6 +1,5 @@
 //! [`ModelCheckpoint`]: keep the best checkpoints by a monitored value, and the last one.
 // The best checkpoint is reported to the user at the end of fit.
-#![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -370,9 +369,9 @@ impl Callback for ModelCheckpoint {
     fn on_fit_end(&mut self, s: &mut TrainerState) -> Result<()> {
         if let (Some((path, score)), Some(key)) = (self.best(), &self.monitor) {
             s.set_best_model(path, score);
-            println!("best model: {} ({key} = {score:.4})", path.display());
+            tracing::info!("best model: {} ({key} = {score:.4})", path.display());
         } else if let Some(p) = &self.latest {
-            println!("last checkpoint: {}", p.display());
+            tracing::info!("last checkpoint: {}", p.display());
         }
         Ok(())
     }

@@ -1,6 +1,5 @@
 //! [`ModelSummary`]: the layers and parameter counts of the model, printed at fit start.
 // Printing the table is this callback's job.
-#![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 
@@ -106,7 +105,7 @@ impl Callback for ModelSummary {
     }
 
     fn on_fit_start(&mut self, s: &mut TrainerState) -> Result<()> {
-        let Some(varmap) = &s.varmap() else {
+        let Some(varmap) = s.varmap() else {
             return Ok(());
         };
         let params: Vec<(String, Vec<usize>, usize)> = {
@@ -116,7 +115,7 @@ impl Callback for ModelSummary {
                 .collect()
         };
         let table = render(&params);
-        println!("{table}");
+        tracing::info!("{table}");
         self.table = Some(table);
         Ok(())
     }

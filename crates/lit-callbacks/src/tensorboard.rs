@@ -3,7 +3,7 @@
 //! An event file is a sequence of TFRecords (`u64` length, masked CRC-32C of the length, the
 //! bytes, masked CRC-32C of the bytes), each holding a serialized `tensorflow.Event` protobuf. The
 //! few messages needed (`Event`, `Summary`, `Summary.Value`, and the hparams plugin's
-//! `HParamsPluginData`) are encoded by hand below.
+//! `HParamsPluginData`) are `prost` messages declared below from the protos' field numbers.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lit_core::lit_data::HParams;
 use lit_core::{Error, Logger, Result};
+use prost::Message;
 
 /// CRC-32C (Castagnoli), as TFRecord uses (the `crc32c` crate: hardware instructions where the
 /// CPU has them).
@@ -25,41 +26,94 @@ fn masked_crc(data: &[u8]) -> u32 {
     (c.rotate_right(15)).wrapping_add(0xa282_ead8)
 }
 
-/// A minimal protobuf writer.
-#[derive(Default)]
-struct Proto(Vec<u8>);
+/// The few messages of TensorFlow's and TensorBoard's protos a scalar logger needs, derived with
+/// `prost` from their field numbers (no protobuf toolchain at build time). Field numbers and types
+/// follow `tensorflow/core/util/event.proto`, `tensorflow/core/framework/summary.proto`,
+/// `tensorboard/plugins/hparams/plugin_data.proto` and `google/protobuf/struct.proto`.
+mod proto {
+    use std::collections::BTreeMap;
 
-impl Proto {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
+    /// `tensorflow.Event` (the `summary` arm of its `what` oneof, or `file_version`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Event {
+        #[prost(double, tag = "1")]
+        pub(super) wall_time: f64,
+        #[prost(int64, tag = "2")]
+        pub(super) step: i64,
+        #[prost(string, optional, tag = "3")]
+        pub(super) file_version: Option<String>,
+        #[prost(message, optional, tag = "5")]
+        pub(super) summary: Option<Summary>,
     }
-    fn key(&mut self, field: u32, wire: u8) {
-        self.varint(u64::from(field << 3 | u32::from(wire)));
+
+    /// `tensorflow.Summary`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Summary {
+        #[prost(message, repeated, tag = "1")]
+        pub(super) value: Vec<SummaryValue>,
     }
-    fn double(&mut self, field: u32, v: f64) -> &mut Self {
-        self.key(field, 1);
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
+
+    /// `tensorflow.Summary.Value`: a scalar (`simple_value`) or plugin data (`metadata`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct SummaryValue {
+        #[prost(string, tag = "1")]
+        pub(super) tag: String,
+        #[prost(float, optional, tag = "2")]
+        pub(super) simple_value: Option<f32>,
+        #[prost(message, optional, tag = "9")]
+        pub(super) metadata: Option<SummaryMetadata>,
     }
-    fn float(&mut self, field: u32, v: f32) -> &mut Self {
-        self.key(field, 5);
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
+
+    /// `tensorflow.SummaryMetadata`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct SummaryMetadata {
+        #[prost(message, optional, tag = "1")]
+        pub(super) plugin_data: Option<PluginData>,
     }
-    fn int(&mut self, field: u32, v: u64) -> &mut Self {
-        self.key(field, 0);
-        self.varint(v);
-        self
+
+    /// `tensorflow.SummaryMetadata.PluginData`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct PluginData {
+        #[prost(string, tag = "1")]
+        pub(super) plugin_name: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(super) content: Vec<u8>,
     }
-    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
-        self.key(field, 2);
-        self.varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
+
+    /// `tensorboard.hparams.HParamsPluginData` with its `session_start_info` arm.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct HParamsPluginData {
+        #[prost(int32, tag = "1")]
+        pub(super) version: i32,
+        #[prost(message, optional, tag = "3")]
+        pub(super) session_start_info: Option<SessionStartInfo>,
+    }
+
+    /// `tensorboard.hparams.SessionStartInfo`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct SessionStartInfo {
+        #[prost(btree_map = "string, message", tag = "1")]
+        pub(super) hparams: BTreeMap<String, Value>,
+        #[prost(double, tag = "5")]
+        pub(super) start_time_secs: f64,
+    }
+
+    /// `google.protobuf.Value`, the arms hyperparameters take.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Value {
+        #[prost(oneof = "Kind", tags = "2, 3, 4")]
+        pub(super) kind: Option<Kind>,
+    }
+
+    /// `google.protobuf.Value.kind`.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub(super) enum Kind {
+        #[prost(double, tag = "2")]
+        Number(f64),
+        #[prost(string, tag = "3")]
+        String(String),
+        #[prost(bool, tag = "4")]
+        Bool(bool),
     }
 }
 
@@ -69,61 +123,71 @@ fn wall_time() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn scalar_event(step: u64, values: &BTreeMap<String, f64>) -> Vec<u8> {
-    let mut summary = Proto::default();
-    for (tag, v) in values {
-        let mut value = Proto::default();
-        value.bytes(1, tag.as_bytes()).float(2, *v as f32);
-        summary.bytes(1, &value.0);
+fn event(step: u64, values: Vec<proto::SummaryValue>) -> Vec<u8> {
+    proto::Event {
+        wall_time: wall_time(),
+        step: i64::try_from(step).unwrap_or(i64::MAX),
+        file_version: None,
+        summary: Some(proto::Summary { value: values }),
     }
-    let mut event = Proto::default();
-    event
-        .double(1, wall_time())
-        .int(2, step)
-        .bytes(5, &summary.0);
-    event.0
+    .encode_to_vec()
+}
+
+fn version_event() -> Vec<u8> {
+    proto::Event {
+        wall_time: wall_time(),
+        file_version: Some("brain.Event:2".into()),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn scalar_event(step: u64, values: &BTreeMap<String, f64>) -> Vec<u8> {
+    let values = values
+        .iter()
+        .map(|(tag, v)| proto::SummaryValue {
+            tag: tag.clone(),
+            simple_value: Some(*v as f32),
+            metadata: None,
+        })
+        .collect();
+    event(step, values)
 }
 
 fn hparams_event(hparams: &HParams) -> Vec<u8> {
-    // SessionStartInfo.hparams: map<string, google.protobuf.Value>.
-    let mut session = Proto::default();
-    for (k, v) in hparams.iter() {
-        let mut value = Proto::default();
-        match v {
-            serde_json::Value::Number(n) => {
-                value.double(2, n.as_f64().unwrap_or(f64::NAN));
-            }
-            serde_json::Value::Bool(b) => {
-                value.int(4, u64::from(*b));
-            }
-            serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => {
-                value.bytes(3, s.as_bytes());
-            }
-            other => {
-                value.bytes(3, other.to_string().as_bytes());
-            }
-        }
-        let mut entry = Proto::default();
-        entry.bytes(1, k.as_bytes()).bytes(2, &value.0);
-        session.bytes(1, &entry.0);
+    use proto::Kind;
+    let values = hparams
+        .iter()
+        .filter_map(|(k, v)| {
+            let kind = match v {
+                serde_json::Value::Number(n) => Kind::Number(n.as_f64().unwrap_or(f64::NAN)),
+                serde_json::Value::Bool(b) => Kind::Bool(*b),
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(s) => Kind::String(s.clone()),
+                other => Kind::String(other.to_string()),
+            };
+            Some((k.clone(), proto::Value { kind: Some(kind) }))
+        })
+        .collect();
+    let content = proto::HParamsPluginData {
+        version: 0,
+        session_start_info: Some(proto::SessionStartInfo {
+            hparams: values,
+            start_time_secs: wall_time(),
+        }),
     }
-    session.double(5, wall_time());
-    let mut plugin_data = Proto::default();
-    plugin_data.int(1, 0).bytes(3, &session.0);
-    let mut plugin = Proto::default();
-    plugin.bytes(1, b"hparams").bytes(2, &plugin_data.0);
-    let mut metadata = Proto::default();
-    metadata.bytes(1, &plugin.0);
-    let mut value = Proto::default();
-    value
-        .bytes(1, b"_hparams_/session_start_info")
-        .bytes(9, &metadata.0);
-    let mut summary = Proto::default();
-    summary.bytes(1, &value.0);
-    let mut event = Proto::default();
-    event.double(1, wall_time()).bytes(5, &summary.0);
-    event.0
+    .encode_to_vec();
+    let value = proto::SummaryValue {
+        tag: "_hparams_/session_start_info".into(),
+        simple_value: None,
+        metadata: Some(proto::SummaryMetadata {
+            plugin_data: Some(proto::PluginData {
+                plugin_name: "hparams".into(),
+                content,
+            }),
+        }),
+    };
+    event(0, vec![value])
 }
 
 /// Writes `events.out.tfevents.*` in the run directory: a scalar for every logged key (tagged with
@@ -185,9 +249,7 @@ impl Logger for TensorBoardLogger {
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         self.out = Some(BufWriter::new(file));
         self.path = Some(path);
-        let mut version = Proto::default();
-        version.double(1, wall_time()).bytes(3, b"brain.Event:2");
-        self.record(&version.0)?;
+        self.record(&version_event())?;
         self.record(&hparams_event(hparams))?;
         self.flush()
     }
@@ -224,9 +286,22 @@ mod tests {
     }
 
     #[test]
-    fn varints_encode_as_protobuf() {
-        let mut p = Proto::default();
-        p.int(2, 300);
-        assert_eq!(p.0, [0x10, 0xac, 0x02]);
+    fn a_scalar_event_has_protobufs_wire_bytes() {
+        let values = BTreeMap::from([("a".to_string(), 1.0)]);
+        let bytes = scalar_event(300, &values);
+        // Field 1 (wall_time) is a double: tag 0x09 and 8 bytes; then step 300 as field 2.
+        assert_eq!(bytes[0], 0x09);
+        assert_eq!(&bytes[9..12], [0x10, 0xac, 0x02]);
+        // Field 5 (summary) holds one value: tag "a" and simple_value 1.0f32.
+        let value = [0x0a, 0x01, b'a', 0x15, 0x00, 0x00, 0x80, 0x3f];
+        let mut summary = vec![0x0a, value.len() as u8];
+        summary.extend(value);
+        assert_eq!(
+            &bytes[12..],
+            [&[0x2a, summary.len() as u8][..], &summary].concat()
+        );
+        let back = proto::Event::decode(bytes.as_slice()).unwrap();
+        assert_eq!(back.step, 300);
+        assert_eq!(back.summary.unwrap().value[0].simple_value, Some(1.0));
     }
 }

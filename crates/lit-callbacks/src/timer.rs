@@ -1,6 +1,5 @@
 //! [`Timer`]: stop cleanly after a wall-clock budget (`max_time`).
 // Stopping is announced to the user.
-#![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
@@ -59,7 +58,7 @@ impl Callback for Timer {
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
         if !s.should_stop() && self.elapsed() >= self.duration {
-            println!(
+            tracing::info!(
                 "time limit of {:?} reached after {:.1?}; stopping",
                 self.duration,
                 self.elapsed()
