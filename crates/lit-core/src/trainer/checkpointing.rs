@@ -53,54 +53,7 @@ impl Trainer {
             tracing::warn!(path = %path.display(), "weights only: training starts at epoch 0 from these weights");
             return Ok(Resume::default());
         }
-        let device = self.device().clone();
-        let tensors = ck
-            .optimizer
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.to_device(&device)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
-        let refuse = |message: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!(
-                "{message}; pass --ckpt-weights-only to start a new run from its weights"
-            ),
-        };
-        if let Some(theirs) = ck.meta.optimizer_name.as_deref() {
-            if theirs != optimizer.name() {
-                return Err(refuse(format!(
-                    "holds the state of optimizer {theirs}, this run uses {}",
-                    optimizer.name()
-                )));
-            }
-        }
-        let saved_keys: Vec<String> = tensors.keys().cloned().collect();
-        let meta = ck.meta.optimizer.clone().ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!(
-                "holds no optimizer state, so {} cannot resume from it; pass \
-                 --ckpt-weights-only to start a new run from its weights",
-                optimizer.name()
-            ),
-        })?;
-        optimizer
-            .load_state(lit_model::optim::OptimizerState { tensors, meta })
-            .map_err(|e| Error::Checkpoint {
-                path: path.to_path_buf(),
-                message: format!(
-                    "its optimizer state does not fit this run's {}: {e}; pass \
-                     --ckpt-weights-only to start a new run from its weights",
-                    optimizer.name()
-                ),
-            })?;
-        // Every saved state tensor must have been taken: a lenient loader would otherwise drop
-        // another optimizer's state without a word.
-        let taken: Vec<String> = optimizer.state().tensors.into_keys().collect();
-        if let Some(unused) = saved_keys.iter().find(|k| !taken.contains(k)) {
-            return Err(refuse(format!(
-                "its optimizer state tensor '{unused}' does not belong to this run's {}",
-                optimizer.name()
-            )));
-        }
+        self.restore_optimizer(path, optimizer, ck.optimizer, &ck.meta)?;
         if let (Some(sc), Some(state)) = (scheduler, &ck.meta.scheduler) {
             sc.scheduler.load_state(state)?;
         }
@@ -121,6 +74,68 @@ impl Trainer {
             batch: ck.meta.resume_batch,
             epoch_logs: ck.meta.epoch_logs,
         })
+    }
+
+    /// Loads a checkpoint's optimizer state into `optimizer`, refusing another optimizer's
+    /// state, a missing one, or one with tensors this optimizer does not take.
+    fn restore_optimizer(
+        &self,
+        path: &std::path::Path,
+        optimizer: &mut dyn Optimizer,
+        saved: BTreeMap<String, candle::Tensor>,
+        meta: &CheckpointMeta,
+    ) -> Result<()> {
+        let device = self.device().clone();
+        let tensors = saved
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(&device)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let refuse = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "{message}; pass --ckpt-weights-only to start a new run from its weights"
+            ),
+        };
+        if let Some(theirs) = meta.optimizer_name.as_deref() {
+            if theirs != optimizer.name() {
+                return Err(refuse(format!(
+                    "holds the state of optimizer {theirs}, this run uses {}",
+                    optimizer.name()
+                )));
+            }
+        }
+        let saved_keys: Vec<String> = tensors.keys().cloned().collect();
+        let state = meta.optimizer.clone().ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds no optimizer state, so {} cannot resume from it; pass \
+                 --ckpt-weights-only to start a new run from its weights",
+                optimizer.name()
+            ),
+        })?;
+        optimizer
+            .load_state(lit_model::optim::OptimizerState {
+                tensors,
+                meta: state,
+            })
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its optimizer state does not fit this run's {}: {e}; pass \
+                     --ckpt-weights-only to start a new run from its weights",
+                    optimizer.name()
+                ),
+            })?;
+        // Every saved state tensor must have been taken: a lenient loader would otherwise drop
+        // another optimizer's state without a word.
+        let taken: Vec<String> = optimizer.state().tensors.into_keys().collect();
+        if let Some(unused) = saved_keys.iter().find(|k| !taken.contains(k)) {
+            return Err(refuse(format!(
+                "its optimizer state tensor '{unused}' does not belong to this run's {}",
+                optimizer.name()
+            )));
+        }
+        Ok(())
     }
 
     /// Sends values callbacks logged to the loggers and writes the checkpoints they asked for.

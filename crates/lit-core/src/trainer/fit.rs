@@ -83,12 +83,13 @@ impl Trainer {
         Ok(())
     }
 
-    /// Loaders, optimizer, restored state, run directory, `on_fit_start` and the sanity check.
-    fn setup_fit<M: LitModule, D: DataModule>(
+    /// The fit's loaders after the limits: training (unshuffled when overfitting), validation
+    /// (none when `limit_val_batches` is 0), and the number of training batches per epoch.
+    fn setup_loaders<M: LitModule, D: DataModule>(
         &mut self,
         module: &mut M,
         dm: &mut D,
-    ) -> Result<FitRun> {
+    ) -> Result<(DataLoader, Vec<NamedLoader>, usize)> {
         dm.prepare_data()?;
         dm.setup(Stage::Fit)?;
         module.setup(Stage::Fit)?;
@@ -116,6 +117,30 @@ impl Trainer {
                 )));
             }
         }
+        Ok((train, vals, n_train))
+    }
+
+    /// Lightning's sanity check: a few validation batches before training, whose keys monitors
+    /// may check before the first epoch ends (their values are discarded).
+    fn sanity_check<M: LitModule>(&mut self, module: &mut M, vals: &[NamedLoader]) -> Result<()> {
+        if self.config.num_sanity_val_steps == 0 || vals.is_empty() {
+            return Ok(());
+        }
+        self.state.stage = Some(RunningStage::SanityCheck);
+        self.callbacks(|c, s| c.on_sanity_check_start(s))?;
+        let limit = Limit::Batches(self.config.num_sanity_val_steps);
+        let values = self.evaluate(module, vals, RunningStage::SanityCheck, limit)?;
+        self.state.sanity_keys = values.into_keys().collect();
+        self.callbacks(|c, s| c.on_sanity_check_end(s))
+    }
+
+    /// Loaders, optimizer, restored state, run directory, `on_fit_start` and the sanity check.
+    fn setup_fit<M: LitModule, D: DataModule>(
+        &mut self,
+        module: &mut M,
+        dm: &mut D,
+    ) -> Result<FitRun> {
+        let (train, vals, n_train) = self.setup_loaders(module, dm)?;
         self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
         self.state.varmap = Some(module.varmap().clone());
         self.merge_hparams(module.hparams());
@@ -147,14 +172,7 @@ impl Trainer {
         self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.lr().clone()));
         self.start_run(module.hparams())?;
         self.callbacks(|c, s| c.on_fit_start(s))?;
-        if self.config.num_sanity_val_steps > 0 && !vals.is_empty() {
-            self.state.stage = Some(RunningStage::SanityCheck);
-            self.callbacks(|c, s| c.on_sanity_check_start(s))?;
-            let limit = Limit::Batches(self.config.num_sanity_val_steps);
-            let values = self.evaluate(module, &vals, RunningStage::SanityCheck, limit)?;
-            self.state.sanity_keys = values.into_keys().collect();
-            self.callbacks(|c, s| c.on_sanity_check_end(s))?;
-        }
+        self.sanity_check(module, &vals)?;
         let opt = OptimizationStep::new(
             optimizer,
             scheduler,
