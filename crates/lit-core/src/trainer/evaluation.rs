@@ -18,7 +18,6 @@ impl Trainer {
         stage: RunningStage,
         limit: Limit,
     ) -> Result<BTreeMap<String, f64>> {
-        let device = self.device().clone();
         let test = stage == RunningStage::Test;
         self.state.stage = Some(stage);
         let mut ctx = StepContext::new(stage, loaders.iter().map(|l| l.name.clone()).collect());
@@ -36,7 +35,7 @@ impl Trainer {
             self.state.dataloader_name = Some(named.name.clone());
             self.state.num_batches = n;
             for (batch_idx, batch) in named.loader.iter(0).take(n).enumerate() {
-                let batch = batch?.to_device(&device)?;
+                let batch = self.prepare_batch(batch?)?;
                 self.state.batch_idx = batch_idx;
                 self.state.batch_size = batch.len();
                 ctx.begin_batch(idx, batch.len());

@@ -231,7 +231,7 @@ impl Trainer {
             .iter_from(epoch as u64, skip)
             .take(run.n_train - skip);
         for (batch_idx, batch) in (skip..).zip(batches) {
-            let batch = batch?.to_device(&run.device)?;
+            let batch = self.prepare_batch(batch?)?;
             self.train_batch(module, run, epoch, batch_idx, &batch)?;
             if validate_epoch {
                 self.validate_within_epoch(module, run, batch_idx)?;
@@ -280,10 +280,13 @@ impl Trainer {
         self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
         run.ctx.begin_batch(0, batch.len());
         let loss = module.training_step(batch, batch_idx, &mut run.ctx)?;
-        run.opt.backward(&loss)?;
+        run.opt.backward(&loss, self.precision.as_mut())?;
         if run.opt.is_boundary(batch_idx, run.n_train) {
-            run.opt
-                .step(self.strategy.as_ref(), &mut self.state.global_step)?;
+            run.opt.step(
+                self.strategy.as_ref(),
+                self.precision.as_mut(),
+                &mut self.state.global_step,
+            )?;
             if self
                 .state
                 .global_step

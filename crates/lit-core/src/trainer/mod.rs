@@ -56,14 +56,15 @@ use candle::Device;
 use lit_model::{HParams, StepContext};
 
 use crate::{
-    rundir, Callback, CsvLogger, Logger, Result, SingleDevice, Strategy, TrainerConfig,
-    TrainerState,
+    rundir, Callback, CsvLogger, FullPrecision, Logger, Precision, Result, SingleDevice, Strategy,
+    TrainerConfig, TrainerState,
 };
 
 /// Runs a module on a data module, as Lightning's `Trainer`.
 pub struct Trainer {
     config: TrainerConfig,
     strategy: Box<dyn Strategy>,
+    precision: Box<dyn Precision>,
     callbacks: Vec<Box<dyn Callback>>,
     loggers: Vec<Box<dyn Logger>>,
     loggers_started: bool,
@@ -98,6 +99,7 @@ impl Trainer {
         Ok(Self {
             config,
             strategy: Box::new(SingleDevice::new(device)),
+            precision: Box::new(FullPrecision),
             callbacks: Vec::new(),
             loggers,
             loggers_started: false,
@@ -139,9 +141,27 @@ impl Trainer {
         self
     }
 
+    /// Computes with `precision` instead of full f32 (`FullPrecision`).
+    pub fn with_precision(mut self, precision: impl Precision + 'static) -> Self {
+        self.precision = Box::new(precision);
+        self
+    }
+
+    /// Spreads training with `strategy` instead of one device (`SingleDevice`).
+    pub fn with_strategy(mut self, strategy: impl Strategy + 'static) -> Self {
+        self.strategy = Box::new(strategy);
+        self
+    }
+
     /// The device the trainer computes on.
     pub fn device(&self) -> &Device {
         self.strategy.device()
+    }
+
+    /// A batch from a loader as a step receives it: on the strategy's device, in the precision's
+    /// compute type. Every loop takes its batches through here.
+    fn prepare_batch(&self, batch: lit_model::Batch) -> Result<lit_model::Batch> {
+        self.precision.convert_batch(batch, self.strategy.device())
     }
 
     /// The trainer's resolved settings.

@@ -1,12 +1,12 @@
 //! The optimization step of the fit loop, in one place: accumulate -> reduce (the strategy) ->
-//! clip -> step -> schedule, as Lightning's `Optimization` loop.
+//! unscale (the precision) -> clip -> step -> schedule, as Lightning's `Optimization` loop.
 
 use candle::backprop::GradStore;
 use candle::{Tensor, Var};
 use lit_model::optim::Optimizer;
 use lit_model::scheduler::{Interval, SchedulerConfig};
 
-use crate::{GradientClip, Result, Strategy};
+use crate::{GradientClip, Precision, Result, Strategy};
 
 /// The optimizer, its schedule and the gradients accumulated towards the next step.
 pub(super) struct OptimizationStep {
@@ -38,11 +38,11 @@ impl OptimizationStep {
     }
 
     /// Backpropagates `loss` (scaled by `1 / accumulate`) and adds its gradients to those waiting.
-    pub(super) fn backward(&mut self, loss: &Tensor) -> Result<()> {
+    pub(super) fn backward(&mut self, loss: &Tensor, precision: &mut dyn Precision) -> Result<()> {
         let grads = if self.accumulate > 1 {
-            loss.affine(1.0 / self.accumulate as f64, 0.0)?.backward()?
+            precision.backward(&loss.affine(1.0 / self.accumulate as f64, 0.0)?)?
         } else {
-            loss.backward()?
+            precision.backward(loss)?
         };
         match self.accumulated.as_mut() {
             Some(acc) => acc.extend(grads)?,
@@ -61,13 +61,22 @@ impl OptimizationStep {
         self.accumulated.is_some()
     }
 
-    /// The step: the strategy reduces the waiting gradients, they are clipped, the optimizer
-    /// steps, `global_step` advances and a step-interval schedule steps (every `frequency`).
-    pub(super) fn step(&mut self, strategy: &dyn Strategy, global_step: &mut u64) -> Result<()> {
+    /// The step: the strategy reduces the waiting gradients, the precision unscales them (and
+    /// may skip the step), they are clipped, the optimizer steps, `global_step` advances and a
+    /// step-interval schedule steps (every `frequency`).
+    pub(super) fn step(
+        &mut self,
+        strategy: &dyn Strategy,
+        precision: &mut dyn Precision,
+        global_step: &mut u64,
+    ) -> Result<()> {
         let Some(mut grads) = self.accumulated.take() else {
             return Ok(());
         };
         strategy.reduce_gradients(&mut grads)?;
+        if !precision.unscale_gradients(&mut grads)? {
+            return Ok(());
+        }
         crate::clip_gradients(&mut grads, &self.vars, self.clip)?;
         self.optimizer.step(&grads)?;
         drop(grads);

@@ -17,7 +17,6 @@ impl Trainer {
         let result = (|| {
             self.setup_stage(module, dm, Stage::Predict)?;
             self.start_run(module.hparams())?;
-            let device = self.device().clone();
             self.state.stage = Some(RunningStage::Predict);
             self.callbacks(|c, s| c.on_predict_start(s))?;
             let mut out = Vec::new();
@@ -27,7 +26,7 @@ impl Trainer {
                 self.state.dataloader_name = Some(named.name.clone());
                 let mut parts = Vec::with_capacity(n);
                 for (batch_idx, batch) in named.loader.iter(0).take(n).enumerate() {
-                    let batch = batch?.to_device(&device)?;
+                    let batch = self.prepare_batch(batch?)?;
                     self.state.batch_idx = batch_idx;
                     self.state.batch_size = batch.len();
                     parts.push(module.predict_step(&batch, batch_idx)?.detach());
