@@ -16,6 +16,11 @@
 //! - `fuzz [TARGET...] [--runs N]`: the cargo-fuzz targets of `fuzz/` (IDX raw and gzipped,
 //!   checkpoints, config files), each for N executions (default 1,000,000), on the nightly
 //!   toolchain; installs cargo-fuzz when it is missing.
+//! - `cuda-toolkit`: install NVIDIA's CUDA 13.0 toolkit wheels into `target/cuda-toolkit` (a
+//!   virtual environment, plus the unversioned library names and driver stub the linker needs),
+//!   and print the environment a `cuda` build uses.
+//! - `dist [--features F]`: the `mnist` binary for shipping (profile `dist`: optimised, stripped)
+//!   in `target/dist/`, xz-compressed beside it; with `cuda`, built against that toolkit.
 //! - `ci`: what CI checks: fmt, clippy, tests.
 //!
 //! This crate depends on std and anyhow only, so it builds in seconds.
@@ -30,6 +35,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+mod cuda;
 mod data;
 mod model;
 mod tidy;
@@ -37,7 +43,7 @@ mod tidy;
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = env::args().skip(1).collect();
     if args.is_empty() {
-        bail!("usage: cargo xtask <train|test|data|bench|fuzz|fixtures|new-model|remove-model|ci> [ARGS]");
+        bail!("usage: cargo xtask <train|test|data|bench|fuzz|fixtures|new-model|remove-model|cuda-toolkit|dist|ci> [ARGS]");
     }
     let command = args.remove(0);
     absolutize_env("LIT_DATA_DIR")?;
@@ -55,9 +61,11 @@ fn main() -> anyhow::Result<()> {
                 .arg("tests/fixtures"),
         ),
         "data" => data::run(args),
+        "cuda-toolkit" => cuda::toolkit(&args),
+        "dist" => cuda::dist(&args),
         "new-model" => model::new_model(one_name(&args)?),
         "remove-model" => model::remove_model(one_name(&args)?),
-        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, fuzz, fixtures, new-model, remove-model or ci"),
+        other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, fuzz, fixtures, new-model, remove-model, cuda-toolkit, dist or ci"),
     }
 }
 
@@ -207,7 +215,7 @@ fn train(args: Vec<String>) -> anyhow::Result<()> {
         cmd.arg("--release");
     }
     cmd.arg("--");
-    let subcommands = ["fit", "validate", "test", "predict"];
+    let subcommands = ["fit", "validate", "test", "predict", "check-device"];
     if theirs
         .first()
         .is_none_or(|a| !subcommands.contains(&a.as_str()) && a != "--help" && a != "-h")

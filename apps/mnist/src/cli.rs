@@ -32,6 +32,9 @@ pub(crate) enum Command {
     Test(RunArgs),
     /// Write predictions for the prediction sets (default: the test sets).
     Predict(RunArgs),
+    /// Compare the forward and backward pass on --accelerator with the CPU's, on the same weights
+    /// and the first test batch.
+    CheckDevice(RunArgs),
 }
 
 /// Every option; each one is also a hyperparameter key (the same name in snake_case).
@@ -175,8 +178,11 @@ pub(crate) struct RunArgs {
     /// Log step values every N optimizer steps.
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub(crate) log_every_n_steps: u64,
-    /// Floating-point precision: 32.
-    #[arg(long, default_value = "32", value_parser = ["32", "32-true"])]
+    #[arg(long, default_value = "32", help = one_of(
+        "Floating-point precision, as Lightning names it (mixed keeps f32 weights and computes in \
+         the low type, true computes and keeps everything in it)",
+        &lit_core::PRECISIONS
+    ))]
     pub(crate) precision: String,
     /// The logged key that early stopping and checkpoints watch (default: val_acc, or
     /// val_acc/<first validation set> with several).
@@ -361,6 +367,7 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
         (Some(Command::Validate(a)), Some((_, m))) => ("validate", a.clone(), m),
         (Some(Command::Test(a)), Some((_, m))) => ("test", a.clone(), m),
         (Some(Command::Predict(a)), Some((_, m))) => ("predict", a.clone(), m),
+        (Some(Command::CheckDevice(a)), Some((_, m))) => ("check-device", a.clone(), m),
         _ => ("fit", cli.args.clone(), &matches),
     };
     let print_config = args.print_config;

@@ -9,6 +9,7 @@
 #[cfg(feature = "mkl")]
 extern crate intel_mkl_src;
 
+mod check_device;
 mod cli;
 mod datasets;
 mod models;
@@ -203,11 +204,8 @@ fn run() -> anyhow::Result<()> {
     // Thread counts, once and before any tensor work (see lit_core::threads).
     lit_core::threads::init();
     let args = &resolved.args;
-    if args.precision != "32" && args.precision != "32-true" {
-        bail!(
-            "--precision {}: only 32 (f32) is supported so far",
-            args.precision
-        );
+    if resolved.command == "check-device" {
+        return check_device::run(args, resolved.hparams.clone());
     }
     let config = TrainerConfig {
         max_epochs: args.max_epochs,
@@ -246,6 +244,7 @@ fn run() -> anyhow::Result<()> {
             (Some(v), "value") => GradientClip::Value(v),
             (Some(_), other) => bail!("--gradient-clip-algorithm {other}: expected norm or value"),
         },
+        precision: args.precision.clone(),
     };
     // What a run starts from is not a hyperparameter of it: a run's hparams.yaml fed back with
     // --config repeats the run instead of resuming whichever run is newest then.

@@ -168,7 +168,10 @@ const CASES: &[Case] = &[
         &["'l2'", "norm, value"],
     ),
     case(&["--lr-interval", "batch"], &["'batch'", "epoch, step"]),
-    case(&["--precision", "16"], &["'16'", "--precision"]),
+    case(
+        &["--precision", "8"],
+        &["unknown precision '8'", "bf16-mixed"],
+    ),
     case(&["--accelerator", "tpu"], &["tpu"]),
     case(&["tran"], &["tran"]),
     // Counts and limits.

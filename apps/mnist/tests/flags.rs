@@ -145,6 +145,7 @@ fn every_choice_that_help_offers_trains() {
             &["--lr-interval", "step", "--milestones", "1"][..],
         ),
         ("--loss", &[][..]),
+        ("--precision", &[][..]),
     ] {
         let names = names_in_help(flag);
         assert!(names.len() >= 4, "{flag}: {names:?}");
@@ -752,4 +753,65 @@ fn a_resumed_runs_hparams_repeat_it_rather_than_resume_again() {
     );
     let yaml = std::fs::read_to_string(run_dir(dir, 1).join("hparams.yaml")).unwrap();
     assert!(yaml.lines().any(|l| l == "ckpt_path: null"), "{yaml}");
+}
+
+#[test]
+fn reduced_precision_runs_resume_bit_exact_and_save_f32_weights() {
+    let Some(root) = data() else { return };
+    for precision in ["16-mixed", "bf16-true"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let base = [
+            "--max-epochs",
+            "2",
+            "--limit-train-batches",
+            "5",
+            "--no-test",
+            "--precision",
+            precision,
+        ];
+        ok(dir, &root, &[&base[..], &["--max-steps", "3"]].concat());
+        let last = run_dir(dir, 0).join("checkpoints/last.safetensors");
+        let bytes = std::fs::read(&last).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (name, view) in st.tensors() {
+            if !name.starts_with("optimizer.") {
+                assert_eq!(
+                    view.dtype(),
+                    safetensors::Dtype::F32,
+                    "{precision}: {name} is stored in f32"
+                );
+            }
+        }
+        if precision == "16-mixed" {
+            assert_eq!(
+                meta(&last)["precision"]["scale"],
+                65536.0,
+                "the loss scale is saved"
+            );
+        }
+        let (resumed, _) = resume_matches_a_straight_run(dir, &root, &base);
+        assert_eq!(
+            meta(&resumed.join("checkpoints/last.safetensors"))["global_step"],
+            10,
+            "{precision}"
+        );
+    }
+}
+
+#[test]
+fn bf16_mixed_trains_example_net_to_98_percent_in_one_epoch() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    ok(
+        tmp.path(),
+        &root,
+        &["--max-epochs", "1", "--precision", "bf16-mixed"],
+    );
+    let acc: f64 = logged(&run_dir(tmp.path(), 0), "test_acc")
+        .last()
+        .expect("test_acc logged")
+        .parse()
+        .unwrap();
+    assert!(acc >= 0.98, "bf16-mixed, 1 epoch: test accuracy {acc}");
 }

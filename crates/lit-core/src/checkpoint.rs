@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle::{Device, Tensor};
+use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use lit_data::HParams;
 use lit_model::optim::OptimizerState;
@@ -54,6 +54,8 @@ pub struct CheckpointMeta {
     pub hparams: HParams,
     /// Mid-epoch, the epoch's logged sums so far (see `StepContext::epoch_state`).
     pub epoch_logs: Option<serde_json::Value>,
+    /// The precision's state (the loss scale of `16-mixed`).
+    pub precision: Option<serde_json::Value>,
 }
 
 /// A loaded checkpoint.
@@ -81,11 +83,20 @@ pub fn save(
     optimizer: Option<&OptimizerState>,
     meta: &CheckpointMeta,
 ) -> Result<()> {
+    // Weights are stored in f32 whatever the precision trained them in (bf16 and f16 widen
+    // exactly), so every checkpoint loads anywhere.
     let mut tensors: BTreeMap<String, Tensor> = {
         let data = varmap.data().lock().expect("varmap lock poisoned");
         data.iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect()
+            .map(|(k, v)| {
+                let t = v.as_tensor().detach();
+                let t = match t.dtype() {
+                    DType::BF16 | DType::F16 => t.to_dtype(DType::F32)?,
+                    _ => t,
+                };
+                Ok((k.clone(), t))
+            })
+            .collect::<Result<_>>()?
     };
     let mut meta = meta.clone();
     if let Some(o) = optimizer.filter(|_| !meta.weights_only) {
@@ -190,7 +201,7 @@ pub fn load_weights(path: &Path, varmap: &VarMap, weights: &HashMap<String, Tens
                 t.dims(),
                 var.dims()
             ));
-        } else if var.dtype() != t.dtype() {
+        } else if var.dtype() != t.dtype() && !widened(t.dtype(), var.dtype()) {
             problems.push(format!(
                 "{name}: dtype {:?} in the file, the model has {:?}",
                 t.dtype(),
@@ -221,9 +232,19 @@ pub fn load_weights(path: &Path, varmap: &VarMap, weights: &HashMap<String, Tens
     }
     for name in names {
         let var = &data[name];
-        var.set(&weights[name].to_device(var.device())?)?;
+        var.set(
+            &weights[name]
+                .to_device(var.device())?
+                .to_dtype(var.dtype())?,
+        )?;
     }
     Ok(())
+}
+
+/// Whether a tensor of `file` type is the f32 form of a `param` of a half type, as checkpoints
+/// store `bf16-true` and `16-true` weights.
+fn widened(file: DType, param: DType) -> bool {
+    file == DType::F32 && matches!(param, DType::BF16 | DType::F16)
 }
 
 /// A checkpoint a callback asks the trainer to write.

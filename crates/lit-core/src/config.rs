@@ -120,6 +120,9 @@ pub struct TrainerConfig {
     pub accumulate_grad_batches: usize,
     /// Gradient clipping before each optimizer step.
     pub gradient_clip: GradientClip,
+    /// The floating-point precision by Lightning's name (`32-true`, `bf16-mixed`, `16-mixed`,
+    /// `bf16-true`, `16-true`; see [`crate::precision`]).
+    pub precision: String,
 }
 
 impl Default for TrainerConfig {
@@ -147,6 +150,7 @@ impl Default for TrainerConfig {
             seed: 0,
             accumulate_grad_batches: 1,
             gradient_clip: GradientClip::None,
+            precision: "32-true".into(),
         }
     }
 }

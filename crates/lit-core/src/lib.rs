@@ -12,7 +12,7 @@ mod config;
 mod error;
 mod grads;
 mod logger;
-mod precision;
+pub mod precision;
 pub mod rundir;
 mod state;
 pub mod threads;
@@ -26,6 +26,8 @@ pub use grads::clip_gradients;
 pub use lit_data;
 pub use lit_model;
 pub use logger::{CsvLogger, Logger};
-pub use precision::{FullPrecision, Precision};
+pub use precision::{
+    precision_from_name, FullPrecision, MixedPrecision, Precision, TruePrecision, PRECISIONS,
+};
 pub use state::TrainerState;
 pub use trainer::Trainer;

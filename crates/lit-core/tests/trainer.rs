@@ -108,21 +108,28 @@ fn several_validation_sets_log_named_keys_and_one_set_logs_plain_keys() {
 
 #[test]
 fn host_syncs_happen_only_every_log_every_n_steps_and_at_epoch_end() {
-    let root = tempfile::tempdir().unwrap();
-    let hp = hparams(&[("val_datasets", serde_json::Value::Null)]);
-    let cfg = TrainerConfig {
-        log_every_n_steps: 5,
-        logger: false,
-        ..config(root.path())
-    };
-    let mut trainer = Trainer::new(cfg).unwrap();
-    let log = Rc::new(RefCell::new(Vec::new()));
-    trainer
-        .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
-        .unwrap();
-    // 40 examples / 4 = 10 steps: syncs at steps 5 and 10, then one for the epoch means.
-    assert_eq!(trainer.state().global_step(), 10);
-    assert_eq!(trainer.state().host_syncs(), 3);
+    // The same count in every precision without loss scaling: casts stay on the device.
+    for precision in ["32-true", "bf16-mixed", "bf16-true"] {
+        let root = tempfile::tempdir().unwrap();
+        let hp = hparams(&[
+            ("val_datasets", serde_json::Value::Null),
+            ("precision", precision.into()),
+        ]);
+        let cfg = TrainerConfig {
+            log_every_n_steps: 5,
+            logger: false,
+            precision: precision.into(),
+            ..config(root.path())
+        };
+        let mut trainer = Trainer::new(cfg).unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        trainer
+            .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
+            .unwrap();
+        // 40 examples / 4 = 10 steps: syncs at steps 5 and 10, then one for the epoch means.
+        assert_eq!(trainer.state().global_step(), 10, "{precision}");
+        assert_eq!(trainer.state().host_syncs(), 3, "{precision}");
+    }
 }
 
 #[test]

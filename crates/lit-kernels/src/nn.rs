@@ -17,14 +17,38 @@ use candle_nn::{Conv2dConfig, Init, VarBuilder};
 use crate as kernels;
 
 /// A 2-d convolution with the parameters of `nn.Conv2d` (`weight` `(out, in / groups, k, k)`,
-/// `bias` `(out,)`). On the CPU in f32 without groups or dilation it runs lit's im2col + gemm
-/// kernel; elsewhere candle's `conv2d`. Both give the same numbers within f32 rounding.
+/// `bias` `(out,)`). On the CPU without groups or dilation it runs lit's im2col + gemm kernel;
+/// elsewhere candle's `conv2d`. Both give the same numbers within f32 rounding.
+///
+/// The layer computes in its input's type, as autocast does: a bf16 or f16 input with f32
+/// parameters (mixed precision) gives an output of the input's type, with the parameters cast
+/// for the product and their gradients in f32. On the CPU the product itself runs in f32 (lit's
+/// kernel, on the input's values) and its result is rounded to the input's type.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     cfg: Conv2dConfig,
     fallback: candle_nn::Conv2d,
+}
+
+/// Whether lit's CPU kernels take `x`, in f32 or (converted to f32) a half type.
+fn on_cpu_kernels(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::BF16 | DType::F16)
+}
+
+/// Runs `f` on f32 versions of `x` and `params`, and returns its result in `x`'s type: the
+/// kernels are f32-only, and casts are identities (no copy) for f32 tensors.
+fn in_f32(
+    x: &Tensor,
+    params: &[&Tensor],
+    f: impl FnOnce(&Tensor, &[Tensor]) -> candle::Result<Tensor>,
+) -> candle::Result<Tensor> {
+    let params = params
+        .iter()
+        .map(|p| p.to_dtype(DType::F32))
+        .collect::<candle::Result<Vec<_>>>()?;
+    f(&x.to_dtype(DType::F32)?, &params)?.to_dtype(x.dtype())
 }
 
 impl Conv2d {
@@ -53,8 +77,7 @@ impl Conv2d {
 impl Conv2d {
     /// Whether lit's kernel handles `x` with this configuration.
     fn fast(&self, x: &Tensor) -> bool {
-        x.device().is_cpu()
-            && x.dtype() == DType::F32
+        on_cpu_kernels(x)
             && x.rank() == 4
             && self.cfg.groups == 1
             && self.cfg.dilation == 1
@@ -63,12 +86,28 @@ impl Conv2d {
 
     fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
         match (&self.bias, self.fast(x)) {
-            (Some(b), true) => {
-                kernels::conv2d(x, &self.weight, b, self.cfg.stride, self.cfg.padding, relu)
+            (Some(b), true) => in_f32(x, &[&self.weight, b], |x, p| {
+                kernels::conv2d(x, &p[0], &p[1], self.cfg.stride, self.cfg.padding, relu)
+            }),
+            _ => {
+                let y = self.candle_conv(x)?;
+                if relu {
+                    y.relu()
+                } else {
+                    Ok(y)
+                }
             }
-            _ if relu => self.fallback.forward(x)?.relu(),
-            _ => self.fallback.forward(x),
         }
+    }
+
+    /// candle's convolution, with the parameters cast to the input's type.
+    fn candle_conv(&self, x: &Tensor) -> candle::Result<Tensor> {
+        if x.dtype() == self.weight.dtype() {
+            return self.fallback.forward(x);
+        }
+        let cast = |t: &Tensor| t.to_dtype(x.dtype());
+        let bias = self.bias.as_ref().map(cast).transpose()?;
+        candle_nn::Conv2d::new(cast(&self.weight)?, bias, self.cfg).forward(x)
     }
 
     /// `relu(conv(x))` in one pass on the CPU (the same as `forward` followed by `relu`).
@@ -80,15 +119,9 @@ impl Conv2d {
     /// the CPU: the full-resolution activation lives only in per-thread scratch memory.
     pub fn forward_relu_pool(&self, x: &Tensor, k: usize) -> candle::Result<Tensor> {
         match (&self.bias, self.fast(x)) {
-            (Some(b), true) => kernels::conv2d_pool(
-                x,
-                &self.weight,
-                b,
-                self.cfg.stride,
-                self.cfg.padding,
-                true,
-                k,
-            ),
+            (Some(b), true) => in_f32(x, &[&self.weight, b], |x, p| {
+                kernels::conv2d_pool(x, &p[0], &p[1], self.cfg.stride, self.cfg.padding, true, k)
+            }),
             _ => max_pool2d(&self.run(x, true)?, k),
         }
     }
@@ -107,8 +140,9 @@ impl Module for Conv2d {
 /// candle 0.11's own `max_pool2d` is not used: its backward multiplies each gradient by the
 /// window's mean of the max mask, so a window with one maximum passes on `1/k²` of its gradient.
 pub fn max_pool2d(x: &Tensor, k: usize) -> candle::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 {
-        return kernels::max_pool2d(x, k);
+    if on_cpu_kernels(x) && x.rank() == 4 {
+        // The maximum of rounded values is one of them: the f32 pass loses nothing.
+        return in_f32(x, &[], |x, _| kernels::max_pool2d(x, k));
     }
     let (n, c, h, w) = x.dims4()?;
     if k == 0 || h < k || w < k {
@@ -136,7 +170,8 @@ fn torch_uniform(fan_in: usize) -> Init {
 }
 
 /// A fully connected layer with the parameters of `nn.Linear` (`weight` `(out, in)`, `bias`
-/// `(out,)`): lit's fused kernel on the CPU in f32 with a bias, candle-nn's `Linear` elsewhere.
+/// `(out,)`): lit's fused kernel on the CPU with a bias, candle-nn's `Linear` elsewhere. Like
+/// [`Conv2d`], it computes in its input's type.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
@@ -167,11 +202,25 @@ impl Linear {
 
     fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
         match &self.bias {
-            Some(b) if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2 => {
-                kernels::linear(x, &self.weight, b, relu)
+            Some(b) if on_cpu_kernels(x) && x.rank() >= 2 => {
+                in_f32(x, &[&self.weight, b], |x, p| {
+                    kernels::linear(x, &p[0], &p[1], relu)
+                })
             }
-            _ if relu => self.fallback.forward(x)?.relu(),
-            _ => self.fallback.forward(x),
+            _ => {
+                let y = if x.dtype() == self.weight.dtype() {
+                    self.fallback.forward(x)?
+                } else {
+                    let cast = |t: &Tensor| t.to_dtype(x.dtype());
+                    let bias = self.bias.as_ref().map(cast).transpose()?;
+                    candle_nn::Linear::new(cast(&self.weight)?, bias).forward(x)?
+                };
+                if relu {
+                    y.relu()
+                } else {
+                    Ok(y)
+                }
+            }
         }
     }
 

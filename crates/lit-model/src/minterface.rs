@@ -125,6 +125,22 @@ impl std::fmt::Debug for MInterface {
     }
 }
 
+/// The parameters' type under the `precision` hyperparameter, as Lightning's precisions: bf16
+/// for `bf16-true`, f16 for `16-true`, f32 otherwise (the mixed precisions keep f32 parameters and
+/// compute in the low type).
+pub fn param_dtype(hparams: &HParams) -> DType {
+    let name = match hparams.raw("precision") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => return DType::F32,
+    };
+    match name.as_str() {
+        "bf16-true" => DType::BF16,
+        "16-true" => DType::F16,
+        _ => DType::F32,
+    }
+}
+
 impl MInterface {
     /// Builds the network named by `model_name` from `registry` on `device`.
     ///
@@ -144,7 +160,8 @@ impl MInterface {
         registry.check(&name)?;
         let seed = hparams.get_or("seed", 0u64)?;
         let varmap = VarMap::new();
-        let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, device);
+        let dtype = param_dtype(&hparams);
+        let vb = SeededVarMap::var_builder(&varmap, seed, dtype, device);
         let (net, resolved) = registry.build(&name, &hparams, vb)?;
         hparams.merge_missing(&resolved);
         let loss = Loss::from_hparams(&hparams)?;
@@ -190,7 +207,10 @@ impl MInterface {
     }
 
     fn eval_step(&mut self, batch: &Batch, ctx: &mut StepContext, prefix: &str) -> Result<()> {
-        let logits = self.net.forward_t(&batch.input, false)?;
+        let logits = self
+            .net
+            .forward_t(&batch.input, false)?
+            .to_dtype(DType::F32)?;
         let loss = self.loss.compute(&logits, &batch.target)?;
         ctx.log(
             &format!("{prefix}_loss"),
@@ -225,7 +245,7 @@ impl LitModule for MInterface {
     }
 
     fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.net.forward_t(input, train)?)
+        Ok(self.net.forward_t(input, train)?.to_dtype(DType::F32)?)
     }
 
     fn hparams(&self) -> HParams {
@@ -247,7 +267,11 @@ impl LitModule for MInterface {
         _batch_idx: usize,
         ctx: &mut StepContext,
     ) -> Result<Tensor> {
-        let logits = self.net.forward_t(&batch.input, true)?;
+        // Losses and metrics run in f32 whatever the compute type, as autocast runs them.
+        let logits = self
+            .net
+            .forward_t(&batch.input, true)?
+            .to_dtype(DType::F32)?;
         let loss = self.loss.compute(&logits, &batch.target)?;
         ctx.log(
             "train_loss",

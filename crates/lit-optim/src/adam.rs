@@ -257,7 +257,7 @@ impl Buffers {
                 max_exp_avg_sq: amsgrad.then(|| vec![0.0; n]),
             }
         } else {
-            let z = || var.as_tensor().zeros_like();
+            let z = || super::widen(var.as_tensor().zeros_like()?, var);
             Buffers::Tensors {
                 exp_avg: z()?,
                 exp_avg_sq: z()?,
@@ -303,7 +303,7 @@ impl Buffers {
             fused::check_shape("moment", name, t, var)?;
         }
         if !on_host(var) {
-            let to = |t: Tensor| t.to_device(var.device())?.to_dtype(var.dtype());
+            let to = |t: Tensor| t.to_device(var.device())?.to_dtype(super::state_dtype(var));
             return Ok(Buffers::Tensors {
                 exp_avg: to(exp_avg)?,
                 exp_avg_sq: to(exp_avg_sq)?,
@@ -367,7 +367,10 @@ fn tensor_step(
 ) -> Result<()> {
     // A variable's gradient still points into the forward graph; detach everything the update
     // touches so that stored moments never keep a step's activations alive.
-    let (grad, mut p) = (grad.detach(), var.as_tensor().detach());
+    let (grad, mut p) = (
+        super::widen(grad.detach(), var)?,
+        super::widen(var.as_tensor().detach(), var)?,
+    );
     let g = if k.weight_decay != 0.0 && !k.decoupled {
         (grad + p.affine(k.weight_decay, 0.0)?)?
     } else {
@@ -384,6 +387,5 @@ fn tensor_step(
     let second = max_exp_avg_sq.as_ref().unwrap_or(exp_avg_sq);
     let denom = second.sqrt()?.affine(k.inv_bc2_sqrt, k.eps)?;
     let update = (exp_avg.affine(k.step_size, 0.0)? / denom)?;
-    var.set(&(p - update)?)?;
-    Ok(())
+    super::set_param(var, &(p - update)?)
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use candle::{backprop::GradStore, Tensor, Var};
+use candle::{backprop::GradStore, DType, Tensor, Var};
 use candle_nn::VarMap;
 
 pub use adam::{Adam, AdamConfig};
@@ -184,6 +184,26 @@ pub(crate) fn restore_lr(lr: &LearningRate, meta: &serde_json::Value) -> Result<
             None => Err(bad("expected a finite 'lr'")),
         },
     }
+}
+
+/// The type an update computes in and keeps its state in: f32 for half-precision parameters
+/// (`bf16-true`, `16-true`), whose type cannot hold second moments (f16 flushes small squared
+/// gradients to zero), the parameter's own type otherwise.
+pub(crate) fn state_dtype(var: &Var) -> DType {
+    match var.dtype() {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
+    }
+}
+
+/// `t` in the type updates of `var` compute in.
+pub(crate) fn widen(t: Tensor, var: &Var) -> Result<Tensor> {
+    Ok(t.to_dtype(state_dtype(var))?)
+}
+
+/// Writes an update computed in the state type back into `var`, rounded to its type.
+pub(crate) fn set_param(var: &Var, value: &Tensor) -> Result<()> {
+    Ok(var.set(&value.to_dtype(var.dtype())?)?)
 }
 
 pub(crate) fn check_range(key: &str, value: f64, ok: bool, expected: &str) -> Result<()> {

@@ -87,7 +87,10 @@ impl Optimizer for RmsProp {
             let lr = c.lr * g.lr_scale;
             for (name, var) in &g.params {
                 let Some(grad) = grads.get(var) else { continue };
-                let (grad, p) = (grad.detach(), var.as_tensor().detach());
+                let (grad, p) = (
+                    super::widen(grad.detach(), var)?,
+                    super::widen(var.as_tensor().detach(), var)?,
+                );
                 let grad = if g.weight_decay != 0.0 {
                     (grad + p.affine(g.weight_decay, 0.0)?)?
                 } else {
@@ -126,7 +129,7 @@ impl Optimizer for RmsProp {
                     (&grad / &avg)?
                 };
                 self.state.insert(key("square_avg"), square_avg);
-                var.set(&(p - update.affine(lr, 0.0)?)?)?;
+                super::set_param(var, &(p - update.affine(lr, 0.0)?)?)?;
             }
         }
         Ok(())

@@ -136,7 +136,10 @@ impl Optimizer for Sgd {
             }
             // A variable's gradient still points into the forward graph; detach everything the
             // update touches so that stored state never keeps a step's activations alive.
-            let (grad, p) = (grad.detach(), var.as_tensor().detach());
+            let (grad, p) = (
+                super::widen(grad.detach(), var)?,
+                super::widen(var.as_tensor().detach(), var)?,
+            );
             let mut g = if weight_decay != 0.0 {
                 (grad + p.affine(weight_decay, 0.0)?)?
             } else {
@@ -162,7 +165,7 @@ impl Optimizer for Sgd {
                 self.momentum_buffers
                     .insert(name.clone(), Buffer::Tensor(buf));
             }
-            var.set(&(p - g.affine(lr, 0.0)?)?)?;
+            super::set_param(var, &(p - g.affine(lr, 0.0)?)?)?;
         }
         Ok(())
     }
@@ -201,7 +204,10 @@ impl Optimizer for Sgd {
                 )
             } else {
                 fused::check_shape("momentum buffer", name, t, var)?;
-                Buffer::Tensor(t.to_device(var.device())?.to_dtype(var.dtype())?)
+                Buffer::Tensor(
+                    t.to_device(var.device())?
+                        .to_dtype(super::state_dtype(var))?,
+                )
             };
             buffers.insert(name.clone(), buffer);
         }

@@ -54,6 +54,9 @@ impl Trainer {
             return Ok(Resume::default());
         }
         self.restore_optimizer(path, optimizer, ck.optimizer, &ck.meta)?;
+        if let Some(state) = &ck.meta.precision {
+            self.precision.load_state(state)?;
+        }
         if let (Some(sc), Some(state)) = (scheduler, &ck.meta.scheduler) {
             sc.scheduler.load_state(state)?;
         }
@@ -183,6 +186,7 @@ impl Trainer {
                 monitor_higher_is_better: req.higher_is_better,
                 hparams: self.state.hparams.clone(),
                 epoch_logs: epoch_logs.clone(),
+                precision: self.precision.state(),
             };
             checkpoint::save(&req.path, &varmap, Some(&optimizer.state()), &meta)?;
             tracing::debug!(path = %req.path.display(), "checkpoint written");

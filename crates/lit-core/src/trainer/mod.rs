@@ -56,8 +56,8 @@ use candle::Device;
 use lit_model::{HParams, StepContext};
 
 use crate::{
-    rundir, Callback, CsvLogger, FullPrecision, Logger, Precision, Result, SingleDevice, Strategy,
-    TrainerConfig, TrainerState,
+    rundir, Callback, CsvLogger, Logger, Precision, Result, SingleDevice, Strategy, TrainerConfig,
+    TrainerState,
 };
 
 /// Runs a module on a data module, as Lightning's `Trainer`.
@@ -87,6 +87,7 @@ impl Trainer {
     /// `config.logger` is off.
     pub fn new(config: TrainerConfig) -> Result<Self> {
         let config = config.resolved()?;
+        let precision = crate::precision_from_name(&config.precision)?;
         let device = config.accelerator.device(0)?;
         tracing::info!(device = ?device, "trainer device");
         let mut state = TrainerState::new(HParams::new(), config.max_epochs);
@@ -99,7 +100,7 @@ impl Trainer {
         Ok(Self {
             config,
             strategy: Box::new(SingleDevice::new(device)),
-            precision: Box::new(FullPrecision),
+            precision,
             callbacks: Vec::new(),
             loggers,
             loggers_started: false,

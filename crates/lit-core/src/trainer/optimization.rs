@@ -74,11 +74,12 @@ impl OptimizationStep {
             return Ok(());
         };
         strategy.reduce_gradients(&mut grads)?;
-        if !precision.unscale_gradients(&mut grads)? {
-            return Ok(());
+        // A step the precision skips (non-finite gradients under loss scaling) still counts, and
+        // its schedule still steps, as in Lightning; only the update is left out.
+        if precision.unscale_gradients(&mut grads, &self.vars)? {
+            crate::clip_gradients(&mut grads, &self.vars, self.clip)?;
+            self.optimizer.step(&grads)?;
         }
-        crate::clip_gradients(&mut grads, &self.vars, self.clip)?;
-        self.optimizer.step(&grads)?;
         drop(grads);
         *global_step += 1;
         if let Some(sc) = self
