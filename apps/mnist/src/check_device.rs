@@ -80,11 +80,12 @@ pub(crate) fn run(args: &RunArgs, hparams: HParams) -> anyhow::Result<()> {
         ("logits".to_string(), relative(&gl, &cl)?),
         ("loss".to_string(), relative(&gloss, &closs)?),
     ];
-    if cg.len() != gg.len() {
+    let names = |v: &[(String, Tensor)]| v.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
+    if names(&cg) != names(&gg) {
         bail!(
-            "{} gradients on the CPU, {} on {device:?}",
-            cg.len(),
-            gg.len()
+            "gradients of {:?} on the CPU, of {:?} on {device:?}",
+            names(&cg),
+            names(&gg)
         );
     }
     for ((name, c), (_, g)) in cg.iter().zip(&gg) {

@@ -34,7 +34,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Diagnostics (warnings, and more with `RUST_LOG`) go to stderr with their level; the callbacks'
 /// reports (early stopping, the best checkpoint, the model summary, the time limit) are INFO
-/// events of `lit_callbacks`, printed on stdout as plain lines, as Lightning prints them.
+/// events of the target `lit_core::REPORT_TARGET`, printed on stdout as plain lines, as Lightning
+/// prints them.
 fn init_tracing() {
     use tracing::Level;
     use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -42,16 +43,26 @@ fn init_tracing() {
     let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+        .with_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn"))
+                // Reports go to stdout below, not twice.
+                .add_directive(
+                    format!("{}=off", lit_core::REPORT_TARGET)
+                        .parse()
+                        .expect("a valid directive"),
+                ),
+        );
     let reports = tracing_subscriber::fmt::layer()
         .without_time()
         .with_level(false)
         .with_target(false)
         .with_ansi(false)
         .with_writer(std::io::stdout)
-        .with_filter(filter_fn(|m| {
-            *m.level() == Level::INFO && m.target().starts_with("lit_callbacks")
-        }));
+        .with_filter(
+            filter_fn(|m| *m.level() == Level::INFO && m.target() == lit_core::REPORT_TARGET)
+                .with_max_level_hint(Level::INFO),
+        );
     tracing_subscriber::registry()
         .with(diagnostics)
         .with(reports)

@@ -82,7 +82,7 @@ impl EarlyStopping {
     }
 
     fn stop(&mut self, s: &mut TrainerState, reason: String) {
-        tracing::info!("early stopping: {reason}");
+        tracing::info!(target: lit_core::REPORT_TARGET, "early stopping: {reason}");
         self.stopped_epoch = Some(s.epoch());
         s.stop(reason);
     }
@@ -143,7 +143,7 @@ impl EarlyStopping {
             let improved = self.best.is_none_or(|b| self.better(current - delta, b));
             if improved {
                 if self.verbose {
-                    tracing::info!("early stopping: {m} improved to {current:.6}");
+                    tracing::info!(target: lit_core::REPORT_TARGET, "early stopping: {m} improved to {current:.6}");
                 }
                 self.best = Some(current);
                 self.wait = 0;

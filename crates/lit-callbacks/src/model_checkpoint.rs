@@ -369,9 +369,9 @@ impl Callback for ModelCheckpoint {
     fn on_fit_end(&mut self, s: &mut TrainerState) -> Result<()> {
         if let (Some((path, score)), Some(key)) = (self.best(), &self.monitor) {
             s.set_best_model(path, score);
-            tracing::info!("best model: {} ({key} = {score:.4})", path.display());
+            tracing::info!(target: lit_core::REPORT_TARGET, "best model: {} ({key} = {score:.4})", path.display());
         } else if let Some(p) = &self.latest {
-            tracing::info!("last checkpoint: {}", p.display());
+            tracing::info!(target: lit_core::REPORT_TARGET, "last checkpoint: {}", p.display());
         }
         Ok(())
     }

@@ -115,7 +115,7 @@ impl Callback for ModelSummary {
                 .collect()
         };
         let table = render(&params);
-        tracing::info!("{table}");
+        tracing::info!(target: lit_core::REPORT_TARGET, "{table}");
         self.table = Some(table);
         Ok(())
     }

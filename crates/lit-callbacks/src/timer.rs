@@ -58,7 +58,7 @@ impl Callback for Timer {
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
         if !s.should_stop() && self.elapsed() >= self.duration {
-            tracing::info!(
+            tracing::info!(target: lit_core::REPORT_TARGET,
                 "time limit of {:?} reached after {:.1?}; stopping",
                 self.duration,
                 self.elapsed()

@@ -31,3 +31,8 @@ pub use precision::{
 };
 pub use state::TrainerState;
 pub use trainer::Trainer;
+
+/// The `tracing` target of what callbacks report to the user (early stopping, the best
+/// checkpoint, the model summary, the time limit), as INFO events: a program shows them by
+/// letting this target through its subscriber, as the `mnist` app prints them on stdout.
+pub const REPORT_TARGET: &str = "lit::report";

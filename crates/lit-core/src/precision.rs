@@ -48,6 +48,15 @@ pub trait Precision: Send {
         Ok(true)
     }
 
+    /// The type the module's float parameters must have (f32, or the low type of a `-true`
+    /// precision); the trainer checks it when a fit starts.
+    fn param_dtype(&self) -> DType {
+        DType::F32
+    }
+
+    /// Forgets what earlier fits left (a loss scale), when a fit starts without a checkpoint.
+    fn reset(&mut self) {}
+
     /// State to save in checkpoints (a loss scale), if any.
     fn state(&self) -> Option<serde_json::Value> {
         None
@@ -180,6 +189,10 @@ impl Precision for TruePrecision {
     fn convert_batch(&self, batch: Batch, device: &Device) -> Result<Batch> {
         cast_input(batch, device, self.dtype)
     }
+
+    fn param_dtype(&self) -> DType {
+        self.dtype
+    }
 }
 
 /// The batch on `device` with a float input cast to `dtype` (targets keep their type).
@@ -244,7 +257,11 @@ impl GradScaler {
         if finite {
             self.growth_tracker += 1;
             if self.growth_tracker == self.growth_interval {
-                self.scale *= self.growth_factor;
+                // torch keeps the scale when growing would overflow it.
+                let grown = self.scale * self.growth_factor;
+                if grown.is_finite() {
+                    self.scale = grown;
+                }
                 self.growth_tracker = 0;
             }
         } else {

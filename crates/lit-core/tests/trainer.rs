@@ -267,3 +267,26 @@ fn max_steps_and_limits_stop_where_asked() {
         .unwrap();
     assert_eq!(trainer.state().global_step(), 10);
 }
+
+#[test]
+fn a_true_precision_refuses_parameters_of_another_type() {
+    // The trainer says bf16-true, the module was built without the `precision` hyperparameter
+    // (f32 parameters): training would silently be mixed precision.
+    let root = tempfile::tempdir().unwrap();
+    let hp = hparams(&[("val_datasets", serde_json::Value::Null)]);
+    let cfg = TrainerConfig {
+        logger: false,
+        precision: "bf16-true".into(),
+        ..config(root.path())
+    };
+    let mut trainer = Trainer::new(cfg).unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let err = trainer
+        .fit(&mut Recorded::new(&hp, log), &mut datamodule(&hp))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("precision bf16-true needs the module's parameters in BF16"),
+        "{err}"
+    );
+}

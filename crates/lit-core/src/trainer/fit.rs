@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle::Device;
+use candle::{DType, Device};
 use lit_data::{Batch, DataLoader, DataLoaderConfig, DataModule, NamedLoader, Stage};
 use lit_model::{LitModule, Optimization, RunningStage, StepContext};
 
@@ -120,6 +120,32 @@ impl Trainer {
         Ok((train, vals, n_train))
     }
 
+    /// Refuses a module whose float parameters are not in the precision's parameter type (a
+    /// `bf16-true` trainer with f32 parameters would silently train as mixed precision).
+    fn check_param_dtype<M: LitModule>(&self, module: &M) -> Result<()> {
+        let want = self.precision.param_dtype();
+        let data = module.varmap().data().lock().expect("varmap lock poisoned");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let have = data[name].dtype();
+            // f64 parameters are the user's choice under 32-bit precisions; half ones are not.
+            let wrong = match want {
+                DType::F32 => matches!(have, DType::BF16 | DType::F16),
+                _ => have.is_float() && have != want,
+            };
+            if wrong {
+                return Err(Error::Config(format!(
+                    "precision {} needs the module's parameters in {want:?}, but {name} is \
+                     {have:?}; MInterface builds them from the `precision` hyperparameter, so set \
+                     it to the trainer's precision",
+                    self.precision.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Lightning's sanity check: a few validation batches before training, whose keys monitors
     /// may check before the first epoch ends (their values are discarded).
     fn sanity_check<M: LitModule>(&mut self, module: &mut M, vals: &[NamedLoader]) -> Result<()> {
@@ -148,8 +174,11 @@ impl Trainer {
             mut optimizer,
             mut scheduler,
         } = module.configure_optimizers()?;
-        // Restored before the run directory exists: a checkpoint that cannot be resumed leaves
-        // no empty run behind.
+        self.check_param_dtype(module)?;
+        // A fit starts from the precision's initial state (a fresh loss scale) unless the
+        // checkpoint restores one. Restored before the run directory exists: a checkpoint that
+        // cannot be resumed leaves no empty run behind.
+        self.precision.reset();
         let resume = match self.ckpt_path.take() {
             Some(path) => self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?,
             None => Resume::default(),
