@@ -69,21 +69,22 @@ run() { # label, timeout seconds, command...
   log=$(logname "$label")
   timeout "$secs" "$@" > "$log" 2>&1
   local rc=$?
-  tail -n 25 "$log"
+  tail -n 12 "$log"
   [ $rc -ne 0 ] && { say "FAIL ($label): exit $rc, log in $log"; fail=1; }
   return $rc
 }
 
-lit=("$bin" fit --accelerator cuda "${data_args[@]}" --log-dir /tmp/gpu_check_runs)
+accelerator="${GPU_CHECK_ACCELERATOR:-cuda}"  # cpu only to try the script itself
+lit=("$bin" fit --accelerator "$accelerator" "${data_args[@]}" --log-dir /tmp/gpu_check_runs)
 rate() { grep -oE '[0-9]+ samples/s\)' "$1" | tail -1 | grep -oE '^[0-9]+'; }
 ratio() { # a b: a / b, or n/a
   if [ -n "$1" ] && [ -n "$2" ]; then python3 -c "print(f'{$1 / $2:.2f}')"; else echo n/a; fi
 }
 acc() { grep -E '^\| test_acc' "$1" | awk -F'|' '{gsub(/ /, "", $3); print $3}'; }
 
-run "fast-dev-run on cuda" 90 "${lit[@]}" --fast-dev-run 5
-run "check-device f32" 90 "$bin" check-device --accelerator cuda "${data_args[@]}"
-run "check-device bf16-mixed" 90 "$bin" check-device --accelerator cuda --precision bf16-mixed "${data_args[@]}"
+run "fast-dev-run on $accelerator" 90 "${lit[@]}" --fast-dev-run 5
+run "check-device f32" 90 "$bin" check-device --accelerator "$accelerator" "${data_args[@]}"
+run "check-device bf16-mixed" 90 "$bin" check-device --accelerator "$accelerator" --precision bf16-mixed "${data_args[@]}"
 if run "lit 3 epochs batch 64" 150 "${lit[@]}" --max-epochs 3; then
   log=$(logname "lit 3 epochs batch 64")
   say "lit 3 epochs: test_acc $(acc "$log"), last epoch $(rate "$log") samples/s"
@@ -97,7 +98,7 @@ for precision in 32 bf16-mixed; do
       --no-test --num-sanity-val-steps 0 || continue
     l=$(rate "$(logname "$label")")
     tlabel="torch $precision batch $batch"
-    run "$tlabel" 120 python3 scripts/torch_baseline.py --device cuda --batch-size "$batch" \
+    run "$tlabel" 120 python3 scripts/torch_baseline.py --device "$accelerator" --batch-size "$batch" \
       --precision "$precision" --epochs 2
     tlog=$(logname "$tlabel")
     p=$(grep torch-plain "$tlog" | grep -oE '[0-9]+ samples/s' | grep -oE '^[0-9]+')
