@@ -214,6 +214,10 @@ fn train(args: Vec<String>) -> anyhow::Result<()> {
     if release {
         cmd.arg("--release");
     }
+    // A data-parallel run (more than one device or node, or --strategy ddp) needs MPI.
+    if wants_parallel(&theirs) {
+        cmd.args(["--features", "mpi"]);
+    }
     cmd.arg("--");
     let subcommands = ["fit", "validate", "test", "predict", "check-device"];
     if theirs
@@ -224,6 +228,36 @@ fn train(args: Vec<String>) -> anyhow::Result<()> {
     }
     cmd.args(&theirs);
     run_cmd(&mut cmd)
+}
+
+/// Whether the app's arguments ask for a data-parallel run.
+fn wants_parallel(args: &[String]) -> bool {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, value) = match a.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (a.as_str(), None),
+        };
+        let value = || value.clone().or_else(|| it.clone().next().cloned());
+        match flag {
+            "--devices" | "--num-nodes"
+                if value().is_some_and(|v| v.parse::<usize>().is_ok_and(|n| n > 1)) =>
+            {
+                return true
+            }
+            "--strategy" if value().as_deref() == Some("ddp") => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether an MPI library to build against is installed (`mpicc` runs).
+fn has_mpi() -> bool {
+    Command::new("mpicc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// `cargo test --workspace ARGS`, then the count of tests that skipped for want of an outside
@@ -238,7 +272,14 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("clearing {}", skips.display())),
     }
-    let result = cargo(&["test", "--workspace"], args);
+    // The data-parallel tests run where MPI is installed (CI installs it); elsewhere they count as
+    // skipped.
+    let mut extra = Vec::new();
+    if has_mpi() {
+        extra.extend(["--features".to_string(), "mnist/mpi".to_string()]);
+    }
+    extra.extend(args.iter().cloned());
+    let result = cargo(&["test", "--workspace"], &extra);
     let mut reasons = Vec::new();
     if let Ok(entries) = fs::read_dir(&skips) {
         for e in entries.flatten() {

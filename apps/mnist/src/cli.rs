@@ -60,9 +60,16 @@ pub(crate) struct RunArgs {
     /// cpu, cuda, metal or auto.
     #[arg(long, default_value = "auto")]
     pub(crate) accelerator: String,
-    /// Devices to use (1).
+    /// Devices per machine: more than 1 trains data-parallel, one process per device (the app
+    /// starts them with mpirun; needs the `mpi` feature).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) devices: usize,
+    /// Machines of a data-parallel run (launch it with mpirun and a host file; see the README).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub(crate) num_nodes: usize,
+    /// How training is spread: auto (data-parallel when devices x num_nodes > 1) or ddp.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "ddp"])]
+    pub(crate) strategy: String,
     /// Training epochs.
     #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub(crate) max_epochs: usize,

@@ -13,6 +13,7 @@ mod check_device;
 mod cli;
 mod datasets;
 mod models;
+mod parallel;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -63,9 +64,11 @@ fn init_tracing() {
             filter_fn(|m| *m.level() == Level::INFO && m.target() == lit_core::REPORT_TARGET)
                 .with_max_level_hint(Level::INFO),
         );
+    // In a data-parallel run, rank 0 alone reports (the others compute the same decisions).
+    let rank0 = lit_distributed::launched().is_none_or(|(rank, _)| rank == 0);
     tracing_subscriber::registry()
         .with(diagnostics)
-        .with(reports)
+        .with(rank0.then_some(reports))
         .init();
 }
 
@@ -218,6 +221,16 @@ fn run() -> anyhow::Result<()> {
     if resolved.command == "check-device" {
         return check_device::run(args, resolved.hparams.clone());
     }
+    // A data-parallel run is one process per device: started here through mpirun unless a
+    // launcher started this process.
+    let parallel = parallel::wanted(args);
+    if parallel && lit_distributed::launched().is_none() {
+        return parallel::relaunch(args);
+    }
+    let (_mpi_guard, strategy) = parallel::strategy(args, parallel)?;
+    let rank0 = strategy
+        .as_ref()
+        .is_none_or(lit_core::Strategy::is_global_zero);
     let config = TrainerConfig {
         max_epochs: args.max_epochs,
         max_steps: args.max_steps,
@@ -244,6 +257,7 @@ fn run() -> anyhow::Result<()> {
         logger: true,
         accelerator: args.accelerator.parse::<Accelerator>()?,
         devices: args.devices,
+        num_nodes: args.num_nodes,
         seed: args.seed,
         accumulate_grad_batches: args.accumulate_grad_batches,
         gradient_clip: match (
@@ -264,8 +278,13 @@ fn run() -> anyhow::Result<()> {
     let mut datamodule = DInterface::new(datasets::registry(), run_hparams.clone())?;
     let mut trainer = Trainer::new(config)?
         .with_hparams(run_hparams.clone())
-        .with_logger(TensorBoardLogger::new())
-        .with_callback(ProgressBar::new());
+        .with_logger(TensorBoardLogger::new());
+    if let Some(strategy) = strategy {
+        trainer = trainer.with_strategy(strategy);
+    }
+    if rank0 {
+        trainer = trainer.with_callback(ProgressBar::new());
+    }
     if resolved.command == "fit" {
         add_fit_callbacks(&mut trainer, args)?;
     }
@@ -283,14 +302,23 @@ fn run() -> anyhow::Result<()> {
             trainer.fit(&mut module, &mut datamodule)?;
             if !args.no_test {
                 let values = trainer.test(&mut module, &mut datamodule)?;
+                if rank0 {
+                    print_table("test metric", &values);
+                }
+            }
+        }
+        "validate" => {
+            let values = trainer.validate(&mut module, &mut datamodule)?;
+            if rank0 {
+                print_table("validation metric", &values);
+            }
+        }
+        "test" => {
+            let values = trainer.test(&mut module, &mut datamodule)?;
+            if rank0 {
                 print_table("test metric", &values);
             }
         }
-        "validate" => print_table(
-            "validation metric",
-            &trainer.validate(&mut module, &mut datamodule)?,
-        ),
-        "test" => print_table("test metric", &trainer.test(&mut module, &mut datamodule)?),
         "predict" => {
             if args.ckpt_path.is_none() {
                 tracing::warn!("predict without --ckpt-path runs the untrained network");
@@ -307,6 +335,9 @@ fn run() -> anyhow::Result<()> {
                 }
             }
             let outputs = trainer.predict(&mut module, &mut datamodule)?;
+            if !rank0 {
+                return Ok(());
+            }
             let path = match (&args.output, trainer.log_dir()) {
                 (Some(p), _) => p.clone(),
                 (None, Some(dir)) => dir.join("predictions.csv"),
@@ -320,7 +351,7 @@ fn run() -> anyhow::Result<()> {
         }
         other => bail!("unknown command {other}"),
     }
-    if let Some(dir) = trainer.log_dir() {
+    if let Some(dir) = trainer.log_dir().filter(|_| rank0) {
         println!("run directory: {}", dir.display());
     }
     Ok(())

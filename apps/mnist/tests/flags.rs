@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{fails, mnist};
 
 /// The real-data root, or `None` (a loud skip outside CI).
-fn data() -> Option<String> {
+pub(crate) fn data() -> Option<String> {
     lit_testutil::data_root().map(|p| p.to_string_lossy().into_owned())
 }
 
@@ -35,7 +35,7 @@ fn ok(dir: &Path, root: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn run_dir(dir: &Path, version: usize) -> PathBuf {
+pub(crate) fn run_dir(dir: &Path, version: usize) -> PathBuf {
     dir.join(format!("logs/example_net/version_{version}"))
 }
 
@@ -75,7 +75,7 @@ fn metrics(run: &Path) -> Vec<BTreeMap<String, String>> {
 }
 
 /// The values logged under `key`, in order.
-fn logged(run: &Path, key: &str) -> Vec<String> {
+pub(crate) fn logged(run: &Path, key: &str) -> Vec<String> {
     metrics(run)
         .into_iter()
         .filter_map(|r| r.get(key).cloned())

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 mod bad_inputs;
 mod flags;
+mod parallel;
 
 fn mnist(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mnist"))

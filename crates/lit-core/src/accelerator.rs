@@ -1,6 +1,6 @@
-//! Devices and the strategy seam for running on more than one of them.
+//! [`Accelerator`]: which kind of device a run computes on.
 
-use candle::{backprop::GradStore, Device};
+use candle::Device;
 
 use crate::{Error, Result};
 
@@ -57,50 +57,5 @@ impl Accelerator {
                 }
             }
         }
-    }
-}
-
-/// How training is spread over devices: the seam for data-parallel strategies.
-///
-/// The trainer asks the strategy for its device, lets it shard the sample order by rank, reduces
-/// gradients through it between backward and the optimizer step, and writes logs and checkpoints
-/// only where `is_global_zero` holds. [`SingleDevice`] is the only strategy so far.
-pub trait Strategy {
-    /// The device this process computes on.
-    fn device(&self) -> &Device;
-    /// This process's rank.
-    fn rank(&self) -> usize {
-        0
-    }
-    /// The number of processes.
-    fn world_size(&self) -> usize {
-        1
-    }
-    /// Whether this process writes logs and checkpoints.
-    fn is_global_zero(&self) -> bool {
-        self.rank() == 0
-    }
-    /// Averages gradients across processes (nothing to do on one device).
-    fn reduce_gradients(&self, _grads: &mut GradStore) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything on one device.
-#[derive(Debug, Clone)]
-pub struct SingleDevice {
-    device: Device,
-}
-
-impl SingleDevice {
-    /// A strategy on `device`.
-    pub fn new(device: Device) -> Self {
-        Self { device }
-    }
-}
-
-impl Strategy for SingleDevice {
-    fn device(&self) -> &Device {
-        &self.device
     }
 }

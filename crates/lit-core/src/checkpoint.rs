@@ -56,6 +56,9 @@ pub struct CheckpointMeta {
     pub epoch_logs: Option<serde_json::Value>,
     /// The precision's state (the loss scale of `16-mixed`).
     pub precision: Option<serde_json::Value>,
+    /// The processes of the run that wrote it (`resume_batch` counts each one's batches); 0 in
+    /// files from before data parallelism, read as 1.
+    pub world_size: usize,
 }
 
 /// A loaded checkpoint.

@@ -111,8 +111,10 @@ pub struct TrainerConfig {
     pub logger: bool,
     /// The kind of device.
     pub accelerator: Accelerator,
-    /// How many devices (1 until a data-parallel strategy lands).
+    /// Devices per machine: processes of a data-parallel run on each (Lightning's `devices`).
     pub devices: usize,
+    /// Machines of a data-parallel run (Lightning's `num_nodes`).
+    pub num_nodes: usize,
     /// The seed for shuffling and initialisation.
     pub seed: u64,
     /// Sum gradients over this many batches before each optimizer step (the loss is divided by
@@ -147,6 +149,7 @@ impl Default for TrainerConfig {
             logger: true,
             accelerator: Accelerator::Auto,
             devices: 1,
+            num_nodes: 1,
             seed: 0,
             accumulate_grad_batches: 1,
             gradient_clip: GradientClip::None,
@@ -159,10 +162,10 @@ impl TrainerConfig {
     /// Checks the settings and applies `fast_dev_run`.
     pub fn resolved(&self) -> Result<Self> {
         let mut c = self.clone();
-        if c.devices != 1 {
+        if c.devices == 0 || c.num_nodes == 0 {
             return Err(Error::Config(format!(
-                "devices = {}: only single-device training is implemented so far",
-                c.devices
+                "devices = {}, num_nodes = {}: both must be at least 1",
+                c.devices, c.num_nodes
             )));
         }
         if c.check_val_every_n_epoch == 0 {

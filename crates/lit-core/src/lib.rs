@@ -15,10 +15,11 @@ mod logger;
 pub mod precision;
 pub mod rundir;
 mod state;
+mod strategy;
 pub mod threads;
 pub mod trainer;
 
-pub use accelerator::{Accelerator, SingleDevice, Strategy};
+pub use accelerator::Accelerator;
 pub use callback::Callback;
 pub use config::{GradientClip, Limit, TrainerConfig};
 pub use error::{Error, Result};
@@ -30,6 +31,7 @@ pub use precision::{
     precision_from_name, FullPrecision, MixedPrecision, Precision, TruePrecision, PRECISIONS,
 };
 pub use state::TrainerState;
+pub use strategy::{DataParallel, SingleDevice, Strategy};
 pub use trainer::Trainer;
 
 /// The `tracing` target of what callbacks report to the user (early stopping, the best

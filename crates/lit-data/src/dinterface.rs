@@ -288,6 +288,7 @@ impl DInterface {
                 num_workers: self.num_workers,
                 prefetch_factor: 2,
                 seed: self.seed,
+                shard: None,
             },
         )
     }

@@ -42,7 +42,7 @@ pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DINTERFACE_KEYS,
 };
 pub use error::{Error, Result};
-pub use loader::{BatchIter, DataLoader, DataLoaderConfig};
+pub use loader::{BatchIter, DataLoader, DataLoaderConfig, Shard};
 
 // The shared vocabulary, re-exported so that data code needs one import path.
 pub use lit_base::{Batch, Generator, HParams, Registry, Stage, UnknownChoice};

@@ -21,6 +21,24 @@ pub struct DataLoaderConfig {
     pub prefetch_factor: usize,
     /// The seed of the shuffling order; epoch `e` uses the stream `("shuffle", e)` of this seed.
     pub seed: u64,
+    /// In a data-parallel run, this process's share of every epoch's order.
+    pub shard: Option<Shard>,
+}
+
+/// One process's share of the data in a data-parallel run, as PyTorch's `DistributedSampler`:
+/// of the epoch's order (the same on every process: seed and epoch decide it), rank `r` of `w`
+/// takes positions `r, r + w, r + 2w, ...`. With `pad`, the order is first extended by its own
+/// beginning to a multiple of `w`, so every process has as many batches (training steps in
+/// lockstep); without, the shares are disjoint and cover the data exactly once (evaluation, whose
+/// metrics are merged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's rank.
+    pub rank: usize,
+    /// The number of processes.
+    pub world: usize,
+    /// Whether the order is padded to a multiple of `world`.
+    pub pad: bool,
 }
 
 impl Default for DataLoaderConfig {
@@ -32,6 +50,7 @@ impl Default for DataLoaderConfig {
             num_workers: 0,
             prefetch_factor: 2,
             seed: 0,
+            shard: None,
         }
     }
 }
@@ -63,12 +82,39 @@ impl DataLoader {
                 "batch_size must be at least 1, got 0".into(),
             ));
         }
+        if let Some(s) = config.shard {
+            if s.world == 0 || s.rank >= s.world {
+                return Err(Error::Invalid(format!(
+                    "shard: rank {} of {} processes; expected a rank below the process count",
+                    s.rank, s.world
+                )));
+            }
+        }
         Ok(Self { dataset, config })
+    }
+
+    /// The same loader over this process's share of the data (see [`Shard`]).
+    pub fn sharded(&self, shard: Shard) -> Result<Self> {
+        let config = DataLoaderConfig {
+            shard: Some(shard),
+            ..self.config.clone()
+        };
+        Self::new(Arc::clone(&self.dataset), config)
+    }
+
+    /// The examples one epoch visits: the dataset, or this process's share of it.
+    fn epoch_samples(&self) -> usize {
+        let n = self.dataset.len();
+        match self.config.shard {
+            None => n,
+            Some(s) if s.pad => n.div_ceil(s.world),
+            Some(s) => (n + s.world - 1 - s.rank) / s.world,
+        }
     }
 
     /// The number of batches in one epoch.
     pub fn len(&self) -> usize {
-        let (n, b) = (self.dataset.len(), self.config.batch_size);
+        let (n, b) = (self.epoch_samples(), self.config.batch_size);
         if self.config.drop_last {
             n / b
         } else {
@@ -96,14 +142,24 @@ impl DataLoader {
         &self.dataset
     }
 
-    /// The example order of `epoch`.
+    /// The example order of `epoch` (this process's share of it in a data-parallel run).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let n = self.dataset.len();
-        if self.config.shuffle {
+        let mut order: Vec<usize> = if self.config.shuffle {
             Generator::stream(self.config.seed, "shuffle", epoch).permutation(n)
         } else {
             (0..n).collect()
+        };
+        let Some(s) = self.config.shard else {
+            return order;
+        };
+        if s.pad && n > 0 {
+            let total = n.div_ceil(s.world) * s.world;
+            for i in 0..total - n {
+                order.push(order[i % n]);
+            }
         }
+        order.into_iter().skip(s.rank).step_by(s.world).collect()
     }
 
     /// The batches of `epoch`.

@@ -60,6 +60,15 @@ impl Metric for MeanMetric {
         merge_sum(&mut self.weight, &o.weight)
     }
 
+    fn state(&self) -> Vec<Option<Tensor>> {
+        vec![self.sum.clone(), self.weight.clone()]
+    }
+
+    fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+        [self.sum, self.weight] = crate::base::parts::<2>("MeanMetric", state)?;
+        Ok(())
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -153,6 +162,15 @@ impl Metric for Reduce {
         if let Some(s) = &o.state {
             self.combine(s.clone())?;
         }
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<Option<Tensor>> {
+        vec![self.state.clone()]
+    }
+
+    fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+        [self.state] = crate::base::parts::<1>("Reduce", state)?;
         Ok(())
     }
 

@@ -165,6 +165,18 @@ impl Metric for MulticlassAuroc {
         Ok(())
     }
 
+    fn state(&self) -> Vec<Option<Tensor>> {
+        let cat = |parts: &[Tensor]| Tensor::cat(parts, 0).ok();
+        vec![cat(&self.preds), cat(&self.target)]
+    }
+
+    fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+        let [preds, target] = crate::base::parts::<2>("MulticlassAuroc", state)?;
+        self.preds = preds.into_iter().collect();
+        self.target = target.into_iter().collect();
+        Ok(())
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -31,6 +31,14 @@ pub trait Metric: Send + Any {
     /// Adds the state of `other` (a metric of the same type and settings) to this one.
     fn merge(&mut self, other: &dyn Metric) -> Result<()>;
 
+    /// The accumulated state as tensors (`None` for a part with no data yet), in a fixed order:
+    /// what data-parallel workers exchange to merge their metrics ([`crate::sync`]).
+    fn state(&self) -> Vec<Option<Tensor>>;
+
+    /// Replaces the state with one from [`Metric::state`] of a metric of the same type and
+    /// settings.
+    fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()>;
+
     /// The metric as `Any`, for `merge` to downcast its argument.
     fn as_any(&self) -> &dyn Any;
 
@@ -79,4 +87,16 @@ pub(crate) fn acc_dtype(device: &Device) -> DType {
     } else {
         DType::F64
     }
+}
+
+/// The `n` parts a `set_state` expects, or an error naming the metric.
+pub(crate) fn parts<const N: usize>(
+    metric: &str,
+    state: Vec<Option<Tensor>>,
+) -> Result<[Option<Tensor>; N]> {
+    let got = state.len();
+    state.try_into().map_err(|_| Error::InvalidInput {
+        metric: "set_state",
+        message: format!("{metric}: expected {N} state tensors, got {got}"),
+    })
 }

@@ -133,6 +133,17 @@ impl StatScores {
         Ok(())
     }
 
+    /// The counts `tp`, `fp`, `fn`, as they are (`None` before any update).
+    pub fn state(&self) -> Vec<Option<Tensor>> {
+        vec![self.tp.clone(), self.fp.clone(), self.fn_.clone()]
+    }
+
+    /// Replaces the counts with a [`StatScores::state`].
+    pub fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+        [self.tp, self.fp, self.fn_] = crate::base::parts::<3>("StatScores", state)?;
+        Ok(())
+    }
+
     /// Adds another instance's counts.
     pub fn merge(&mut self, other: &StatScores) -> Result<()> {
         merge_sum(&mut self.tp, &other.tp)?;
@@ -239,6 +250,12 @@ macro_rules! stat_metric {
                 let o = same(self, other)?;
                 self.stats.merge(&o.stats)
             }
+            fn state(&self) -> Vec<Option<Tensor>> {
+                self.stats.state()
+            }
+            fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+                self.stats.set_state(state)
+            }
             fn as_any(&self) -> &dyn Any {
                 self
             }
@@ -316,6 +333,13 @@ impl Metric for MulticlassConfusionMatrix {
     fn merge(&mut self, other: &dyn Metric) -> Result<()> {
         let o = same(self, other)?;
         merge_sum(&mut self.counts, &o.counts)
+    }
+    fn state(&self) -> Vec<Option<Tensor>> {
+        vec![self.counts.clone()]
+    }
+    fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+        [self.counts] = crate::base::parts::<1>("MulticlassConfusionMatrix", state)?;
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -27,6 +27,7 @@ mod classification;
 mod collection;
 mod error;
 mod regression;
+mod sync;
 
 pub use aggregation::{MeanMetric, Reduce, Reduction};
 pub use auroc::MulticlassAuroc;
@@ -38,3 +39,4 @@ pub use classification::{
 pub use collection::MetricCollection;
 pub use error::{Error, Result};
 pub use regression::{Regression, RegressionKind};
+pub use sync::{sync, AllGather};

@@ -123,6 +123,26 @@ impl Metric for Regression {
         Ok(())
     }
 
+    fn state(&self) -> Vec<Option<Tensor>> {
+        let n = Tensor::new(&[self.n], &candle::Device::Cpu).ok();
+        vec![self.sums.clone(), n]
+    }
+
+    fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
+        let [sums, n] = crate::base::parts::<2>("Regression", state)?;
+        self.sums = sums;
+        self.n = match n {
+            Some(n) => n
+                .flatten_all()?
+                .to_dtype(candle::DType::F64)?
+                .to_vec1::<f64>()?
+                .iter()
+                .sum(),
+            None => 0.0,
+        };
+        Ok(())
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -7,8 +7,10 @@
 //! [`StepContext::host_syncs`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use candle::{DType, Device, Tensor};
+use lit_base::Collective;
 
 use crate::{Error, Result};
 
@@ -78,6 +80,7 @@ pub struct StepContext {
     epoch_host: BTreeMap<String, f64>,
     prog_bar: BTreeSet<String>,
     host_syncs: usize,
+    collective: Option<Arc<dyn Collective>>,
 }
 
 impl std::fmt::Debug for StepContext {
@@ -103,7 +106,21 @@ impl StepContext {
             epoch_host: BTreeMap::new(),
             prog_bar: BTreeSet::new(),
             host_syncs: 0,
+            collective: None,
         }
+    }
+
+    /// The same context in a data-parallel run: epoch means and metrics are merged over every
+    /// process of `collective` before they are logged.
+    pub fn with_collective(mut self, collective: Option<Arc<dyn Collective>>) -> Self {
+        self.collective = collective.filter(|c| c.world_size() > 1);
+        self
+    }
+
+    /// The processes of a data-parallel run, if this is one: modules merge their metric states
+    /// through it (`lit_metrics::sync`) before computing them.
+    pub fn collective(&self) -> Option<&Arc<dyn Collective>> {
+        self.collective.as_ref()
     }
 
     /// The stage this context logs for.
@@ -275,7 +292,12 @@ impl StepContext {
     }
 
     /// The epoch means of everything logged since the last reset, copied to the host (one sync).
+    /// In a data-parallel run the sums and weights of every process are added first, so a mean
+    /// covers the whole epoch's data.
     pub fn epoch_values(&mut self) -> Result<BTreeMap<String, f64>> {
+        if let Some(c) = self.collective.clone() {
+            return self.merged_epoch_values(c.as_ref());
+        }
         let means: BTreeMap<String, Tensor> = self
             .epoch_sums
             .iter()
@@ -286,8 +308,44 @@ impl StepContext {
         Ok(out)
     }
 
+    fn merged_epoch_values(&mut self, c: &dyn Collective) -> Result<BTreeMap<String, f64>> {
+        // Every process must add the same keys in the same order.
+        let keys: Vec<String> = self.epoch_sums.keys().cloned().collect();
+        let listed = keys.join("\n");
+        let all = c.all_gather_bytes(listed.as_bytes())?;
+        if let Some((rank, other)) = all
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b[..] != *listed.as_bytes())
+        {
+            return Err(Error::Invalid(format!(
+                "data-parallel epoch means: this process logged [{}], process {rank} [{}]",
+                keys.join(", "),
+                String::from_utf8_lossy(other).replace('\n', ", ")
+            )));
+        }
+        let sums: BTreeMap<String, Tensor> = self
+            .epoch_sums
+            .iter()
+            .map(|(k, s)| (k.clone(), s.sum.clone()))
+            .collect();
+        let host = to_host(&sums, &mut self.host_syncs)?;
+        let mut buf: Vec<f64> = keys.iter().map(|k| host[k]).collect();
+        buf.extend(keys.iter().map(|k| self.epoch_sums[k].weight));
+        c.all_reduce_sum_f64(&mut buf)?;
+        let n = keys.len();
+        let mut out: BTreeMap<String, f64> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, buf[i] / buf[n + i]))
+            .collect();
+        out.extend(self.epoch_host.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(out)
+    }
+
     /// The epoch's logged sums and weights so far, on the host (one copy), for a mid-epoch
-    /// checkpoint: `{"key": [sum, weight], ...}`.
+    /// checkpoint: `{"key": [sum, weight], ...}`; added over every process of a data-parallel run
+    /// (all of them call this together).
     pub fn epoch_state(&mut self) -> Result<serde_json::Value> {
         let sums: BTreeMap<String, Tensor> = self
             .epoch_sums
@@ -295,12 +353,18 @@ impl StepContext {
             .map(|(k, s)| (k.clone(), s.sum.clone()))
             .collect();
         let host = to_host(&sums, &mut self.host_syncs)?;
+        let keys: Vec<String> = host.keys().cloned().collect();
+        let mut buf: Vec<f64> = keys.iter().map(|k| host[k]).collect();
+        buf.extend(keys.iter().map(|k| self.epoch_sums[k].weight));
+        // In a data-parallel run, every process's sums: whoever resumes holds them all.
+        if let Some(c) = &self.collective {
+            c.all_reduce_sum_f64(&mut buf)?;
+        }
+        let n = keys.len();
         Ok(serde_json::Value::Object(
-            host.into_iter()
-                .map(|(k, sum)| {
-                    let weight = self.epoch_sums[&k].weight;
-                    (k, serde_json::json!([sum, weight]))
-                })
+            keys.into_iter()
+                .enumerate()
+                .map(|(i, k)| (k, serde_json::json!([buf[i], buf[n + i]])))
                 .collect(),
         ))
     }

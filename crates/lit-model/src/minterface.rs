@@ -224,15 +224,41 @@ impl MInterface {
     }
 
     fn eval_epoch_end(&mut self, ctx: &mut StepContext, prefix: &str) -> Result<()> {
-        let sets = if ctx.stage() == RunningStage::Test {
-            &mut self.test_metrics
-        } else {
-            &mut self.val_metrics
+        let device = self
+            .varmap
+            .all_vars()
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
+        // In a data-parallel run every loader, even one this process saw no batch of: each
+        // metric is merged with every process's before it is computed.
+        let sets = match ctx.stage() {
+            RunningStage::Test => self.test_metrics.len(),
+            _ => self.val_metrics.len(),
         };
-        for (idx, metrics) in sets.iter_mut().enumerate() {
+        let n = match ctx.collective() {
+            Some(_) => ctx.num_dataloaders().max(sets),
+            None => sets,
+        };
+        for idx in 0..n {
+            let collective = ctx.collective().cloned();
+            let metrics = self.metrics(ctx.stage(), idx)?;
+            let mut values = Vec::with_capacity(metrics.len());
             for (key, m) in metrics.iter_mut() {
-                ctx.log_epoch_tensor(&format!("{prefix}_{key}"), &m.compute()?, idx, true)?;
+                if let Some(c) = &collective {
+                    let gather = |bytes: &[u8]| {
+                        c.all_gather_bytes(bytes)
+                            .map_err(|e| lit_metrics::Error::InvalidInput {
+                                metric: "sync",
+                                message: e.to_string(),
+                            })
+                    };
+                    lit_metrics::sync(m.as_mut(), &device, &gather)?;
+                }
+                values.push((format!("{prefix}_{key}"), m.compute()?));
                 m.reset();
+            }
+            for (name, value) in values {
+                ctx.log_epoch_tensor(&name, &value, idx, true)?;
             }
         }
         Ok(())

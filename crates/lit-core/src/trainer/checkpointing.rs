@@ -72,10 +72,30 @@ impl Trainer {
             step = ck.meta.global_step,
             "resuming"
         );
+        // Each process counts its own batches: inside an epoch, a run with another number of
+        // processes resumes after as many examples, not at the same batch.
+        let (saved, now) = (ck.meta.world_size.max(1), self.strategy.world_size());
+        let mut batch = ck.meta.resume_batch;
+        if batch > 0 && saved != now {
+            batch = batch * saved / now;
+            tracing::warn!(
+                saved,
+                now,
+                batch,
+                "resuming inside an epoch with another number of processes: the epoch continues \
+                 after as many examples, in this run's shares"
+            );
+        }
+        // The epoch's sums so far (already merged over the processes that saved them) go to one
+        // process, so the merged means count them once.
+        let epoch_logs = ck
+            .meta
+            .epoch_logs
+            .filter(|_| self.strategy.is_global_zero());
         Ok(Resume {
             epoch: ck.meta.resume_epoch,
-            batch: ck.meta.resume_batch,
-            epoch_logs: ck.meta.epoch_logs,
+            batch,
+            epoch_logs,
         })
     }
 
@@ -154,7 +174,16 @@ impl Trainer {
         }
         self.written.extend(self.state.adopted.drain(..));
         let requests = std::mem::take(&mut self.state.checkpoint_requests);
-        if requests.is_empty() || !self.strategy.is_global_zero() {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        // Mid-epoch, the epoch's logged sums so far (merged over every process of a data-parallel
+        // run, which all pass here alike), so a resumed epoch logs the same means.
+        let epoch_logs = match ctx {
+            Some(ctx) if self.state.resume_point.1 > 0 => Some(ctx.epoch_state()?),
+            _ => None,
+        };
+        if !self.strategy.is_global_zero() {
             return Ok(());
         }
         let Some(varmap) = self.state.varmap.clone() else {
@@ -165,11 +194,6 @@ impl Trainer {
             .iter()
             .filter_map(|c| c.state_dict().map(|s| (c.state_key(), s)))
             .collect();
-        // Mid-epoch, the epoch's logged sums so far, so a resumed epoch logs the same means.
-        let epoch_logs = match ctx {
-            Some(ctx) if self.state.resume_point.1 > 0 => Some(ctx.epoch_state()?),
-            _ => None,
-        };
         for req in requests {
             let meta = CheckpointMeta {
                 lit_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -187,6 +211,7 @@ impl Trainer {
                 hparams: self.state.hparams.clone(),
                 epoch_logs: epoch_logs.clone(),
                 precision: self.precision.state(),
+                world_size: self.strategy.world_size(),
             };
             checkpoint::save(&req.path, &varmap, Some(&optimizer.state()), &meta)?;
             tracing::debug!(path = %req.path.display(), "checkpoint written");

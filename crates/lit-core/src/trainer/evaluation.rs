@@ -20,7 +20,8 @@ impl Trainer {
     ) -> Result<BTreeMap<String, f64>> {
         let test = stage == RunningStage::Test;
         self.state.stage = Some(stage);
-        let mut ctx = StepContext::new(stage, loaders.iter().map(|l| l.name.clone()).collect());
+        let mut ctx = StepContext::new(stage, loaders.iter().map(|l| l.name.clone()).collect())
+            .with_collective(self.strategy.collective());
         if test {
             self.callbacks(|c, s| c.on_test_start(s))?;
             self.callbacks(|c, s| c.on_test_epoch_start(s))?;
@@ -98,6 +99,7 @@ impl Trainer {
         dm: &mut D,
         stage: Stage,
     ) -> Result<()> {
+        self.check_world()?;
         dm.prepare_data()?;
         dm.setup(stage)?;
         module.setup(stage)?;
@@ -122,9 +124,13 @@ impl Trainer {
                     "test: the data module has no test sets".into(),
                 ));
             }
-            (tests, RunningStage::Test, self.config.limit_test_batches)
+            (
+                self.shard_eval(tests)?,
+                RunningStage::Test,
+                self.config.limit_test_batches,
+            )
         } else {
-            let vals = dm.val_dataloaders()?;
+            let vals = self.shard_eval(dm.val_dataloaders()?)?;
             (vals, RunningStage::Validate, self.config.limit_val_batches)
         };
         self.start_run(module.hparams())?;

@@ -106,8 +106,9 @@ impl Trainer {
         // monitors of validation keys fail loudly rather than never acting).
         let vals = match self.config.limit_val_batches {
             Limit::Batches(0) => Vec::new(),
-            _ => dm.val_dataloaders()?,
+            _ => self.shard_eval(dm.val_dataloaders()?)?,
         };
+        let train = self.shard_train(train)?;
         let n_train = self.config.limit_train_batches.of(train.len());
         if let Some(Limit::Batches(k)) = self.config.val_check_interval {
             if k > n_train && !vals.is_empty() {
@@ -174,6 +175,7 @@ impl Trainer {
             mut optimizer,
             mut scheduler,
         } = module.configure_optimizers()?;
+        self.check_world()?;
         self.check_param_dtype(module)?;
         // A fit starts from the precision's initial state (a fresh loss scale) unless the
         // checkpoint restores one. Restored before the run directory exists: a checkpoint that
@@ -205,7 +207,12 @@ impl Trainer {
         let opt = OptimizationStep::new(
             optimizer,
             scheduler,
-            module.varmap().all_vars(),
+            // Sorted by name: a VarMap's order differs between processes, and the gradient
+            // all-reduce lays every process's buffer out in this order.
+            lit_model::optim::named_params(module.varmap())
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect(),
             self.config.accumulate_grad_batches,
             self.config.gradient_clip,
         );
@@ -219,7 +226,8 @@ impl Trainer {
                 .map(|l| l.of(n_train))
                 .filter(|&k| k > 0),
             opt,
-            ctx: StepContext::new(RunningStage::Train, Vec::new()),
+            ctx: StepContext::new(RunningStage::Train, Vec::new())
+                .with_collective(self.strategy.collective()),
             resume,
             device: self.device().clone(),
             done: self.config.max_steps == Some(0),
@@ -267,6 +275,7 @@ impl Trainer {
             }
             // A stop asked for within the epoch (max_time) ends it at this batch once no
             // accumulated gradients wait for their step, and once min_epochs epochs are done.
+            self.agree_on_stop()?;
             let stop_here =
                 self.state.should_stop && !run.opt.is_pending() && epoch >= self.config.min_epochs;
             if run.done || stop_here {

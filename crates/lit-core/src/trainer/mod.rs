@@ -56,8 +56,8 @@ use candle::Device;
 use lit_model::{HParams, StepContext};
 
 use crate::{
-    rundir, Callback, CsvLogger, Logger, Precision, Result, SingleDevice, Strategy, TrainerConfig,
-    TrainerState,
+    rundir, Callback, CsvLogger, Error, Logger, Precision, Result, SingleDevice, Strategy,
+    TrainerConfig, TrainerState,
 };
 
 /// Runs a module on a data module, as Lightning's `Trainer`.
@@ -159,6 +159,74 @@ impl Trainer {
         self.strategy.device()
     }
 
+    /// This process's share of the training data: padded, so every process takes as many steps.
+    fn shard_train(&self, loader: lit_data::DataLoader) -> Result<lit_data::DataLoader> {
+        match self.strategy.world_size() {
+            1 => Ok(loader),
+            world => Ok(loader.sharded(lit_data::Shard {
+                rank: self.strategy.rank(),
+                world,
+                pad: true,
+            })?),
+        }
+    }
+
+    /// This process's share of evaluation data: disjoint and unpadded, so merged metrics cover
+    /// every example exactly once.
+    fn shard_eval(
+        &self,
+        loaders: Vec<lit_data::NamedLoader>,
+    ) -> Result<Vec<lit_data::NamedLoader>> {
+        let world = self.strategy.world_size();
+        if world == 1 {
+            return Ok(loaders);
+        }
+        let shard = lit_data::Shard {
+            rank: self.strategy.rank(),
+            world,
+            pad: false,
+        };
+        loaders
+            .into_iter()
+            .map(|l| {
+                Ok(lit_data::NamedLoader {
+                    name: l.name,
+                    loader: l.loader.sharded(shard)?,
+                })
+            })
+            .collect()
+    }
+
+    /// In a data-parallel run, a stop any process asks for (its timer ran out) is taken by all,
+    /// at the same batch: one small all-reduce per batch.
+    fn agree_on_stop(&mut self) -> Result<()> {
+        let Some(c) = self.strategy.collective().filter(|c| c.world_size() > 1) else {
+            return Ok(());
+        };
+        let mut vote = [f64::from(u8::from(self.state.should_stop))];
+        c.all_reduce_sum_f64(&mut vote)?;
+        if vote[0] > 0.0 && !self.state.should_stop {
+            self.state
+                .stop("another process of the data-parallel run stopped");
+        }
+        Ok(())
+    }
+
+    /// Refuses a run whose process count differs from what `devices` and `num_nodes` ask for.
+    fn check_world(&self) -> Result<()> {
+        let want = self.config.devices * self.config.num_nodes;
+        let have = self.strategy.world_size();
+        if want != have {
+            return Err(Error::Config(format!(
+                "devices = {} x num_nodes = {} asks for {want} processes, but this run has {have}: \
+                 a data-parallel run starts one process per device (mpirun -n {want}, which the \
+                 mnist app does itself when built with the `mpi` feature)",
+                self.config.devices, self.config.num_nodes
+            )));
+        }
+        Ok(())
+    }
+
     /// A batch from a loader as a step receives it: on the strategy's device, in the precision's
     /// compute type. Every loop takes its batches through here.
     fn prepare_batch(&self, batch: lit_model::Batch) -> Result<lit_model::Batch> {
@@ -215,17 +283,39 @@ impl Trainer {
 
     fn start_run(&mut self, module_hparams: HParams) -> Result<()> {
         self.merge_hparams(module_hparams);
-        if self.loggers_started || !self.config.logger || !self.strategy.is_global_zero() {
+        // Every process passes here alike (the run directory is known to all of them once made),
+        // so the all-gather below is called by all or by none.
+        if self.state.log_dir.is_some() || !self.config.logger {
             return Ok(());
         }
-        let dir = rundir::create_version_dir(&self.config.default_root_dir, &self.config.run_name)?;
-        rundir::write_hparams(&dir, &self.state.hparams)?;
-        for l in self.loggers.iter_mut() {
-            l.start(&dir, &self.state.hparams)?;
-        }
-        tracing::info!(dir = %dir.display(), "run directory");
-        self.state.log_dir = Some(dir);
-        self.loggers_started = true;
+        let dir = if self.strategy.is_global_zero() {
+            let dir =
+                rundir::create_version_dir(&self.config.default_root_dir, &self.config.run_name)?;
+            rundir::write_hparams(&dir, &self.state.hparams)?;
+            for l in self.loggers.iter_mut() {
+                l.start(&dir, &self.state.hparams)?;
+            }
+            tracing::info!(dir = %dir.display(), "run directory");
+            self.loggers_started = true;
+            Some(dir)
+        } else {
+            None
+        };
+        // In a data-parallel run the other processes learn rank 0's directory (callbacks name
+        // their checkpoints after it); only rank 0 writes there.
+        let dir = match self.strategy.collective().filter(|c| c.world_size() > 1) {
+            Some(c) => {
+                let mine = dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                let all = c.all_gather_bytes(mine.as_bytes())?;
+                let zero = all.first().map(|b| String::from_utf8_lossy(b).into_owned());
+                zero.filter(|d| !d.is_empty()).map(std::path::PathBuf::from)
+            }
+            None => dir,
+        };
+        self.state.log_dir = dir;
         Ok(())
     }
 

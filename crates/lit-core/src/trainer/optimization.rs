@@ -73,7 +73,7 @@ impl OptimizationStep {
         let Some(mut grads) = self.accumulated.take() else {
             return Ok(());
         };
-        strategy.reduce_gradients(&mut grads)?;
+        strategy.reduce_gradients(&mut grads, &self.vars)?;
         // A step the precision skips (non-finite gradients under loss scaling) still counts, and
         // its schedule still steps, as in Lightning; only the update is left out.
         if precision.unscale_gradients(&mut grads, &self.vars)? {

@@ -1,0 +1,102 @@
+//! Data-parallel runs of the app: whether one is asked for, starting its processes through
+//! `mpirun` when no launcher started this one, and the strategy each process trains with.
+
+use std::any::Any;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use lit_core::DataParallel;
+
+use crate::cli::RunArgs;
+
+/// What must live as long as the run (the MPI environment), and the process's strategy.
+type Parallel = (Option<Box<dyn Any>>, Option<DataParallel>);
+
+/// Whether the options ask for a data-parallel run.
+pub(crate) fn wanted(args: &RunArgs) -> bool {
+    args.strategy == "ddp" || args.devices * args.num_nodes > 1
+}
+
+/// Runs this program again as `--devices` processes under `mpirun`, with the same arguments, and
+/// exits with its status. One machine only: several machines are launched by the user's own
+/// `mpirun` with a host file.
+pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
+    if args.num_nodes > 1 {
+        bail!(
+            "--num-nodes {}: start a run on several machines with mpirun and a host file \
+             (README, \"Training on several processes or machines\")",
+            args.num_nodes
+        );
+    }
+    if !cfg!(feature = "mpi") {
+        bail!(
+            "--devices {}: data-parallel training needs the `mpi` feature \
+             (`cargo xtask train -- --devices {}` adds it; or build with --features mpi)",
+            args.devices,
+            args.devices
+        );
+    }
+    let exe = std::env::current_exe().context("finding this program to start its processes")?;
+    let status = Command::new("mpirun")
+        .args([
+            "-n",
+            &args.devices.to_string(),
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
+        // Open MPI refuses to start as root without both; containers often run as root.
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "--devices {}: mpirun not found; install Open MPI (Debian: apt-get install \
+                 openmpi-bin libopenmpi-dev)",
+                args.devices
+            ),
+            _ => anyhow::anyhow!("starting mpirun: {e}"),
+        })?;
+    std::process::exit(status.code().unwrap_or(1))
+}
+
+/// The data-parallel strategy of this process when one is asked for, and what must live as long
+/// as the run (the MPI environment).
+pub(crate) fn strategy(args: &RunArgs, wanted: bool) -> anyhow::Result<Parallel> {
+    if !wanted {
+        return Ok((None, None));
+    }
+    engine(args)
+}
+
+#[cfg(feature = "mpi")]
+fn engine(args: &RunArgs) -> anyhow::Result<Parallel> {
+    let (guard, collective) = lit_distributed::mpi::init()?;
+    let (local, _) = lit_distributed::local_rank();
+    let device = args
+        .accelerator
+        .parse::<lit_core::Accelerator>()?
+        .device(local)?;
+    tracing::info!(
+        rank = collective.rank(),
+        world = collective.world_size(),
+        ?device,
+        "data-parallel process"
+    );
+    Ok((
+        Some(Box::new(guard)),
+        Some(DataParallel::new(device, collective)),
+    ))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn engine(args: &RunArgs) -> anyhow::Result<Parallel> {
+    bail!(
+        "--devices {} x --num-nodes {}: this process was started by a launcher for a \
+         data-parallel run, but the program was built without the `mpi` feature",
+        args.devices,
+        args.num_nodes
+    )
+}

@@ -1,0 +1,148 @@
+//! [`Strategy`]: how training is spread over devices, the seam for data parallelism.
+//!
+//! [`SingleDevice`] runs everything in one process. [`DataParallel`] is Lightning's DDP: one
+//! process per device, each with the same initial weights and its own share of every epoch's data,
+//! gradients averaged with one all-reduce per optimizer step, epoch means and metric states
+//! merged before they are logged, and logs and checkpoints written by rank 0 only. The processes
+//! talk through a [`Collective`] (MPI or NCCL, in `lit-distributed`).
+
+use std::sync::Arc;
+
+use candle::{backprop::GradStore, DType, Device, Tensor, Var};
+use lit_base::Collective;
+
+use crate::Result;
+
+/// How training is spread over devices.
+///
+/// The trainer asks the strategy for its device, shards the data by its rank, reduces gradients
+/// through it between backward and the optimizer step, merges logged values through its
+/// collective, and writes logs and checkpoints only where `is_global_zero` holds.
+pub trait Strategy {
+    /// The device this process computes on.
+    fn device(&self) -> &Device;
+    /// This process's rank.
+    fn rank(&self) -> usize {
+        0
+    }
+    /// The number of processes.
+    fn world_size(&self) -> usize {
+        1
+    }
+    /// Whether this process writes logs and checkpoints.
+    fn is_global_zero(&self) -> bool {
+        self.rank() == 0
+    }
+    /// The collective operations of a data-parallel run (none on one device).
+    fn collective(&self) -> Option<Arc<dyn Collective>> {
+        None
+    }
+    /// Averages the gradients of `params` across processes (nothing to do on one device).
+    fn reduce_gradients(&self, _grads: &mut GradStore, _params: &[Var]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything on one device.
+#[derive(Debug, Clone)]
+pub struct SingleDevice {
+    device: Device,
+}
+
+impl SingleDevice {
+    /// A strategy on `device`.
+    pub fn new(device: Device) -> Self {
+        Self { device }
+    }
+}
+
+impl Strategy for SingleDevice {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// Data parallelism, as Lightning's DDP: this process computes on `device` and averages its
+/// gradients with the other processes of `collective`.
+#[derive(Clone)]
+pub struct DataParallel {
+    device: Device,
+    collective: Arc<dyn Collective>,
+}
+
+impl std::fmt::Debug for DataParallel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataParallel")
+            .field("device", &self.device)
+            .field("rank", &self.collective.rank())
+            .field("world_size", &self.collective.world_size())
+            .finish()
+    }
+}
+
+impl DataParallel {
+    /// Process `collective.rank()` of a data-parallel run, computing on `device`.
+    pub fn new(device: Device, collective: Arc<dyn Collective>) -> Self {
+        Self { device, collective }
+    }
+}
+
+impl Strategy for DataParallel {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn rank(&self) -> usize {
+        self.collective.rank()
+    }
+
+    fn world_size(&self) -> usize {
+        self.collective.world_size()
+    }
+
+    fn collective(&self) -> Option<Arc<dyn Collective>> {
+        Some(Arc::clone(&self.collective))
+    }
+
+    /// One all-reduce over a flat f32 buffer of every parameter's gradient (a parameter without a
+    /// gradient here contributes zeros, so every process lays the buffer out alike), then the
+    /// mean: the sum over processes divided by their number.
+    fn reduce_gradients(&self, grads: &mut GradStore, params: &[Var]) -> Result<()> {
+        let world = self.collective.world_size();
+        if world <= 1 {
+            return Ok(());
+        }
+        let mut flat = Vec::with_capacity(params.len());
+        for p in params {
+            let g = match grads.get(p.as_tensor()) {
+                Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
+                None => Tensor::zeros(p.elem_count(), DType::F32, p.device())?,
+            };
+            flat.push(g);
+        }
+        if flat.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Tensor::cat(&flat, 0)?.to_vec1::<f32>()?;
+        self.collective.all_reduce_sum_f32(&mut buf)?;
+        let inv = 1.0 / world as f32;
+        buf.iter_mut().for_each(|v| *v *= inv);
+        let all = Tensor::from_vec(
+            buf,
+            flat.iter().map(Tensor::elem_count).sum::<usize>(),
+            &Device::Cpu,
+        )?
+        .to_device(&self.device)?;
+        let mut at = 0;
+        for p in params {
+            let n = p.elem_count();
+            let g = all
+                .narrow(0, at, n)?
+                .reshape(p.shape())?
+                .to_dtype(p.dtype())?;
+            grads.insert(p.as_tensor(), g);
+            at += n;
+        }
+        Ok(())
+    }
+}
