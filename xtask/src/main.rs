@@ -11,8 +11,9 @@
 //!   or downloaded with curl, and check it against SHA256SUMS.
 //! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
 //!   undo that.
-//! - `bench [--full | --allocators]`: lit's Trainer against a bare Candle loop, or on mimalloc
-//!   against glibc's malloc with and without tunables (see BENCHMARKS.md).
+//! - `bench [--full | --allocators | --ddp]`: lit's Trainer against a bare Candle loop, or on
+//!   mimalloc against glibc's malloc with and without tunables, or data-parallel processes
+//!   (MPI) against one process with as many threads (see BENCHMARKS.md).
 //! - `fuzz [TARGET...] [--runs N]`: the cargo-fuzz targets of `fuzz/` (IDX raw and gzipped,
 //!   checkpoints, config files), each for N executions (default 1,000,000), on the nightly
 //!   toolchain; installs cargo-fuzz when it is missing.
@@ -121,6 +122,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         "lit-bench",
         "--",
     ];
+    if args.iter().any(|a| a == "--ddp") {
+        return bench_ddp();
+    }
     if args.iter().all(|a| a != "--allocators") {
         return cargo(&run, args);
     }
@@ -135,6 +139,78 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         &run,
         &["--allocators".to_string(), system.display().to_string()],
     )
+}
+
+/// The data-parallel row: the same 300 steps of 64 examples as 2 processes x 1 thread (32 each)
+/// and as 1 process x 2 threads, through the release `mnist` binary with MPI.
+fn bench_ddp() -> anyhow::Result<()> {
+    cargo(
+        &[
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "mnist",
+            "--features",
+            "mpi",
+        ],
+        &[],
+    )?;
+    let bin = project_root().join("target/release/mnist");
+    let common = [
+        "--max-epochs",
+        "1",
+        "--limit-train-batches",
+        "300",
+        "--limit-val-batches",
+        "1",
+        "--num-sanity-val-steps",
+        "0",
+        "--no-test",
+        "--optimizer",
+        "sgd",
+        "--log-dir",
+    ];
+    let logs = env::temp_dir().join("lit-bench-ddp");
+    let run = |extra: &[&str], threads: Option<&str>| -> anyhow::Result<(f64, String)> {
+        let mut cmd = Command::new(&bin);
+        cmd.args(common)
+            .arg(&logs)
+            .args(extra)
+            .env("RUST_LOG", "off");
+        if let Some(t) = threads {
+            cmd.env("RAYON_NUM_THREADS", t);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!("{extra:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // "epoch 1/1 (12.3s, 4567 samples/s)": rank 0's share of the epoch.
+        let rate = text
+            .split("samples/s)")
+            .next()
+            .and_then(|s| s.rsplit(", ").next())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .with_context(|| format!("no epoch line in {text}"))?;
+        let reduce = text
+            .lines()
+            .find(|l| l.starts_with("data-parallel:"))
+            .unwrap_or("")
+            .to_string();
+        Ok((rate, reduce))
+    };
+    println!("ExampleNet, 300 SGD steps of 64 MNIST examples, release build, MPI on this machine");
+    let (one, _) = run(&["--batch-size", "64"], Some("2"))?;
+    let (per_rank, reduce) = run(&["--batch-size", "32", "--devices", "2"], None)?;
+    let two = per_rank * 2.0;
+    println!("variant                     samples/s   ratio");
+    println!("1 process x 2 threads       {one:>9.0}   1.000");
+    println!("2 processes x 1 thread      {two:>9.0}   {:.3}", two / one);
+    println!("{reduce}");
+    Ok(())
 }
 
 /// The cargo-fuzz targets of `fuzz/fuzz_targets`.

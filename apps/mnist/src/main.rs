@@ -293,7 +293,9 @@ fn run() -> anyhow::Result<()> {
     }
     if let Some(spec) = &args.ckpt_path {
         let path = lit_core::checkpoint::resolve(spec, &args.log_dir, &args.model_name)?;
-        println!("checkpoint: {}", path.display());
+        if rank0 {
+            println!("checkpoint: {}", path.display());
+        }
         trainer = trainer.with_ckpt_path(path);
     }
     let mut module = MInterface::new(&models::registry(), run_hparams, trainer.device())?;
@@ -350,6 +352,9 @@ fn run() -> anyhow::Result<()> {
             println!("predictions written to {}", path.display());
         }
         other => bail!("unknown command {other}"),
+    }
+    if let Some(line) = trainer.strategy().summary().filter(|_| rank0) {
+        println!("{line}");
     }
     if let Some(dir) = trainer.log_dir().filter(|_| rank0) {
         println!("run directory: {}", dir.display());

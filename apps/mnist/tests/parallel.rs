@@ -140,3 +140,98 @@ fn two_processes_with_half_batches_match_one_with_the_whole_batch() {
         "merged {merged}, one process {single}"
     );
 }
+
+/// The process ids whose command line mentions `needle` (the data-parallel ranks of one run,
+/// found through /proc), `mpirun` and `exclude` left out.
+fn ranks(needle: &str, exclude: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != exclude)
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(needle) && !cmd.contains("mpirun") && !cmd.contains("orted")
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_process_ends_the_run_quickly_and_last_resumes_it() {
+    let Some(root) = data() else { return };
+    if !mpi_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("killed-run-logs");
+    let logs = logs.to_str().unwrap();
+    let args = [
+        "--devices",
+        "2",
+        "--max-epochs",
+        "3",
+        "--limit-train-batches",
+        "150",
+        "--limit-val-batches",
+        "2",
+        "--num-sanity-val-steps",
+        "0",
+        "--no-test",
+        "--data-dir",
+        &root,
+        "--log-dir",
+        logs,
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's checkpoint, then kill one rank in the middle of the next epoch.
+    let last = Path::new(logs).join("example_net/version_0/checkpoints/last.safetensors");
+    let start = std::time::Instant::now();
+    while !last.exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let victims = ranks(logs, child.id());
+    assert_eq!(victims.len(), 2, "two ranks running: {victims:?}");
+    std::process::Command::new("kill")
+        .args(["-9", &victims[1].to_string()])
+        .status()
+        .unwrap();
+    let killed = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            killed.elapsed().as_secs() < 60,
+            "the run still waits 60 s after a rank died"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "a run with a killed rank exits with an error"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("exited on signal 9"),
+        "mpirun names the dead rank: {err}"
+    );
+    assert!(ranks(logs, 0).is_empty(), "no rank is left behind");
+    // The run resumes from its last checkpoint.
+    let out = mnist(tmp.path(), &[&args[..], &["--ckpt-path", "last"]].concat());
+    assert!(
+        out.status.success(),
+        "resume: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

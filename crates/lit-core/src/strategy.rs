@@ -41,6 +41,10 @@ pub trait Strategy {
     fn reduce_gradients(&self, _grads: &mut GradStore, _params: &[Var]) -> Result<()> {
         Ok(())
     }
+    /// A line on what the strategy did (data parallelism: its all-reduces and their time).
+    fn summary(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Everything on one device.
@@ -64,10 +68,11 @@ impl Strategy for SingleDevice {
 
 /// Data parallelism, as Lightning's DDP: this process computes on `device` and averages its
 /// gradients with the other processes of `collective`.
-#[derive(Clone)]
 pub struct DataParallel {
     device: Device,
     collective: Arc<dyn Collective>,
+    /// Gradient all-reduces so far: count, seconds, bytes each.
+    reduces: std::sync::Mutex<(u64, f64, usize)>,
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -83,7 +88,11 @@ impl std::fmt::Debug for DataParallel {
 impl DataParallel {
     /// Process `collective.rank()` of a data-parallel run, computing on `device`.
     pub fn new(device: Device, collective: Arc<dyn Collective>) -> Self {
-        Self { device, collective }
+        Self {
+            device,
+            collective,
+            reduces: std::sync::Mutex::new((0, 0.0, 0)),
+        }
     }
 }
 
@@ -102,6 +111,16 @@ impl Strategy for DataParallel {
 
     fn collective(&self) -> Option<Arc<dyn Collective>> {
         Some(Arc::clone(&self.collective))
+    }
+
+    fn summary(&self) -> Option<String> {
+        let (n, secs, bytes) = *self.reduces.lock().ok()?;
+        Some(format!(
+            "data-parallel: {} processes, {n} gradient all-reduces of {:.2} MB, {:.3} ms each",
+            self.collective.world_size(),
+            bytes as f64 / 1e6,
+            if n > 0 { secs * 1e3 / n as f64 } else { 0.0 }
+        ))
     }
 
     /// One all-reduce over a flat f32 buffer of every parameter's gradient (a parameter without a
@@ -124,7 +143,15 @@ impl Strategy for DataParallel {
             return Ok(());
         }
         let mut buf = Tensor::cat(&flat, 0)?.to_vec1::<f32>()?;
+        let started = std::time::Instant::now();
         self.collective.all_reduce_sum_f32(&mut buf)?;
+        if let Ok(mut r) = self.reduces.lock() {
+            *r = (
+                r.0 + 1,
+                r.1 + started.elapsed().as_secs_f64(),
+                buf.len() * 4,
+            );
+        }
         let inv = 1.0 / world as f32;
         buf.iter_mut().for_each(|v| *v *= inv);
         let all = Tensor::from_vec(

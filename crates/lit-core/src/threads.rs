@@ -9,7 +9,8 @@
 //! pass about 40% slower (see BENCHMARKS.md).
 
 /// Sets the CPU thread counts for this process, keeping any the user has set:
-/// `RAYON_NUM_THREADS` to the available parallelism (without it candle counts the cores again on
+/// `RAYON_NUM_THREADS` to the available parallelism, shared among the processes a launcher put on
+/// this machine (a data-parallel run; without it candle counts the cores again on
 /// every matrix product, reading `/proc/cpuinfo` each time), and `CANDLE_NUM_THREADS` to 1, so
 /// that candle's element-wise ops run on the calling thread instead of a second spinning pool.
 /// Returns rayon's thread count.
@@ -24,7 +25,18 @@ pub fn init() -> usize {
     {
         Some(n) => n,
         None => {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            // The processes a launcher (mpirun, srun) put on this machine share its cores.
+            let local = [
+                "OMPI_COMM_WORLD_LOCAL_SIZE",
+                "MPI_LOCALNRANKS",
+                "SLURM_NTASKS_PER_NODE",
+            ]
+            .iter()
+            .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let n = (cores / local).max(1);
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
             n
         }

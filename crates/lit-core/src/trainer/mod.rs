@@ -154,6 +154,11 @@ impl Trainer {
         self
     }
 
+    /// The strategy the trainer runs with.
+    pub fn strategy(&self) -> &dyn Strategy {
+        self.strategy.as_ref()
+    }
+
     /// The device the trainer computes on.
     pub fn device(&self) -> &Device {
         self.strategy.device()
