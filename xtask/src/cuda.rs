@@ -21,6 +21,10 @@ use crate::{project_root, run_cmd};
 /// and a CUDA 13.0 driver cannot read the PTX of a newer nvcc.
 const TOOLKIT: &str = "cuda-toolkit[nvcc,crt,nvvm,cccl,cudart,cublas,curand,nvrtc]==13.0.2";
 
+/// NCCL for data-parallel runs on several GPUs (the `nccl` feature); it lands beside the
+/// toolkit, in `site-packages/nvidia/nccl`.
+const NCCL: &str = "nvidia-nccl-cu13";
+
 /// The compute capability the kernels are built for (Hopper: H100, H200).
 const DEFAULT_COMPUTE_CAP: &str = "90";
 
@@ -80,7 +84,8 @@ fn install() -> anyhow::Result<PathBuf> {
         run_cmd(
             Command::new(venv.join("bin").join("pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(TOOLKIT),
+                .arg(TOOLKIT)
+                .arg(NCCL),
         )?;
     }
     let root = cuda_root(&dir).with_context(|| {
@@ -110,6 +115,22 @@ fn link_folder(dir: &Path, root: &Path) -> anyhow::Result<PathBuf> {
         std::os::unix::fs::symlink(&target, &path)
             .with_context(|| format!("linking {} -> {}", path.display(), target.display()))?;
     }
+    // NCCL, installed beside the toolkit (older installs lack it: `pip install` it then).
+    let nccl = root.join("../nccl/lib/libnccl.so.2");
+    if !nccl.is_file() {
+        run_cmd(
+            Command::new(dir.join("venv").join("bin").join("pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                NCCL,
+            ]),
+        )?;
+    }
+    let path = link.join("libnccl.so");
+    let _ = fs::remove_file(&path);
+    std::os::unix::fs::symlink(&nccl, &path)
+        .with_context(|| format!("linking {} -> {}", path.display(), nccl.display()))?;
     let stub = link.join("libcuda.so");
     if !stub.is_file() {
         driver_stub(&stub)?;
@@ -183,7 +204,8 @@ fn build_env(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
     ])
 }
 
-/// `cargo xtask dist [--features F]`: the `mnist` binary built with the `dist` profile
+/// `cargo xtask dist [--features F]` (`cuda`, `cuda,nccl`, ...): the `mnist` binary built with the
+/// `dist` profile
 /// (optimised, stripped, no debug info) into `target/dist/`, with an xz-compressed copy when `xz`
 /// is present; with `cuda` among the features, the toolkit is installed first and used.
 pub(crate) fn dist(args: &[String]) -> anyhow::Result<()> {
@@ -196,7 +218,10 @@ pub(crate) fn dist(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let features = features.join(",");
-    let cuda = features.split(',').any(|f| f.trim() == "cuda");
+    // `nccl` implies `cuda`.
+    let cuda = features
+        .split(',')
+        .any(|f| matches!(f.trim(), "cuda" | "nccl"));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args([

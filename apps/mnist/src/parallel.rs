@@ -73,12 +73,20 @@ pub(crate) fn strategy(args: &RunArgs, wanted: bool) -> anyhow::Result<Parallel>
 
 #[cfg(feature = "mpi")]
 fn engine(args: &RunArgs) -> anyhow::Result<Parallel> {
-    let (guard, collective) = lit_distributed::mpi::init()?;
     let (local, _) = lit_distributed::local_rank();
     let device = args
         .accelerator
         .parse::<lit_core::Accelerator>()?
         .device(local)?;
+    // GPUs sum gradients through NCCL when it is built in; everything else through MPI.
+    #[cfg(feature = "nccl")]
+    let (guard, collective) = if device.is_cuda() {
+        lit_distributed::nccl::init(&device)?
+    } else {
+        lit_distributed::mpi::init()?
+    };
+    #[cfg(not(feature = "nccl"))]
+    let (guard, collective) = lit_distributed::mpi::init()?;
     tracing::info!(
         rank = collective.rank(),
         world = collective.world_size(),

@@ -125,7 +125,8 @@ impl Strategy for DataParallel {
 
     /// One all-reduce over a flat f32 buffer of every parameter's gradient (a parameter without a
     /// gradient here contributes zeros, so every process lays the buffer out alike), then the
-    /// mean: the sum over processes divided by their number.
+    /// mean: the sum over processes divided by their number. The buffer stays on the device
+    /// when the engine reduces device memory (NCCL); MPI goes through the host.
     fn reduce_gradients(&self, grads: &mut GradStore, params: &[Var]) -> Result<()> {
         let world = self.collective.world_size();
         if world <= 1 {
@@ -142,24 +143,19 @@ impl Strategy for DataParallel {
         if flat.is_empty() {
             return Ok(());
         }
-        let mut buf = Tensor::cat(&flat, 0)?.to_vec1::<f32>()?;
+        let flat = Tensor::cat(&flat, 0)?;
         let started = std::time::Instant::now();
-        self.collective.all_reduce_sum_f32(&mut buf)?;
+        let summed = self.collective.all_reduce_sum_tensor(&flat)?;
         if let Ok(mut r) = self.reduces.lock() {
             *r = (
                 r.0 + 1,
                 r.1 + started.elapsed().as_secs_f64(),
-                buf.len() * 4,
+                flat.elem_count() * 4,
             );
         }
-        let inv = 1.0 / world as f32;
-        buf.iter_mut().for_each(|v| *v *= inv);
-        let all = Tensor::from_vec(
-            buf,
-            flat.iter().map(Tensor::elem_count).sum::<usize>(),
-            &Device::Cpu,
-        )?
-        .to_device(&self.device)?;
+        let all = summed
+            .affine(1.0 / world as f64, 0.0)?
+            .to_device(&self.device)?;
         let mut at = 0;
         for p in params {
             let n = p.elem_count();

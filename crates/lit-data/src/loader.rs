@@ -282,6 +282,65 @@ mod tests {
     }
 
     #[test]
+    fn shards_split_an_epoch_as_distributed_sampler_does() {
+        let ds: Arc<dyn Dataset> = Arc::new(
+            TensorDataset::new(
+                Tensor::arange(0f32, 10., &Device::Cpu)
+                    .unwrap()
+                    .reshape((10, 1))
+                    .unwrap(),
+                Tensor::arange(0u32, 10, &Device::Cpu).unwrap(),
+            )
+            .unwrap(),
+        );
+        let config = DataLoaderConfig {
+            batch_size: 2,
+            shuffle: true,
+            seed: 3,
+            ..Default::default()
+        };
+        let whole = DataLoader::new(Arc::clone(&ds), config.clone()).unwrap();
+        let order = whole.order(1);
+        let shard = |rank, world, pad| whole.sharded(Shard { rank, world, pad }).unwrap().order(1);
+        // Exact shares: disjoint, covering the epoch once, strided over the same order.
+        let (a, b, c) = (shard(0, 3, false), shard(1, 3, false), shard(2, 3, false));
+        assert_eq!(a, [order[0], order[3], order[6], order[9]]);
+        assert_eq!((b.len(), c.len()), (3, 3));
+        let mut all: Vec<usize> = [a, b, c].concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        // Padded shares: as long as each other (10 -> 12, the first two again).
+        let (p0, p2) = (shard(0, 3, true), shard(2, 3, true));
+        assert_eq!((p0.len(), p2.len()), (4, 4));
+        assert_eq!(p2[3], order[1], "padding repeats the order's beginning");
+        assert_eq!(
+            whole
+                .sharded(Shard {
+                    rank: 1,
+                    world: 3,
+                    pad: true
+                })
+                .unwrap()
+                .len(),
+            2
+        );
+        // Batch k of rank r out of w holds the same examples as batch k of w times the batch.
+        let (r0, r1) = (shard(0, 2, true), shard(1, 2, true));
+        let mut first: Vec<usize> = vec![r0[0], r0[1], r1[0], r1[1]];
+        first.sort_unstable();
+        let mut want = order[..4].to_vec();
+        want.sort_unstable();
+        assert_eq!(first, want);
+        assert!(whole
+            .sharded(Shard {
+                rank: 2,
+                world: 2,
+                pad: false
+            })
+            .is_err());
+    }
+
+    #[test]
     fn shuffle_is_seeded_per_epoch_and_workers_keep_the_order() {
         let base = DataLoaderConfig {
             batch_size: 3,

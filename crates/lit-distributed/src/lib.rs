@@ -1,5 +1,6 @@
 //! Data-parallel training for lit on existing engines: the [`Collective`] operations of
-//! `lit_core::DataParallel` carried by MPI between processes and machines (feature `mpi`).
+//! `lit_core::DataParallel` carried by MPI between processes and machines (feature `mpi`), and
+//! by NCCL between GPUs (feature `nccl`, which also uses MPI to launch and bootstrap).
 //!
 //! A data-parallel run is one process per device, started by the engine's launcher (`mpirun -n
 //! 2 ...`, or `srun` under Slurm). Each process builds its trainer with
@@ -23,6 +24,9 @@ pub use lit_base::Collective;
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+
+#[cfg(feature = "nccl")]
+pub mod nccl;
 
 /// The rank and process count a launcher gave this process, from its environment (Open MPI,
 /// MPICH and Slurm), before any engine is initialised; `None` when no launcher started it.
