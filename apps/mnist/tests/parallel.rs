@@ -64,16 +64,15 @@ fn two_processes_with_half_batches_match_one_with_the_whole_batch() {
         return;
     }
     let (two, one) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let common = [
+    let base = [
         "--optimizer",
         "sgd",
         "--lr",
         "0.05",
-        "--max-epochs",
-        "1",
         "--limit-train-batches",
         "20",
     ];
+    let common = [&base[..], &["--max-epochs", "1"]].concat();
     let out = run(
         two.path(),
         &root,
