@@ -76,11 +76,5 @@ impl From<lit_base::Error> for Error {
     }
 }
 
-impl From<lit_optim::Error> for Error {
-    fn from(e: lit_optim::Error) -> Self {
-        Error::Model(e.into())
-    }
-}
-
 /// The result type of lit-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

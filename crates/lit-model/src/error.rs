@@ -41,13 +41,3 @@ impl From<lit_base::Error> for Error {
         }
     }
 }
-
-impl From<lit_optim::Error> for Error {
-    fn from(e: lit_optim::Error) -> Self {
-        match e {
-            lit_optim::Error::Candle(e) => Error::Candle(e),
-            lit_optim::Error::HParam { key, message } => Error::HParam { key, message },
-            other => Error::Invalid(other.to_string()),
-        }
-    }
-}

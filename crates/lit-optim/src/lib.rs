@@ -21,10 +21,11 @@ pub use adam::{Adam, AdamConfig};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
-mod error;
 pub mod scheduler;
 
-pub use error::{Error, Result};
+/// Errors are lit-base's: a setting out of range is a `HParam` error named by its config field
+/// (which is also its hyperparameter key), a saved state that does not fit is `Invalid`.
+pub use lit_base::{Error, Result};
 
 /// An optimizer's saveable state: tensors by name plus JSON for the rest (step counts).
 #[derive(Debug, Clone, Default)]
