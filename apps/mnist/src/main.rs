@@ -85,7 +85,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line, each cause once: an I/O error that an outer message
 /// already quotes is not repeated.
-fn chain(e: &anyhow::Error) -> String {
+pub(crate) fn chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -215,19 +215,30 @@ fn run() -> anyhow::Result<()> {
         print!("{}", serde_yaml::to_string(&resolved.hparams)?);
         return Ok(());
     }
-    // Thread counts, once and before any tensor work (see lit_core::threads).
-    lit_core::threads::init();
     let args = &resolved.args;
-    if resolved.command == "check-device" {
-        return check_device::run(args, resolved.hparams.clone());
-    }
     // A data-parallel run is one process per device: started here through mpirun unless a
-    // launcher started this process.
-    let parallel = parallel::wanted(args);
+    // launcher started this process (before the thread counts are set, so that each process
+    // takes its share of the cores).
+    let parallel = parallel::wanted(args) && resolved.command != "check-device";
     if parallel && lit_distributed::launched().is_none() {
         return parallel::relaunch(args);
     }
+    // Thread counts, once and before any tensor work (see lit_core::threads).
+    lit_core::threads::init();
+    if resolved.command == "check-device" {
+        return check_device::run(args, resolved.hparams.clone());
+    }
     let (_mpi_guard, strategy) = parallel::strategy(args, parallel)?;
+    // An error in one process of a data-parallel run ends them all (the others would wait in
+    // their next collective forever): the error is printed, then the job is aborted.
+    parallel::abort_on_error(parallel, run_with(&resolved, strategy))
+}
+
+fn run_with(
+    resolved: &cli::Resolved,
+    strategy: Option<lit_core::DataParallel>,
+) -> anyhow::Result<()> {
+    let args = &resolved.args;
     let rank0 = strategy
         .as_ref()
         .is_none_or(lit_core::Strategy::is_global_zero);

@@ -9,6 +9,21 @@ use lit_core::DataParallel;
 
 use crate::cli::RunArgs;
 
+/// Set in the processes the app starts under mpirun, so that none of them starts more.
+const CHILD: &str = "LIT_DATA_PARALLEL_CHILD";
+
+/// Passes `result` through; in a data-parallel run an error is printed and ends every process
+/// of the job (MPI_Abort), since the others would wait for this one forever.
+pub(crate) fn abort_on_error(parallel: bool, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    #[cfg(feature = "mpi")]
+    if let (true, Err(e)) = (parallel, &result) {
+        eprintln!("error: {}", crate::chain(e));
+        lit_distributed::mpi::abort(1);
+    }
+    let _ = parallel;
+    result
+}
+
 /// What must live as long as the run (the MPI environment), and the process's strategy.
 type Parallel = (Option<Box<dyn Any>>, Option<DataParallel>);
 
@@ -36,8 +51,20 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
             args.devices
         );
     }
+    if std::env::var_os(CHILD).is_some() {
+        bail!(
+            "this process was started for a data-parallel run, but finds no rank in its \
+             environment (Open MPI's OMPI_COMM_WORLD_RANK, or PMI_RANK): is this mpirun Open MPI \
+             or MPICH?"
+        );
+    }
     let exe = std::env::current_exe().context("finding this program to start its processes")?;
-    let status = Command::new("mpirun")
+    let mut cmd = Command::new("mpirun");
+    // The processes divide the cores among themselves unless the user chose a count.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        cmd.env_remove("RAYON_NUM_THREADS");
+    }
+    let status = cmd
         .args([
             "-n",
             &args.devices.to_string(),
@@ -48,6 +75,7 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
         // Open MPI refuses to start as root without both; containers often run as root.
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env(CHILD, "1")
         .arg(exe)
         .args(std::env::args_os().skip(1))
         .status()
@@ -87,6 +115,12 @@ fn engine(args: &RunArgs) -> anyhow::Result<Parallel> {
     };
     #[cfg(not(feature = "nccl"))]
     let (guard, collective) = lit_distributed::mpi::init()?;
+    // A panic in one process ends the job too.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        lit_distributed::mpi::abort(101);
+    }));
     tracing::info!(
         rank = collective.rank(),
         world = collective.world_size(),

@@ -130,7 +130,7 @@ impl Callback for Curves {
     }
 
     fn on_fit_end(&mut self, s: &mut TrainerState) -> Result<()> {
-        let Some(dir) = &s.log_dir() else {
+        let Some(dir) = s.log_dir().filter(|_| s.is_global_zero()) else {
             return Ok(());
         };
         register_font();

@@ -79,6 +79,9 @@ pub struct TrainerState {
     pub(crate) best_model: Option<(PathBuf, f64)>,
     /// The last checkpoint written.
     pub(crate) last_checkpoint: Option<PathBuf>,
+    /// Whether this process writes files (always, except in the processes of a data-parallel run
+    /// other than rank 0).
+    pub(crate) is_global_zero: bool,
     /// Files adopted through [`TrainerState::adopt_checkpoints`], taken by the trainer.
     pub(crate) adopted: Vec<PathBuf>,
 }
@@ -126,6 +129,7 @@ impl TrainerState {
             pending_logs: BTreeMap::new(),
             best_model: None,
             last_checkpoint: None,
+            is_global_zero: true,
             adopted: Vec::new(),
         }
     }
@@ -272,6 +276,12 @@ impl TrainerState {
         self.learning_rate
             .as_ref()
             .map(|(name, lr)| (name.as_str(), lr.get()))
+    }
+
+    /// Whether this process writes files: a callback that writes its own (plots) writes only
+    /// where this holds, as the trainer does for logs and checkpoints.
+    pub fn is_global_zero(&self) -> bool {
+        self.is_global_zero
     }
 
     // Acting: the narrow set of things a callback may do to a run.

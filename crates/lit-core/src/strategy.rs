@@ -123,26 +123,33 @@ impl Strategy for DataParallel {
         ))
     }
 
-    /// One all-reduce over a flat f32 buffer of every parameter's gradient (a parameter without a
-    /// gradient here contributes zeros, so every process lays the buffer out alike), then the
-    /// mean: the sum over processes divided by their number. The buffer stays on the device
+    /// One all-reduce over a flat f32 buffer of every parameter's gradient, then the mean: the
+    /// sum over processes divided by their number. A parameter without a gradient here adds
+    /// zeros (so every process lays the buffer out alike), and one more element per parameter
+    /// counts the processes that had a gradient for it: one that none had stays without one, so
+    /// that optimizers leave it alone as they do on one device. The buffer stays on the device
     /// when the engine reduces device memory (NCCL); MPI goes through the host.
     fn reduce_gradients(&self, grads: &mut GradStore, params: &[Var]) -> Result<()> {
         let world = self.collective.world_size();
-        if world <= 1 {
+        if world <= 1 || params.is_empty() {
             return Ok(());
         }
-        let mut flat = Vec::with_capacity(params.len());
+        let mut flat = Vec::with_capacity(params.len() + 1);
+        let mut present = Vec::with_capacity(params.len());
         for p in params {
             let g = match grads.get(p.as_tensor()) {
-                Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
-                None => Tensor::zeros(p.elem_count(), DType::F32, p.device())?,
+                Some(g) => {
+                    present.push(1f32);
+                    g.to_dtype(DType::F32)?.flatten_all()?
+                }
+                None => {
+                    present.push(0f32);
+                    Tensor::zeros(p.elem_count(), DType::F32, p.device())?
+                }
             };
             flat.push(g);
         }
-        if flat.is_empty() {
-            return Ok(());
-        }
+        flat.push(Tensor::from_vec(present, params.len(), &Device::Cpu)?.to_device(&self.device)?);
         let flat = Tensor::cat(&flat, 0)?;
         let started = std::time::Instant::now();
         let summed = self.collective.all_reduce_sum_tensor(&flat)?;
@@ -153,17 +160,22 @@ impl Strategy for DataParallel {
                 flat.elem_count() * 4,
             );
         }
+        let total: usize = params.iter().map(|p| p.elem_count()).sum();
+        let counts = summed.narrow(0, total, params.len())?.to_vec1::<f32>()?;
         let all = summed
+            .narrow(0, 0, total)?
             .affine(1.0 / world as f64, 0.0)?
             .to_device(&self.device)?;
         let mut at = 0;
-        for p in params {
+        for (p, count) in params.iter().zip(counts) {
             let n = p.elem_count();
-            let g = all
-                .narrow(0, at, n)?
-                .reshape(p.shape())?
-                .to_dtype(p.dtype())?;
-            grads.insert(p.as_tensor(), g);
+            if count > 0.0 {
+                let g = all
+                    .narrow(0, at, n)?
+                    .reshape(p.shape())?
+                    .to_dtype(p.dtype())?;
+                grads.insert(p.as_tensor(), g);
+            }
             at += n;
         }
         Ok(())

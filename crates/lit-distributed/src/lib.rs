@@ -28,16 +28,17 @@ pub mod mpi;
 #[cfg(feature = "nccl")]
 pub mod nccl;
 
-/// The rank and process count a launcher gave this process, from its environment (Open MPI,
-/// MPICH and Slurm), before any engine is initialised; `None` when no launcher started it.
+/// The rank and process count a launcher gave this process, from its environment (Open MPI's
+/// `mpirun`; MPICH's and `srun --mpi=pmi2`'s PMI), before any engine is initialised; `None` when
+/// no launcher started it.
 pub fn launched() -> Option<(usize, usize)> {
     let var = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
     };
-    let size = var(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"])?;
-    let rank = var(&["OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"])?;
+    let size = var(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"])?;
+    let rank = var(&["OMPI_COMM_WORLD_RANK", "PMI_RANK"])?;
     Some((rank, size))
 }
 

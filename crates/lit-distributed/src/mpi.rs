@@ -36,6 +36,12 @@ pub fn init() -> Result<(MpiGuard, Arc<dyn Collective>)> {
     ))
 }
 
+/// Ends every process of the job with `code` (MPI_Abort): what a process that fails must do, as
+/// the others would otherwise wait for it in their next collective.
+pub fn abort(code: i32) -> ! {
+    SimpleCommunicator::world().abort(code)
+}
+
 /// Collective operations over `MPI_COMM_WORLD`; the communicator is looked up for each call, so
 /// the value is plain data that any thread may hold.
 #[derive(Debug, Clone, Copy)]
@@ -69,18 +75,21 @@ impl Collective for MpiCollective {
     fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let w = world();
         let size = w.size() as usize;
-        let mine = Count::try_from(bytes.len())
-            .map_err(|_| Error::Invalid(format!("all-gather of {} bytes", bytes.len())))?;
+        let too_big = || {
+            Error::Invalid(format!(
+                "an all-gather of {} bytes per process is more than MPI's counts hold",
+                bytes.len()
+            ))
+        };
+        let mine = Count::try_from(bytes.len()).map_err(|_| too_big())?;
         let mut counts = vec![0 as Count; size];
         w.all_gather_into(&mine, &mut counts[..]);
-        let displs: Vec<Count> = counts
-            .iter()
-            .scan(0, |acc, &c| {
-                let at = *acc;
-                *acc += c;
-                Some(at)
-            })
-            .collect();
+        let mut displs = Vec::with_capacity(size);
+        let mut at: Count = 0;
+        for &c in &counts {
+            displs.push(at);
+            at = at.checked_add(c).ok_or_else(too_big)?;
+        }
         let total: usize = counts.iter().map(|&c| c as usize).sum();
         let mut buf = vec![0u8; total];
         {

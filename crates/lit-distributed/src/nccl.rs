@@ -119,7 +119,10 @@ impl Collective for NcclCollective {
 
     fn all_reduce_sum_tensor(&self, t: &Tensor) -> Result<Tensor> {
         if !t.device().is_cuda() {
-            let mut host = t.flatten_all()?.to_vec1::<f32>()?;
+            let mut host = t
+                .flatten_all()?
+                .to_dtype(candle::DType::F32)?
+                .to_vec1::<f32>()?;
             self.mpi.all_reduce_sum_f32(&mut host)?;
             return Ok(Tensor::from_vec(host, t.elem_count(), t.device())?);
         }

@@ -309,62 +309,44 @@ impl StepContext {
     }
 
     fn merged_epoch_values(&mut self, c: &dyn Collective) -> Result<BTreeMap<String, f64>> {
-        // Every process must add the same keys in the same order.
-        let keys: Vec<String> = self.epoch_sums.keys().cloned().collect();
-        let listed = keys.join("\n");
-        let all = c.all_gather_bytes(listed.as_bytes())?;
-        if let Some((rank, other)) = all
-            .iter()
-            .enumerate()
-            .find(|(_, b)| b[..] != *listed.as_bytes())
-        {
-            return Err(Error::Invalid(format!(
-                "data-parallel epoch means: this process logged [{}], process {rank} [{}]",
-                keys.join(", "),
-                String::from_utf8_lossy(other).replace('\n', ", ")
-            )));
-        }
+        let local = self.host_sums()?;
+        let mut out: BTreeMap<String, f64> = merge_sums(c, &local)?
+            .into_iter()
+            .map(|(k, (sum, weight))| (k, sum / weight))
+            .collect();
+        out.extend(self.epoch_host.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(out)
+    }
+
+    /// The epoch's sums and weights by key, copied to the host (one sync).
+    fn host_sums(&mut self) -> Result<BTreeMap<String, (f64, f64)>> {
         let sums: BTreeMap<String, Tensor> = self
             .epoch_sums
             .iter()
             .map(|(k, s)| (k.clone(), s.sum.clone()))
             .collect();
         let host = to_host(&sums, &mut self.host_syncs)?;
-        let mut buf: Vec<f64> = keys.iter().map(|k| host[k]).collect();
-        buf.extend(keys.iter().map(|k| self.epoch_sums[k].weight));
-        c.all_reduce_sum_f64(&mut buf)?;
-        let n = keys.len();
-        let mut out: BTreeMap<String, f64> = keys
+        Ok(host
             .into_iter()
-            .enumerate()
-            .map(|(i, k)| (k, buf[i] / buf[n + i]))
-            .collect();
-        out.extend(self.epoch_host.iter().map(|(k, v)| (k.clone(), *v)));
-        Ok(out)
+            .map(|(k, sum)| {
+                let weight = self.epoch_sums[&k].weight;
+                (k, (sum, weight))
+            })
+            .collect())
     }
 
     /// The epoch's logged sums and weights so far, on the host (one copy), for a mid-epoch
     /// checkpoint: `{"key": [sum, weight], ...}`; added over every process of a data-parallel run
     /// (all of them call this together).
     pub fn epoch_state(&mut self) -> Result<serde_json::Value> {
-        let sums: BTreeMap<String, Tensor> = self
-            .epoch_sums
-            .iter()
-            .map(|(k, s)| (k.clone(), s.sum.clone()))
-            .collect();
-        let host = to_host(&sums, &mut self.host_syncs)?;
-        let keys: Vec<String> = host.keys().cloned().collect();
-        let mut buf: Vec<f64> = keys.iter().map(|k| host[k]).collect();
-        buf.extend(keys.iter().map(|k| self.epoch_sums[k].weight));
+        let mut sums = self.host_sums()?;
         // In a data-parallel run, every process's sums: whoever resumes holds them all.
-        if let Some(c) = &self.collective {
-            c.all_reduce_sum_f64(&mut buf)?;
+        if let Some(c) = self.collective.clone() {
+            sums = merge_sums(c.as_ref(), &sums)?;
         }
-        let n = keys.len();
         Ok(serde_json::Value::Object(
-            keys.into_iter()
-                .enumerate()
-                .map(|(i, k)| (k, serde_json::json!([buf[i], buf[n + i]])))
+            sums.into_iter()
+                .map(|(k, (sum, weight))| (k, serde_json::json!([sum, weight])))
                 .collect(),
         ))
     }
@@ -413,6 +395,39 @@ fn to_host(values: &BTreeMap<String, Tensor>, syncs: &mut usize) -> Result<BTree
     let host = stacked.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     *syncs += 1;
     Ok(values.keys().cloned().zip(host).collect())
+}
+
+/// Every process's epoch sums and weights added by key, over the union of their keys (a key one
+/// process did not log, such as a validation set it had no example of, counts as nothing there);
+/// keys no process logged anything under are left out. Every process calls it together.
+fn merge_sums(
+    c: &dyn Collective,
+    local: &BTreeMap<String, (f64, f64)>,
+) -> Result<BTreeMap<String, (f64, f64)>> {
+    let listed = local.keys().cloned().collect::<Vec<_>>().join("\n");
+    let mut keys = BTreeSet::new();
+    for bytes in c.all_gather_bytes(listed.as_bytes())? {
+        let text = String::from_utf8_lossy(&bytes);
+        keys.extend(
+            text.split('\n')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let keys: Vec<String> = keys.into_iter().collect();
+    let mut buf: Vec<f64> = keys
+        .iter()
+        .map(|k| local.get(k).map_or(0.0, |v| v.0))
+        .collect();
+    buf.extend(keys.iter().map(|k| local.get(k).map_or(0.0, |v| v.1)));
+    c.all_reduce_sum_f64(&mut buf)?;
+    let n = keys.len();
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| buf[n + i] > 0.0)
+        .map(|(i, k)| (k, (buf[i], buf[n + i])))
+        .collect())
 }
 
 #[cfg(test)]

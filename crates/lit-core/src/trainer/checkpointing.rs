@@ -99,6 +99,17 @@ impl Trainer {
         })
     }
 
+    /// Whether rank 0 has checkpoints to write, known to every process of a data-parallel run
+    /// (`mine` on one process).
+    fn rank0_writes(&self, mine: bool) -> Result<bool> {
+        let Some(c) = self.strategy.collective().filter(|c| c.world_size() > 1) else {
+            return Ok(mine);
+        };
+        let mut vote = [if c.rank() == 0 && mine { 1.0 } else { 0.0 }];
+        c.all_reduce_sum_f64(&mut vote)?;
+        Ok(vote[0] > 0.0)
+    }
+
     /// Loads a checkpoint's optimizer state into `optimizer`, refusing another optimizer's
     /// state, a missing one, or one with tensors this optimizer does not take.
     fn restore_optimizer(
@@ -174,16 +185,19 @@ impl Trainer {
         }
         self.written.extend(self.state.adopted.drain(..));
         let requests = std::mem::take(&mut self.state.checkpoint_requests);
-        if requests.is_empty() {
-            return Ok(());
-        }
-        // Mid-epoch, the epoch's logged sums so far (merged over every process of a data-parallel
-        // run, which all pass here alike), so a resumed epoch logs the same means.
+        // Mid-epoch, the epoch's logged sums so far, so a resumed epoch logs the same means. In a
+        // data-parallel run they are merged over every process, all of which reach this point at
+        // the same (interrupted) epoch end; they agree first on whether rank 0, the one that
+        // writes, has anything to write, as their callbacks may have decided differently.
         let epoch_logs = match ctx {
-            Some(ctx) if self.state.resume_point.1 > 0 => Some(ctx.epoch_state()?),
+            Some(ctx)
+                if self.state.resume_point.1 > 0 && self.rank0_writes(!requests.is_empty())? =>
+            {
+                Some(ctx.epoch_state()?)
+            }
             _ => None,
         };
-        if !self.strategy.is_global_zero() {
+        if requests.is_empty() || !self.strategy.is_global_zero() {
             return Ok(());
         }
         let Some(varmap) = self.state.varmap.clone() else {

@@ -71,6 +71,8 @@ impl Trainer {
                 break;
             }
             self.train_epoch(module, &mut run, epoch)?;
+            // Epoch-end callbacks may stop on values one process sees differently (step keys).
+            self.agree_on_stop()?;
             if run.done || self.stop_after_epoch(epoch) {
                 break;
             }

@@ -150,6 +150,7 @@ impl Trainer {
 
     /// Spreads training with `strategy` instead of one device (`SingleDevice`).
     pub fn with_strategy(mut self, strategy: impl Strategy + 'static) -> Self {
+        self.state.is_global_zero = strategy.is_global_zero();
         self.strategy = Box::new(strategy);
         self
     }
