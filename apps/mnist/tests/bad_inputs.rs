@@ -212,7 +212,8 @@ const CASES: &[Case] = &[
         &["--accumulate-grad-batches", "0"],
         &["accumulate_grad_batches", "at least 1"],
     ),
-    case(&["--devices", "2"], &["devices = 2", "single-device"]),
+    case(&["--devices", "0"], &["devices = 0", "at least 1"]),
+    case(&["--num-nodes", "2"], &["--num-nodes 2", "host file"]),
     case(&["--max-time", "soon"], &["--max-time soon", "DD:HH:MM:SS"]),
     case(
         &["--max-time", "1:2:3:4:5"],
