@@ -181,3 +181,61 @@ impl Strategy for DataParallel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lit_testutil::ThreadCollective;
+
+    #[test]
+    fn gradients_average_and_a_parameter_nobody_touched_keeps_no_gradient() {
+        let handles: Vec<_> = ThreadCollective::group(2)
+            .into_iter()
+            .enumerate()
+            .map(|(rank, c)| {
+                std::thread::spawn(move || {
+                    let dp = DataParallel::new(Device::Cpu, c);
+                    let vars: Vec<Var> = (0..3)
+                        .map(|_| Var::zeros(2, DType::F32, &Device::Cpu).unwrap())
+                        .collect();
+                    // Both processes have a gradient for vars[0], only rank 0 for vars[1], nobody
+                    // for vars[2].
+                    let r = rank as f32;
+                    let w0 = Tensor::new(&[1.0 + r, 2.0 + r], &Device::Cpu).unwrap();
+                    let mut loss = (vars[0].as_tensor() * w0).unwrap().sum_all().unwrap();
+                    if rank == 0 {
+                        let w1 = Tensor::new(&[4f32, 8.], &Device::Cpu).unwrap();
+                        let l1 = (vars[1].as_tensor() * w1).unwrap().sum_all().unwrap();
+                        loss = (loss + l1).unwrap();
+                    }
+                    let mut grads = loss.backward().unwrap();
+                    dp.reduce_gradients(&mut grads, &vars).unwrap();
+                    let g = |v: &Var| {
+                        grads
+                            .get(v.as_tensor())
+                            .map(|g| g.to_vec1::<f32>().unwrap())
+                    };
+                    (g(&vars[0]), g(&vars[1]), g(&vars[2]), dp.summary())
+                })
+            })
+            .collect();
+        for h in handles {
+            let (g0, g1, g2, summary) = h.join().unwrap();
+            assert_eq!(
+                g0,
+                Some(vec![1.5, 2.5]),
+                "the mean of both processes' gradients"
+            );
+            assert_eq!(
+                g1,
+                Some(vec![2.0, 4.0]),
+                "rank 0's gradient over both processes"
+            );
+            assert_eq!(
+                g2, None,
+                "no process had one: the optimizer leaves it alone"
+            );
+            assert!(summary.unwrap().contains("1 gradient all-reduces"));
+        }
+    }
+}

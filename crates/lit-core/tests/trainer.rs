@@ -290,3 +290,60 @@ fn a_true_precision_refuses_parameters_of_another_type() {
         "{err}"
     );
 }
+
+#[test]
+fn a_data_parallel_fit_keeps_processes_in_step_and_writes_once() {
+    // Two processes played by threads: the same weights at the end on both (gradients averaged,
+    // the same seeded start), one run directory, the same merged validation values.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().to_path_buf();
+    let handles: Vec<_> = lit_testutil::ThreadCollective::group(2)
+        .into_iter()
+        .map(|c| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let hp = hparams(&[("max_epochs", 2.into())]);
+                let cfg = TrainerConfig {
+                    max_epochs: 2,
+                    devices: 2,
+                    num_sanity_val_steps: 1,
+                    ..config(&dir)
+                };
+                let strategy = lit_core::DataParallel::new(candle::Device::Cpu, c);
+                let mut trainer = Trainer::new(cfg).unwrap().with_strategy(strategy);
+                let mut module = Recorded::new(&hp, Rc::new(RefCell::new(Vec::new())));
+                trainer.fit(&mut module, &mut datamodule(&hp)).unwrap();
+                let values = trainer.state().epoch_metrics().clone();
+                (module.weights(), values, trainer.state().global_step())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        results[0].0, results[1].0,
+        "both processes end with the same weights"
+    );
+    assert_eq!(results[0].1, results[1].1, "and log the same merged values");
+    // 40 training examples, batch 4, two processes: 5 steps an epoch each.
+    assert_eq!(results[0].2, 10);
+    let runs = std::fs::read_dir(dir.join("linear4")).unwrap().count();
+    assert_eq!(runs, 1, "rank 0 alone makes the run directory");
+    // A fit that asks for two devices without a data-parallel strategy is refused.
+    let hp = hparams(&[]);
+    let cfg = TrainerConfig {
+        devices: 2,
+        ..config(&dir)
+    };
+    let err = Trainer::new(cfg)
+        .unwrap()
+        .fit(
+            &mut Recorded::new(&hp, Rc::new(RefCell::new(Vec::new()))),
+            &mut datamodule(&hp),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("asks for 2 processes, but this run has 1"),
+        "{err}"
+    );
+}

@@ -4,4 +4,5 @@
 
 mod kernels;
 mod numerics;
+mod parallel;
 mod registry;

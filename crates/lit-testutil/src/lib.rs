@@ -9,6 +9,10 @@
 // Skipping loudly is the point of these helpers.
 #![allow(clippy::print_stderr)]
 
+mod collective;
+
+pub use collective::ThreadCollective;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
