@@ -41,12 +41,15 @@ fn init_tracing() {
     use tracing::Level;
     use tracing_subscriber::filter::{filter_fn, EnvFilter};
     use tracing_subscriber::prelude::*;
+    // In a data-parallel run, rank 0 alone reports (the others compute the same decisions), and
+    // the others print only errors unless RUST_LOG asks for more.
+    let rank0 = lit_distributed::launched().is_none_or(|(rank, _)| rank == 0);
     let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn"))
+                .unwrap_or_else(|_| EnvFilter::new(if rank0 { "warn" } else { "error" }))
                 // Reports go to stdout below, not twice.
                 .add_directive(
                     format!("{}=off", lit_core::REPORT_TARGET)
@@ -64,8 +67,6 @@ fn init_tracing() {
             filter_fn(|m| *m.level() == Level::INFO && m.target() == lit_core::REPORT_TARGET)
                 .with_max_level_hint(Level::INFO),
         );
-    // In a data-parallel run, rank 0 alone reports (the others compute the same decisions).
-    let rank0 = lit_distributed::launched().is_none_or(|(rank, _)| rank == 0);
     tracing_subscriber::registry()
         .with(diagnostics)
         .with(rank0.then_some(reports))
@@ -294,7 +295,11 @@ fn run_with(
         trainer = trainer.with_strategy(strategy);
     }
     if rank0 {
-        trainer = trainer.with_callback(ProgressBar::new());
+        let bar = match parallel::started_on_terminal() {
+            Some(terminal) => ProgressBar::new().plain(!terminal),
+            None => ProgressBar::new(),
+        };
+        trainer = trainer.with_callback(bar);
     }
     if resolved.command == "fit" {
         add_fit_callbacks(&mut trainer, args)?;

@@ -12,6 +12,15 @@ use crate::cli::RunArgs;
 /// Set in the processes the app starts under mpirun, so that none of them starts more.
 const CHILD: &str = "LIT_DATA_PARALLEL_CHILD";
 
+/// Whether the program that started the processes wrote to a terminal (`1` or `0`).
+const CHILD_TERMINAL: &str = "LIT_DATA_PARALLEL_TERMINAL";
+
+/// For a process the app started under mpirun: whether its output ends up on a terminal (the
+/// starting program's stdout decides, not the pipe mpirun gives the process); `None` elsewhere.
+pub(crate) fn started_on_terminal() -> Option<bool> {
+    std::env::var(CHILD_TERMINAL).ok().map(|v| v == "1")
+}
+
 /// Passes `result` through; in a data-parallel run an error is printed and ends every process
 /// of the job (MPI_Abort), since the others would wait for this one forever.
 pub(crate) fn abort_on_error(parallel: bool, result: anyhow::Result<()>) -> anyhow::Result<()> {
@@ -76,6 +85,15 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env(CHILD, "1")
+        // mpirun hands its processes a terminal of its own: they draw bars only if we had one.
+        .env(
+            CHILD_TERMINAL,
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                "1"
+            } else {
+                "0"
+            },
+        )
         .arg(exe)
         .args(std::env::args_os().skip(1))
         .status()

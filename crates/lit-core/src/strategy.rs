@@ -115,9 +115,17 @@ impl Strategy for DataParallel {
 
     fn summary(&self) -> Option<String> {
         let (n, secs, bytes) = *self.reduces.lock().ok()?;
+        if n == 0 {
+            return None;
+        }
         Some(format!(
-            "data-parallel: {} processes, {n} gradient all-reduces of {:.2} MB, {:.3} ms each",
+            "data-parallel: {} process{}, {n} gradient all-reduces of {:.2} MB, {:.3} ms each",
             self.collective.world_size(),
+            if self.collective.world_size() == 1 {
+                ""
+            } else {
+                "es"
+            },
             bytes as f64 / 1e6,
             if n > 0 { secs * 1e3 / n as f64 } else { 0.0 }
         ))

@@ -79,11 +79,9 @@ impl Trainer {
         if batch > 0 && saved != now {
             batch = batch * saved / now;
             tracing::warn!(
-                saved,
-                now,
-                batch,
-                "resuming inside an epoch with another number of processes: the epoch continues \
-                 after as many examples, in this run's shares"
+                "the checkpoint was written by {saved} process(es) inside an epoch, this run has \
+                 {now}: the epoch continues at batch {batch} of each process's share, after about \
+                 as many examples, not exactly the same ones"
             );
         }
         // The epoch's sums so far (already merged over the processes that saved them) go to one
