@@ -46,3 +46,25 @@ pub fn init() -> usize {
     }
     rayon
 }
+
+/// This process's index among the processes a launcher (Open MPI's `mpirun`, MPICH, Slurm) put on
+/// this machine, and their number, from the launcher's environment; `(0, 1)` without one. The
+/// index picks the GPU of a data-parallel process; the number divides the cores.
+pub fn local_processes() -> (usize, usize) {
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
+    };
+    let rank = var(&[
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]);
+    let size = var(&[
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MPI_LOCALNRANKS",
+        "SLURM_NTASKS_PER_NODE",
+    ]);
+    (rank.unwrap_or(0), size.unwrap_or(1).max(1))
+}

@@ -43,22 +43,5 @@ pub fn launched() -> Option<(usize, usize)> {
 }
 
 /// The processes a launcher put on this machine and this process's index among them (which GPU
-/// it takes), from the same environment; `(0, 1)` outside a launcher.
-pub fn local_rank() -> (usize, usize) {
-    let var = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
-    };
-    let rank = var(&[
-        "OMPI_COMM_WORLD_LOCAL_RANK",
-        "MPI_LOCALRANKID",
-        "SLURM_LOCALID",
-    ]);
-    let size = var(&[
-        "OMPI_COMM_WORLD_LOCAL_SIZE",
-        "MPI_LOCALNRANKS",
-        "SLURM_NTASKS_PER_NODE",
-    ]);
-    (rank.unwrap_or(0), size.unwrap_or(1).max(1))
-}
+/// it takes); `(0, 1)` outside a launcher.
+pub use lit_core::threads::local_processes as local_rank;

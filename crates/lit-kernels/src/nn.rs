@@ -37,18 +37,17 @@ fn on_cpu_kernels(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::BF16 | DType::F16)
 }
 
-/// Runs `f` on f32 versions of `x` and `params`, and returns its result in `x`'s type: the
-/// kernels are f32-only, and casts are identities (no copy) for f32 tensors.
+/// Runs `f` on f32 versions of `x`, `weight` and `bias`, and returns its result in `x`'s type:
+/// the kernels are f32-only, and the casts are identities (no copy, no allocation) for f32
+/// tensors, so the f32 path costs nothing more than calling the kernel.
 fn in_f32(
     x: &Tensor,
-    params: &[&Tensor],
-    f: impl FnOnce(&Tensor, &[Tensor]) -> candle::Result<Tensor>,
+    weight: &Tensor,
+    bias: &Tensor,
+    f: impl FnOnce(&Tensor, &Tensor, &Tensor) -> candle::Result<Tensor>,
 ) -> candle::Result<Tensor> {
-    let params = params
-        .iter()
-        .map(|p| p.to_dtype(DType::F32))
-        .collect::<candle::Result<Vec<_>>>()?;
-    f(&x.to_dtype(DType::F32)?, &params)?.to_dtype(x.dtype())
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+    f(&f32(x)?, &f32(weight)?, &f32(bias)?)?.to_dtype(x.dtype())
 }
 
 impl Conv2d {
@@ -86,8 +85,8 @@ impl Conv2d {
 
     fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
         match (&self.bias, self.fast(x)) {
-            (Some(b), true) => in_f32(x, &[&self.weight, b], |x, p| {
-                kernels::conv2d(x, &p[0], &p[1], self.cfg.stride, self.cfg.padding, relu)
+            (Some(b), true) => in_f32(x, &self.weight, b, |x, w, b| {
+                kernels::conv2d(x, w, b, self.cfg.stride, self.cfg.padding, relu)
             }),
             _ => {
                 let y = self.candle_conv(x)?;
@@ -119,8 +118,8 @@ impl Conv2d {
     /// the CPU: the full-resolution activation lives only in per-thread scratch memory.
     pub fn forward_relu_pool(&self, x: &Tensor, k: usize) -> candle::Result<Tensor> {
         match (&self.bias, self.fast(x)) {
-            (Some(b), true) => in_f32(x, &[&self.weight, b], |x, p| {
-                kernels::conv2d_pool(x, &p[0], &p[1], self.cfg.stride, self.cfg.padding, true, k)
+            (Some(b), true) => in_f32(x, &self.weight, b, |x, w, b| {
+                kernels::conv2d_pool(x, w, b, self.cfg.stride, self.cfg.padding, true, k)
             }),
             _ => max_pool2d(&self.run(x, true)?, k),
         }
@@ -142,7 +141,7 @@ impl Module for Conv2d {
 pub fn max_pool2d(x: &Tensor, k: usize) -> candle::Result<Tensor> {
     if on_cpu_kernels(x) && x.rank() == 4 {
         // The maximum of rounded values is one of them: the f32 pass loses nothing.
-        return in_f32(x, &[], |x, _| kernels::max_pool2d(x, k));
+        return kernels::max_pool2d(&x.to_dtype(DType::F32)?, k)?.to_dtype(x.dtype());
     }
     let (n, c, h, w) = x.dims4()?;
     if k == 0 || h < k || w < k {
@@ -203,9 +202,7 @@ impl Linear {
     fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
         match &self.bias {
             Some(b) if on_cpu_kernels(x) && x.rank() >= 2 => {
-                in_f32(x, &[&self.weight, b], |x, p| {
-                    kernels::linear(x, &p[0], &p[1], relu)
-                })
+                in_f32(x, &self.weight, b, |x, w, b| kernels::linear(x, w, b, relu))
             }
             _ => {
                 let y = if x.dtype() == self.weight.dtype() {

@@ -224,11 +224,6 @@ impl MInterface {
     }
 
     fn eval_epoch_end(&mut self, ctx: &mut StepContext, prefix: &str) -> Result<()> {
-        let device = self
-            .varmap
-            .all_vars()
-            .first()
-            .map_or(Device::Cpu, |v| v.device().clone());
         // In a data-parallel run every loader, even one this process saw no batch of: each
         // metric is merged with every process's before it is computed.
         let sets = match ctx.stage() {
@@ -239,12 +234,19 @@ impl MInterface {
             Some(_) => ctx.num_dataloaders().max(sets),
             None => sets,
         };
+        // Where merged states go: the parameters' device (looked up only in a data-parallel run).
+        let device = ctx.collective().map(|_| {
+            self.varmap
+                .all_vars()
+                .first()
+                .map_or(Device::Cpu, |v| v.device().clone())
+        });
         for idx in 0..n {
             let collective = ctx.collective().cloned();
             let metrics = self.metrics(ctx.stage(), idx)?;
             let mut values = Vec::with_capacity(metrics.len());
             for (key, m) in metrics.iter_mut() {
-                if let Some(c) = &collective {
+                if let (Some(c), Some(device)) = (&collective, &device) {
                     let gather = |bytes: &[u8]| {
                         c.all_gather_bytes(bytes)
                             .map_err(|e| lit_metrics::Error::InvalidInput {
@@ -252,7 +254,7 @@ impl MInterface {
                                 message: e.to_string(),
                             })
                     };
-                    lit_metrics::sync(m.as_mut(), &device, &gather)?;
+                    lit_metrics::sync(m.as_mut(), device, &gather)?;
                 }
                 values.push((format!("{prefix}_{key}"), m.compute()?));
                 m.reset();
