@@ -21,4 +21,15 @@ pub use collective::Collective;
 pub use error::{Error, Result};
 pub use hparams::HParams;
 pub use registry::{Registry, UnknownChoice};
-pub use rng::Generator;
+pub use rng::{set_step, Generator};
+
+/// The names PyTorch gives a module's buffers: state that is saved with the weights but not
+/// trained (batch norm's running statistics). Such tensors live in the model's `VarMap` with the
+/// parameters, so checkpoints save and restore them, and every part of lit that trains, counts or
+/// averages *parameters* (optimizers, the model summary, data-parallel gradient averaging) leaves
+/// out the names this accepts.
+pub fn is_buffer(name: &str) -> bool {
+    const BUFFERS: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+    let last = name.rsplit('.').next().unwrap_or(name);
+    BUFFERS.contains(&last)
+}

@@ -5,6 +5,7 @@
 //! Each use takes its own stream derived from the run seed and a purpose, so adding a new random
 //! consumer never changes the numbers another one sees.
 
+use std::cell::Cell;
 use std::hash::Hasher;
 
 use rand::{Rng, SeedableRng};
@@ -69,6 +70,67 @@ impl Generator {
     }
 }
 
+thread_local! {
+    /// The training step this thread runs, as `(seed, step key)`, and how many step streams the
+    /// step has drawn so far.
+    static STEP: Cell<(Option<(u64, u64)>, u64)> = const { Cell::new((None, 0)) };
+}
+
+/// Sets the training step the calling thread runs: the run's `seed` and numbers that together
+/// name the step (lit's trainer passes the epoch, the batch and the process's rank, and calls
+/// this before each training step). Layers that draw random numbers in the forward pass (dropout)
+/// take them from [`Generator::for_step`], so they depend on the seed, the step and the layer
+/// alone: a resumed run draws the same masks, whatever ran before in the process. `None` clears
+/// it.
+pub fn set_step(step: Option<(u64, &[u64])>) {
+    let key = step.map(|(seed, parts)| {
+        let mut hasher = fnv::FnvHasher::default();
+        for p in parts {
+            hasher.write_u64(*p);
+        }
+        (seed, hasher.finish())
+    });
+    STEP.with(|s| s.set((key, 0)));
+}
+
+impl Generator {
+    /// A generator for `purpose` (such as a dropout layer's name) in the current training step
+    /// (see [`set_step`]): the n-th call of a step gets the n-th stream of the step, so two uses
+    /// of one layer in a forward pass draw different numbers, and a rerun of the step the same
+    /// ones. Outside a step (a network called by hand), each call draws a new stream of seed 0.
+    pub fn for_step(purpose: &str) -> Self {
+        let (key, calls) = STEP.with(|s| {
+            let (key, calls) = s.get();
+            s.set((key, calls + 1));
+            (key, calls)
+        });
+        match key {
+            Some((seed, step)) => {
+                let mut hasher = fnv::FnvHasher::default();
+                hasher.write_u64(step);
+                hasher.write_u64(calls);
+                Self::stream(seed, purpose, hasher.finish())
+            }
+            None => Self::stream(0, purpose, calls),
+        }
+    }
+
+    /// `n` booleans, each true with probability `p`.
+    pub fn bernoulli(&mut self, n: usize, p: f64) -> Vec<bool> {
+        let p = p.clamp(0.0, 1.0);
+        (0..n).map(|_| self.rng.random_bool(p)).collect()
+    }
+
+    /// One sample from `U(lo, up)` (`lo` when the range is empty).
+    pub fn uniform_one(&mut self, lo: f64, up: f64) -> f64 {
+        if up > lo {
+            self.rng.random_range(lo..up)
+        } else {
+            lo
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +160,21 @@ mod tests {
             / xs.len() as f64;
         assert!((mean - 1.0).abs() < 0.05, "{mean}");
         assert!((var.sqrt() - 2.0).abs() < 0.05, "{var}");
+    }
+
+    #[test]
+    fn step_streams_follow_the_step_not_the_history() {
+        let draw = || Generator::for_step("dropout").uniform(4, 0.0, 1.0);
+        set_step(Some((3, &[1, 2, 0])));
+        let (a1, a2) = (draw(), draw());
+        assert_ne!(a1, a2, "a second call in a step draws other numbers");
+        set_step(Some((3, &[1, 3, 0])));
+        let b = draw();
+        assert_ne!(a1, b);
+        set_step(Some((3, &[1, 2, 0])));
+        assert_eq!(draw(), a1, "the same step draws the same numbers again");
+        set_step(Some((4, &[1, 2, 0])));
+        assert_ne!(draw(), a1, "another seed draws other numbers");
+        set_step(None);
     }
 }

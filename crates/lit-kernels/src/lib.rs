@@ -16,6 +16,7 @@ mod conv;
 pub mod init;
 mod linear;
 pub mod nn;
+mod norm;
 mod pool;
 mod xent;
 
@@ -23,6 +24,7 @@ use candle::{CpuStorage, Layout};
 
 pub use conv::{conv2d, conv2d_pool};
 pub use linear::linear;
+pub use norm::{batch_norm, channel_stats, ChannelStats};
 pub use pool::max_pool2d;
 pub use xent::cross_entropy;
 

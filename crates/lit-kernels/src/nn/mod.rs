@@ -16,6 +16,14 @@ use candle_nn::{Conv2dConfig, Init, VarBuilder};
 
 use crate as kernels;
 
+mod dropout;
+mod norm;
+mod residual;
+
+pub use dropout::{dropout, Dropout};
+pub use norm::{batch_norm, batch_norm1d, batch_norm2d, BatchNorm, BatchNormConfig};
+pub use residual::{basic_block, BasicBlock};
+
 /// A 2-d convolution with the parameters of `nn.Conv2d` (`weight` `(out, in / groups, k, k)`,
 /// `bias` `(out,)`). On the CPU without groups or dilation it runs lit's im2col + gemm kernel;
 /// elsewhere candle's `conv2d`. Both give the same numbers within f32 rounding.
@@ -83,12 +91,28 @@ impl Conv2d {
             && self.cfg.cudnn_fwd_algo.is_none()
     }
 
+    /// The bias lit's kernel adds when it handles `x`: the layer's, or zeros for a layer
+    /// without one (`bias=False`, as before a batch norm); `None` when candle's op runs.
+    fn kernel_bias(&self, x: &Tensor) -> candle::Result<Option<Tensor>> {
+        if !self.fast(x) {
+            return Ok(None);
+        }
+        match &self.bias {
+            Some(b) => Ok(Some(b.clone())),
+            None => Ok(Some(Tensor::zeros(
+                self.weight.dim(0)?,
+                DType::F32,
+                x.device(),
+            )?)),
+        }
+    }
+
     fn run(&self, x: &Tensor, relu: bool) -> candle::Result<Tensor> {
-        match (&self.bias, self.fast(x)) {
-            (Some(b), true) => in_f32(x, &self.weight, b, |x, w, b| {
+        match self.kernel_bias(x)? {
+            Some(b) => in_f32(x, &self.weight, &b, |x, w, b| {
                 kernels::conv2d(x, w, b, self.cfg.stride, self.cfg.padding, relu)
             }),
-            _ => {
+            None => {
                 let y = self.candle_conv(x)?;
                 if relu {
                     y.relu()
@@ -117,11 +141,11 @@ impl Conv2d {
     /// `max_pool2d(relu(conv(x)), k)` (window and stride `k`, as `nn.MaxPool2d(k)`) in one op on
     /// the CPU: the full-resolution activation lives only in per-thread scratch memory.
     pub fn forward_relu_pool(&self, x: &Tensor, k: usize) -> candle::Result<Tensor> {
-        match (&self.bias, self.fast(x)) {
-            (Some(b), true) => in_f32(x, &self.weight, b, |x, w, b| {
+        match self.kernel_bias(x)? {
+            Some(b) => in_f32(x, &self.weight, &b, |x, w, b| {
                 kernels::conv2d_pool(x, w, b, self.cfg.stride, self.cfg.padding, true, k)
             }),
-            _ => max_pool2d(&self.run(x, true)?, k),
+            None => max_pool2d(&self.run(x, true)?, k),
         }
     }
 }
@@ -263,4 +287,49 @@ pub fn conv2d(
     )?;
     let b = vb.get_with_hints(out_channels, "bias", init)?;
     Ok(Conv2d::new(w, Some(b), cfg))
+}
+
+/// `nn.Conv2d(in_channels, out_channels, kernel_size, bias=False)`, as before a batch norm, with
+/// PyTorch's default initialisation.
+pub fn conv2d_no_bias(
+    in_channels: usize,
+    out_channels: usize,
+    kernel_size: usize,
+    cfg: Conv2dConfig,
+    vb: VarBuilder,
+) -> candle::Result<Conv2d> {
+    let groups = cfg.groups.max(1);
+    let init = torch_uniform(in_channels / groups * kernel_size * kernel_size);
+    let shape = (out_channels, in_channels / groups, kernel_size, kernel_size);
+    let w = vb.get_with_hints(shape, "weight", init)?;
+    Ok(Conv2d::new(w, None, cfg))
+}
+
+/// Adaptive average pooling to `(oh, ow)`, as `nn.AdaptiveAvgPool2d`: output cell `(i, j)`
+/// averages input rows `floor(i * H / oh) .. ceil((i + 1) * H / oh)` and the same for columns.
+/// `(1, 1)` (global average pooling, before a classifier) is one mean over the spatial elements.
+pub fn adaptive_avg_pool2d(x: &Tensor, (oh, ow): (usize, usize)) -> candle::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if oh == 0 || ow == 0 {
+        candle::bail!("adaptive_avg_pool2d: output size ({oh}, {ow}) must be positive")
+    }
+    if (oh, ow) == (1, 1) {
+        return x.flatten_from(2)?.mean_keepdim(2)?.reshape((n, c, 1, 1));
+    }
+    let bins = |out: usize, size: usize| -> Vec<(usize, usize)> {
+        (0..out)
+            .map(|i| (i * size / out, ((i + 1) * size).div_ceil(out)))
+            .collect()
+    };
+    let (rows, cols) = (bins(oh, h), bins(ow, w));
+    let mut out_rows = Vec::with_capacity(oh);
+    for &(r0, r1) in &rows {
+        let band = x.narrow(2, r0, r1 - r0)?.mean_keepdim(2)?;
+        let mut cells = Vec::with_capacity(ow);
+        for &(c0, c1) in &cols {
+            cells.push(band.narrow(3, c0, c1 - c0)?.mean_keepdim(3)?);
+        }
+        out_rows.push(Tensor::cat(&cells, 3)?);
+    }
+    Tensor::cat(&out_rows, 2)
 }

@@ -1,0 +1,325 @@
+//! Batch normalisation over the channels of an `(N, C, ...)` tensor, optionally followed by the
+//! addition of a residual and a ReLU, as one op: forward and backward are one op each, and
+//! autograd keeps only the input and the output (the statistics live in the op).
+//!
+//! The forward pass takes per-channel statistics (the batch's in training, the running ones in
+//! evaluation) and writes `act(x * alpha + beta [+ r])` with `alpha = weight / sqrt(var + eps)`
+//! and `beta = bias - mean * alpha`, PyTorch's CPU formula. The backward pass sums the two
+//! per-channel reductions it needs in one pass over the channels, then writes the input gradient
+//! in one pass over the images.
+
+use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{cpu_f32, relu, slice};
+
+/// The statistics a batch norm normalises with, per channel: mean and biased variance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelStats {
+    /// The mean of each channel.
+    pub mean: Vec<f32>,
+    /// The biased (divided by the count) variance of each channel.
+    pub var: Vec<f32>,
+}
+
+/// `(N, C, L)`: images, channels and the elements per channel of one image.
+fn ncl(dims: &[usize]) -> candle::Result<(usize, usize, usize)> {
+    match dims {
+        [n, c, rest @ ..] => Ok((*n, *c, rest.iter().product())),
+        _ => candle::bail!("batch_norm kernel: expected (N, C, ...), got {dims:?}"),
+    }
+}
+
+/// The mean and biased variance of each channel of `x` (`(N, C, ...)`, contiguous f32 on the
+/// CPU), accumulated in f64 in two passes (mean, then squared deviations) for accuracy.
+pub fn channel_stats(x: &Tensor) -> candle::Result<ChannelStats> {
+    let x = x.contiguous()?;
+    let (n, c, l) = ncl(x.dims())?;
+    let (s, layout) = x.storage_and_layout();
+    let xs = cpu_f32(&s, layout, "batch_norm", "input")?;
+    let count = (n * l) as f64;
+    if count == 0.0 {
+        candle::bail!(
+            "batch_norm kernel: no elements per channel in {:?}",
+            x.dims()
+        )
+    }
+    let stats: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let segments = || (0..n).map(move |i| &xs[(i * c + ch) * l..(i * c + ch + 1) * l]);
+            let mean = segments()
+                .map(|seg| seg.iter().map(|&v| f64::from(v)).sum::<f64>())
+                .sum::<f64>()
+                / count;
+            let var = segments()
+                .map(|seg| {
+                    seg.iter()
+                        .map(|&v| (f64::from(v) - mean).powi(2))
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / count;
+            (mean as f32, var as f32)
+        })
+        .collect();
+    let (mean, var) = stats.into_iter().unzip();
+    Ok(ChannelStats { mean, var })
+}
+
+struct BatchNormOp {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    /// Whether the statistics are the batch's own (their gradient flows back into the input).
+    train: bool,
+    relu: bool,
+}
+
+impl BatchNormOp {
+    fn new(stats: &ChannelStats, eps: f64, train: bool, relu: bool) -> Self {
+        let invstd = stats
+            .var
+            .iter()
+            .map(|&v| (1.0 / (f64::from(v) + eps).sqrt()) as f32)
+            .collect();
+        Self {
+            mean: stats.mean.clone(),
+            invstd,
+            train,
+            relu,
+        }
+    }
+
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        wb: (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
+    ) -> candle::Result<(CpuStorage, Shape)> {
+        let (_, c, l) = ncl(x.1.dims())?;
+        let xs = slice(x.0, x.1, "batch_norm", "input")?;
+        let wb = slice(wb.0, wb.1, "batch_norm", "weight and bias")?;
+        if wb.len() != 2 * c || self.mean.len() != c {
+            candle::bail!(
+                "batch_norm kernel: {c} channels, but {} weights",
+                wb.len() / 2
+            )
+        }
+        let r = residual
+            .map(|(s, l)| slice(s, l, "batch_norm", "residual"))
+            .transpose()?;
+        if r.is_some_and(|r| r.len() != xs.len()) {
+            candle::bail!("batch_norm kernel: the residual's shape differs from the input's")
+        }
+        let (w, b) = wb.split_at(c);
+        let alpha: Vec<f32> = (0..c).map(|ch| w[ch] * self.invstd[ch]).collect();
+        let beta: Vec<f32> = (0..c).map(|ch| b[ch] - self.mean[ch] * alpha[ch]).collect();
+        let mut y = vec![0f32; xs.len()];
+        y.par_chunks_mut(c * l.max(1))
+            .enumerate()
+            .for_each(|(i, yn)| {
+                let xn = &xs[i * c * l..(i + 1) * c * l];
+                for ch in 0..c {
+                    let (a, bb) = (alpha[ch], beta[ch]);
+                    let range = ch * l..(ch + 1) * l;
+                    let (ys, xc) = (&mut yn[range.clone()], &xn[range.clone()]);
+                    match r {
+                        Some(r) => {
+                            let rc = &r[i * c * l..][range];
+                            for ((y, &x), &r) in ys.iter_mut().zip(xc).zip(rc) {
+                                *y = x * a + bb + r;
+                            }
+                        }
+                        None => {
+                            for (y, &x) in ys.iter_mut().zip(xc) {
+                                *y = x * a + bb;
+                            }
+                        }
+                    }
+                    if self.relu {
+                        ys.iter_mut().for_each(|v| *v = relu(*v));
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from(x.1.dims())))
+    }
+
+    /// The gradients of the input, of weight and bias stacked as `(2, C)`, and of the residual
+    /// (the output gradient after the ReLU's mask), given the forward's input and output.
+    fn backward(
+        &self,
+        x: &Tensor,
+        wb: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+        want_residual: bool,
+    ) -> candle::Result<(Option<Tensor>, Tensor, Option<Tensor>)> {
+        let (n, c, l) = ncl(x.dims())?;
+        let (x, wb, grad) = (x.contiguous()?, wb.contiguous()?, grad.contiguous()?);
+        let (xg, wg, gg, rg) = (
+            x.storage_and_layout(),
+            wb.storage_and_layout(),
+            grad.storage_and_layout(),
+            res.storage_and_layout(),
+        );
+        let (xs, w, gy, ys) = (
+            cpu_f32(&xg.0, xg.1, "batch_norm", "input")?,
+            cpu_f32(&wg.0, wg.1, "batch_norm", "weight")?,
+            cpu_f32(&gg.0, gg.1, "batch_norm", "gradient")?,
+            cpu_f32(&rg.0, rg.1, "batch_norm", "output")?,
+        );
+        let (w, relu) = (&w[..c], self.relu);
+        // The gradient reaching the affine output: the ReLU passes it where its output is
+        // positive.
+        let g = |i: usize| if relu && ys[i] <= 0.0 { 0.0 } else { gy[i] };
+        // Per channel: the sum of the gradient and of the gradient times the centred input.
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for i in 0..n {
+                    let base = (i * c + ch) * l;
+                    let (mut a, mut b) = (0f32, 0f32);
+                    for (j, &x) in xs[base..base + l].iter().enumerate() {
+                        let gj = g(base + j);
+                        a += gj;
+                        b += gj * (x - self.mean[ch]);
+                    }
+                    sg += f64::from(a);
+                    sgx += f64::from(b);
+                }
+                (sg, sgx)
+            })
+            .collect();
+        let count = (n * l) as f64;
+        let mut gwb = vec![0f32; 2 * c];
+        for (ch, &(sg, sgx)) in sums.iter().enumerate() {
+            gwb[ch] = (sgx * f64::from(self.invstd[ch])) as f32;
+            gwb[c + ch] = sg as f32;
+        }
+        let gx = if x.track_op() {
+            // Training: dx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)); evaluation
+            // (fixed statistics): dx = w * invstd * g.
+            let coef: Vec<(f32, f32, f32)> = (0..c)
+                .map(|ch| {
+                    let k = w[ch] * self.invstd[ch];
+                    if self.train {
+                        let (sg, sgx) = sums[ch];
+                        let inv = f64::from(self.invstd[ch]);
+                        let mg = (sg / count) as f32;
+                        let proj = (sgx / count * inv * inv) as f32;
+                        (k, mg, proj)
+                    } else {
+                        (k, 0.0, 0.0)
+                    }
+                })
+                .collect();
+            let mut dx = vec![0f32; xs.len()];
+            dx.par_chunks_mut(c * l.max(1))
+                .enumerate()
+                .for_each(|(i, dxn)| {
+                    for (ch, &(k, mg, proj)) in coef.iter().enumerate() {
+                        let base = (i * c + ch) * l;
+                        let m = self.mean[ch];
+                        for (j, d) in dxn[ch * l..(ch + 1) * l].iter_mut().enumerate() {
+                            let at = base + j;
+                            *d = k * (g(at) - mg - (xs[at] - m) * proj);
+                        }
+                    }
+                });
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let gr = if want_residual {
+            let masked: Vec<f32> = (0..gy.len()).into_par_iter().map(g).collect();
+            Some(Tensor::from_vec(masked, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let gwb = Tensor::from_vec(gwb, (2, c), wb.device())?;
+        Ok((gx, gwb, gr))
+    }
+}
+
+impl CustomOp2 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "lit-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle::Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        wb: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gx, gwb, _) = self.backward(x, wb, res, grad, false)?;
+        Ok((gx, Some(gwb)))
+    }
+}
+
+/// [`BatchNormOp`] with a residual added before the activation.
+struct BatchNormAddOp(BatchNormOp);
+
+impl CustomOp3 for BatchNormAddOp {
+    fn name(&self) -> &'static str {
+        "lit-batch-norm-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle::Result<(CpuStorage, Shape)> {
+        self.0.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        wb: &Tensor,
+        r: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gx, gwb, gr) = self.0.backward(x, wb, res, grad, r.track_op())?;
+        Ok((gx, Some(gwb), gr))
+    }
+}
+
+/// `act(batch_norm(x) [+ residual])` for contiguous f32 CPU tensors, normalising each channel of
+/// `x` (`(N, C, ...)`) with `stats` and scaling by `weight_bias` (`(2, C)`: weight, then bias).
+/// `train` says that `stats` are `x`'s own batch statistics (from [`channel_stats`]), whose
+/// dependence on `x` the input gradient then includes; with running statistics (evaluation) the
+/// op is a per-channel affine map. `act` is a ReLU when `relu`, else the identity.
+pub fn batch_norm(
+    x: &Tensor,
+    weight_bias: &Tensor,
+    residual: Option<&Tensor>,
+    stats: &ChannelStats,
+    eps: f64,
+    train: bool,
+    relu: bool,
+) -> candle::Result<Tensor> {
+    let op = BatchNormOp::new(stats, eps, train, relu);
+    let (x, wb) = (x.contiguous()?, weight_bias.contiguous()?);
+    match residual {
+        Some(r) => x.apply_op3(&wb, &r.contiguous()?, BatchNormAddOp(op)),
+        None => x.apply_op2(&wb, op),
+    }
+}
