@@ -8,6 +8,11 @@
 //! the median epoch of 3-epoch runs: candle's once, then the bare loop and the Trainer twice each,
 //! alternating, so that a drift in the machine's speed hits both sides of the overhead ratio. The
 //! default runs 400 steps of each once (where fit's fixed set-up cost still shows in the ratio).
+//!
+//! The ResNet row (after the default table, or alone with `--resnet`) times lit's Trainer on the
+//! `resnet` model (ResNet-8: batch norm, residual blocks, dropout) against PyTorch's plain loop
+//! on the same network, data, batch, optimizer and thread count (`scripts/resnet_torch.py`, run
+//! by `$PYTHON` or `python3` when it has torch), as a ratio.
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -228,11 +233,12 @@ impl Callback for EpochClock {
     }
 }
 
-/// lit's Trainer with MInterface and DInterface, logging every 50 steps, no validation.
-fn lit(steps: usize, epochs: usize) -> anyhow::Result<Timing> {
+/// lit's Trainer with MInterface and DInterface on `model`, logging every 50 steps, no
+/// validation.
+fn lit(model: &str, steps: usize, epochs: usize) -> anyhow::Result<Timing> {
     let mut hp = HParams::new();
     for (k, v) in [
-        ("model_name", serde_json::json!("example_net")),
+        ("model_name", serde_json::json!(model)),
         ("train_dataset", serde_json::json!("mnist_60k")),
         ("batch_size", serde_json::json!(BATCH)),
         ("seed", serde_json::json!(SEED)),
@@ -253,6 +259,7 @@ fn lit(steps: usize, epochs: usize) -> anyhow::Result<Timing> {
     lit_data::DataModule::setup(&mut dm, lit_data::Stage::Fit)?;
     let mut models = ModelRegistry::new();
     models.register::<example_net::ExampleNet>("example_net");
+    models.register::<resnet::ResNet>("resnet");
     let mut module = MInterface::new(&models, hp.clone(), &Device::Cpu)?;
     let cfg = TrainerConfig {
         max_epochs: epochs,
@@ -288,7 +295,8 @@ fn child(variant: &str, steps: usize, epochs: usize) -> anyhow::Result<()> {
     } = match variant {
         "candle" => bare(steps, epochs, true)?,
         "bare" => bare(steps, epochs, false)?,
-        "lit" => lit(steps, epochs)?,
+        "lit" => lit("example_net", steps, epochs)?,
+        "lit-resnet" => lit("resnet", steps, epochs)?,
         other => bail!("unknown variant {other}"),
     };
     let (faults, system) = faults_and_system_time();
@@ -380,6 +388,9 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--full") {
         return full(threads);
     }
+    if args.iter().any(|a| a == "--resnet") {
+        return resnet_row(threads);
+    }
     println!(
         "ExampleNet, MNIST train (60,000), batch {BATCH}, Adam, f32, seed {SEED}, {threads} thread(s); 400 steps",
     );
@@ -396,7 +407,94 @@ fn main() -> anyhow::Result<()> {
         });
     }
     print_rows(&rows);
+    println!();
+    resnet_row(threads)
+}
+
+/// Steps of the ResNet row, on each side.
+const RESNET_STEPS: usize = 200;
+
+/// lit's Trainer on ResNet-8 against PyTorch's plain loop on the same network, as a ratio.
+fn resnet_row(threads: usize) -> anyhow::Result<()> {
+    println!(
+        "ResNet-8 (resnet), MNIST train, batch {BATCH}, Adam, f32, {threads} thread(s); \
+         {RESNET_STEPS} steps each"
+    );
+    let v = run_child(
+        &std::env::current_exe()?,
+        &[],
+        "lit-resnet",
+        RESNET_STEPS,
+        1,
+    )?;
+    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let lit_epoch = 60_000.0 * num(&v, "seconds") / num(&v, "samples");
+    println!(
+        "{:<22} {:>12} {:>14} {:>14}",
+        "variant", "samples/s", "s per epoch", "ratio"
+    );
+    let row = |name: &str, epoch: f64, base: f64| {
+        println!(
+            "{name:<22} {:>12.0} {:>14.2} {:>14.3}",
+            60_000.0 / epoch,
+            epoch,
+            epoch / base
+        );
+    };
+    match torch_resnet(threads) {
+        Ok(t) => {
+            let torch_epoch = 60_000.0 * num(&t, "seconds") / num(&t, "samples");
+            let version = t["torch"].as_str().unwrap_or("?");
+            row(&format!("pytorch {version}"), torch_epoch, torch_epoch);
+            row("lit", lit_epoch, torch_epoch);
+            println!(
+                "lit / PyTorch, time per epoch: {:.3} (below 1: lit is faster)",
+                lit_epoch / torch_epoch
+            );
+        }
+        Err(why) => {
+            row("lit", lit_epoch, lit_epoch);
+            println!("pytorch: not run ({why:#})");
+        }
+    }
     Ok(())
+}
+
+/// PyTorch's loop (`scripts/resnet_torch.py bench`), when `$PYTHON` (or `python3`) has torch.
+fn torch_resnet(threads: usize) -> anyhow::Result<serde_json::Value> {
+    let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+    let has_torch = Command::new(&python)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        bail!(
+            "{} cannot import torch; set PYTHON to an interpreter that can",
+            python.to_string_lossy()
+        );
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/resnet_torch.py");
+    let dir = mnist::locate(Flavor::Mnist, &roots()).context("no MNIST data found")?;
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["bench", &dir.display().to_string()])
+        .args([
+            RESNET_STEPS.to_string(),
+            threads.to_string(),
+            BATCH.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("the PyTorch loop printed {line}"))
 }
 
 /// One variant's result: seconds per 60,000-image epoch and peak resident memory.

@@ -123,6 +123,17 @@ pub(crate) struct RunArgs {
     pub(crate) val_datasets: String,
     #[arg(long, default_value = "mnist_test", help = datasets_help("Test sets, comma-separated"))]
     pub(crate) test_datasets: String,
+    /// Random transforms of the training images, comma-separated: crop, flip, affine, or none;
+    /// auto is the training set's own (crop,flip for Fashion-MNIST, none for MNIST's digits).
+    /// Sizes: --set aug_padding=2 aug_degrees=10 aug_translate=0.1.
+    #[arg(long, default_value = "auto")]
+    pub(crate) augment: String,
+    /// The probability that each transform applies to a training example.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true, value_parser = finite)]
+    pub(crate) aug_prob: f64,
+    /// Train on the images as they are (the same as --augment none).
+    #[arg(long)]
+    pub(crate) no_augment: bool,
     #[arg(long, default_value = "example_net", help = format!("The network: {}.", crate::models::registry().names().join(", ")))]
     pub(crate) model_name: String,
     #[arg(long, default_value = "cross_entropy", help = one_of("The loss", &loss::LOSSES))]
@@ -452,6 +463,12 @@ impl RunArgs {
             if let Some(v) = value.filter(|v| *v < 0.0) {
                 bail!("hyperparameter '{key}': expected a value >= 0, got {v}");
             }
+        }
+        if !(0.0..=1.0).contains(&self.aug_prob) {
+            bail!(
+                "hyperparameter 'aug_prob': expected a probability in [0, 1], got {}",
+                self.aug_prob
+            );
         }
         if let Some(v) = self.lr_decay_rate.filter(|v| *v <= 0.0) {
             bail!("hyperparameter 'lr_decay_rate': expected a factor > 0, got {v}");

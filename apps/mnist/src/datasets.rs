@@ -8,6 +8,12 @@
 //! | `mnist_test` | the 10,000 MNIST test images |
 //! | `fashion_mnist_*` | the same four for Fashion-MNIST |
 //!
+//! The training sets are augmented ([`lit_data::Augmented`]): `augment` lists the transforms
+//! (`crop`, `flip`, `affine`; `auto`, the default, is `crop,flip` for Fashion-MNIST and none for
+//! MNIST, whose digits a mirror would change), each applied to an example with probability
+//! `aug_prob`, with sizes `aug_padding` (2 pixels), `aug_degrees` (10) and `aug_translate` (0.1 of
+//! the image); `no_augment` turns it off. Validation and test sets are never transformed.
+//!
 //! Images are held as their `u8` pixels and normalised batch by batch, in the loader's worker
 //! threads, as `(x / 255 - mean) / std` with `normalize_mean` and `normalize_std` (defaults: MNIST
 //! 0.1307 / 0.3081, Fashion-MNIST 0.2860 / 0.3530). To add a dataset, register a builder that
@@ -16,7 +22,10 @@
 use std::sync::Arc;
 
 use lit_data::mnist::{self, Flavor};
-use lit_data::{DataContext, Dataset, DatasetRegistry, Error, Result, TensorDataset};
+use lit_data::{
+    AugmentConfig, Augmented, DataContext, Dataset, DatasetRegistry, Error, Result, TensorDataset,
+    Transform,
+};
 
 /// Training images kept for training; the rest of the training file is the validation set.
 const TRAIN_SPLIT: usize = 55_000;
@@ -74,10 +83,42 @@ fn val(ctx: &DataContext, flavor: Flavor) -> Result<TensorDataset> {
     loaded.data.narrow(TRAIN_SPLIT, n - TRAIN_SPLIT)
 }
 
+/// The training set's augmentation from the hyperparameters; `None` for none.
+fn augmentation(ctx: &DataContext, flavor: Flavor) -> Result<Option<AugmentConfig>> {
+    let h = &ctx.hparams;
+    if h.get_or("no_augment", false)? {
+        return Ok(None);
+    }
+    let list: String = h.get_or("augment", "auto".to_string())?;
+    let list = match (list.trim(), flavor) {
+        ("auto", Flavor::FashionMnist) => "crop,flip",
+        ("auto", Flavor::Mnist) => "none",
+        (other, _) => other,
+    };
+    let transforms = Transform::parse_list(
+        list,
+        h.get_or("aug_padding", 2usize)?,
+        h.get_or("aug_degrees", 10.0)?,
+        h.get_or("aug_translate", 0.1)?,
+    )?;
+    if transforms.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(AugmentConfig {
+        transforms,
+        prob: h.get_or("aug_prob", 0.5)?,
+        seed: h.get_or("seed", 0u64)?,
+    }))
+}
+
 fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
     r.register(&format!("{prefix}_train"), move |ctx| {
         let all = full(ctx, flavor, true)?;
-        Ok(Arc::new(all.narrow(0, TRAIN_SPLIT.min(all.len()))?) as Arc<dyn Dataset>)
+        let train = Arc::new(all.narrow(0, TRAIN_SPLIT.min(all.len()))?);
+        Ok(match augmentation(ctx, flavor)? {
+            Some(cfg) => Arc::new(Augmented::new(train, cfg)?) as Arc<dyn Dataset>,
+            None => train as Arc<dyn Dataset>,
+        })
     });
     r.register(&format!("{prefix}_val"), move |ctx| {
         Ok(Arc::new(val(ctx, flavor)?) as Arc<dyn Dataset>)
@@ -97,7 +138,17 @@ fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
 /// Every registered dataset.
 pub(crate) fn registry() -> DatasetRegistry {
     let mut r = DatasetRegistry::new();
-    r.declare_keys(&["normalize_mean", "normalize_std", "shift_pixels"]);
+    r.declare_keys(&[
+        "normalize_mean",
+        "normalize_std",
+        "shift_pixels",
+        "augment",
+        "aug_prob",
+        "no_augment",
+        "aug_padding",
+        "aug_degrees",
+        "aug_translate",
+    ]);
     register_flavor(&mut r, "mnist", Flavor::Mnist);
     register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
     r

@@ -9,6 +9,7 @@ pub(crate) fn registry() -> ModelRegistry {
     let mut r = ModelRegistry::new();
     r.register::<example_net::ExampleNet>("example_net");
     r.register::<standard_net::StandardNet>("standard_net");
+    r.register::<resnet::ResNet>("resnet");
     // lit:register-models
     r
 }

@@ -52,6 +52,7 @@ const CASES: &[Case] = &[
         &["gradient_clip_val", "> 0"],
     ),
     case(&["--min-delta", "NaN"], &["--min-delta", "finite"]),
+    case(&["--aug-prob", "1.5"], &["aug_prob", "[0, 1]", "1.5"]),
     case(&["--min-delta", "-0.5"], &["min_delta", ">= 0"]),
     case(&["--momentum", "inf"], &["--momentum", "finite"]),
     case(&["--weight-decay", "-1"], &["weight_decay", ">= 0"]),
@@ -327,6 +328,14 @@ const CASES: &[Case] = &[
 
 /// Cases that get past the data on the fake set (their args are appended to [`FAKE`]).
 const FAKE_CASES: &[Case] = &[
+    case(
+        &["--augment", "crop,rotate"],
+        &["'rotate'", "crop, flip, affine"],
+    ),
+    case(
+        &["--model-name", "resnet", "--set", "depth=10"],
+        &["resnet", "6n + 2", "10"],
+    ),
     case(
         &["--ckpt-path", "{garbage_ckpt}"],
         &["garbage.safetensors", "not a safetensors file"],

@@ -118,18 +118,34 @@ fn names_in_help(flag: &str) -> Vec<String> {
 /// that both end with the same weights and optimizer state, bit for bit, and log the same epoch
 /// means. Returns the resumed and the straight run's folders.
 fn resume_matches_a_straight_run(dir: &Path, root: &str, base: &[&str]) -> (PathBuf, PathBuf) {
+    resume_matches_a_straight_run_of("example_net", dir, root, base)
+}
+
+/// [`resume_matches_a_straight_run`] for the runs of `model`.
+fn resume_matches_a_straight_run_of(
+    model: &str,
+    dir: &Path,
+    root: &str,
+    base: &[&str],
+) -> (PathBuf, PathBuf) {
     ok(dir, root, &[base, &["--ckpt-path", "last"]].concat());
     ok(dir, root, base);
-    let (resumed, straight) = (run_dir(dir, 1), run_dir(dir, 2));
+    let run = |v: usize| dir.join(format!("logs/{model}/version_{v}"));
+    let (resumed, straight) = (run(1), run(2));
     assert_eq!(
         tensors(&resumed.join("checkpoints/last.safetensors")),
         tensors(&straight.join("checkpoints/last.safetensors")),
         "weights and optimizer state after resume differ from the uninterrupted run"
     );
-    assert_eq!(
+    // The resumed run logs the epochs it ran (all of them after a mid-epoch stop), with the
+    // straight run's values: a resumed epoch's mean covers the batches before the stop.
+    let (after, all) = (
         logged(&resumed, "train_loss_epoch"),
         logged(&straight, "train_loss_epoch"),
-        "the resumed epoch's mean covers the batches before the stop"
+    );
+    assert!(
+        !after.is_empty() && all.ends_with(&after),
+        "epoch means after resume {after:?}, straight run {all:?}"
     );
     (resumed, straight)
 }
@@ -814,4 +830,118 @@ fn bf16_mixed_trains_example_net_to_98_percent_in_one_epoch() {
         .parse()
         .unwrap();
     assert!(acc >= 0.98, "bf16-mixed, 1 epoch: test accuracy {acc}");
+}
+
+#[test]
+fn resnet_with_batch_norm_dropout_and_augmentation_resumes_bit_exactly() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Every transform, dropout on half the features, batch norm everywhere; two workers, so
+    // batches are gathered on other threads.
+    let base = [
+        "--model-name",
+        "resnet",
+        "--augment",
+        "crop,flip,affine",
+        "--aug-prob",
+        "0.7",
+        "--set",
+        "dropout=0.5",
+        "--num-workers",
+        "2",
+        "--limit-train-batches",
+        "4",
+        "--no-test",
+    ];
+    ok(dir, &root, &[&base[..], &["--max-epochs", "2"]].concat());
+    let three = [&base[..], &["--max-epochs", "3"]].concat();
+    let (resumed, _) = resume_matches_a_straight_run_of("resnet", dir, &root, &three);
+    let last = tensors(&resumed.join("checkpoints/last.safetensors"));
+    // The buffers are in the checkpoint, and they moved: 3 epochs of 4 batches.
+    assert_eq!(
+        last["bn1.num_batches_tracked"],
+        12i64.to_le_bytes().to_vec(),
+        "num_batches_tracked, int64"
+    );
+    assert!(last.contains_key("layer3.0.downsample.1.running_var"));
+    // And from the middle of an epoch (step 6 of 4-batch epochs).
+    let mid = tempfile::tempdir().unwrap();
+    ok(mid.path(), &root, &[&three[..], &["--max-steps", "6"]].concat());
+    resume_matches_a_straight_run_of("resnet", mid.path(), &root, &three);
+    let model_summary = ok(dir, &root, &[&base[..], &["--fast-dev-run"]].concat());
+    assert!(
+        model_summary.contains("0            Non-trainable params")
+            && !model_summary.contains("running_mean"),
+        "buffers are not counted as parameters:\n{model_summary}"
+    );
+}
+
+#[test]
+fn augmentation_flags_change_the_training_images_only() {
+    let Some(root) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = [
+        "--limit-train-batches",
+        "3",
+        "--max-epochs",
+        "1",
+        "--no-test",
+    ];
+    let weights = |v: usize| tensors(&run_dir(dir, v).join("checkpoints/last.safetensors"));
+    let loss = |v: usize| logged(&run_dir(dir, v), "train_loss_epoch");
+    // MNIST's own (auto) augmentation is none, the same as --no-augment, --augment none and a
+    // probability of 0.
+    ok(dir, &root, &base);
+    ok(dir, &root, &[&base[..], &["--no-augment"]].concat());
+    ok(dir, &root, &[&base[..], &["--augment", "none"]].concat());
+    ok(
+        dir,
+        &root,
+        &[&base[..], &["--augment", "crop,flip", "--aug-prob", "0"]].concat(),
+    );
+    for v in 1..4 {
+        assert_eq!(weights(0), weights(v), "run {v} trained on other images");
+    }
+    // Transforms change what trains; --no-augment overrides a list.
+    ok(
+        dir,
+        &root,
+        &[&base[..], &["--augment", "crop,flip", "--aug-prob", "1"]].concat(),
+    );
+    ok(dir, &root, &[&base[..], &["--augment", "affine"]].concat());
+    ok(
+        dir,
+        &root,
+        &[&base[..], &["--augment", "affine", "--no-augment"]].concat(),
+    );
+    assert_ne!(loss(0), loss(4), "crop and flip change the training loss");
+    assert_ne!(loss(4), loss(5));
+    assert_eq!(weights(0), weights(6), "--no-augment wins over --augment");
+    // Validation sets are never transformed: the same weights validate the same with or without.
+    let ckpt = run_dir(dir, 0).join("checkpoints/last.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let plain = ok(dir, &root, &["validate", "--ckpt-path", ckpt]);
+    let augmented = ok(
+        dir,
+        &root,
+        &[
+            "validate",
+            "--ckpt-path",
+            ckpt,
+            "--augment",
+            "crop,flip,affine",
+            "--aug-prob",
+            "1",
+        ],
+    );
+    let table = |out: &str| {
+        out.lines()
+            .filter(|l| l.contains("val_"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(!table(&plain).is_empty(), "{plain}");
+    assert_eq!(table(&plain), table(&augmented));
 }

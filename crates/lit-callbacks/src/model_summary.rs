@@ -110,7 +110,9 @@ impl Callback for ModelSummary {
         };
         let params: Vec<(String, Vec<usize>, usize)> = {
             let data = varmap.data().lock().expect("varmap lock poisoned");
+            // Parameters only, as Lightning counts: buffers (running statistics) are not trained.
             data.iter()
+                .filter(|(k, _)| !lit_core::lit_model::is_buffer(k))
                 .map(|(k, v)| (k.clone(), v.dims().to_vec(), v.dtype().size_in_bytes()))
                 .collect()
         };

@@ -41,6 +41,11 @@ pub trait Strategy {
     fn reduce_gradients(&self, _grads: &mut GradStore, _params: &[Var]) -> Result<()> {
         Ok(())
     }
+    /// Makes every process's buffers (batch norm's running statistics) rank 0's, as DDP's
+    /// `broadcast_buffers` does (nothing to do on one device); called after each optimizer step.
+    fn sync_buffers(&self, _buffers: &[Var]) -> Result<()> {
+        Ok(())
+    }
     /// A line on what the strategy did (data parallelism: its all-reduces and their time).
     fn summary(&self) -> Option<String> {
         None
@@ -137,6 +142,32 @@ impl Strategy for DataParallel {
     /// counts the processes that had a gradient for it: one that none had stays without one, so
     /// that optimizers leave it alone as they do on one device. The buffer stays on the device
     /// when the engine reduces device memory (NCCL); MPI goes through the host.
+    fn sync_buffers(&self, buffers: &[Var]) -> Result<()> {
+        // Float buffers only: counters (num_batches_tracked) advance alike everywhere.
+        let floats: Vec<&Var> = buffers.iter().filter(|b| b.dtype().is_float()).collect();
+        if self.collective.world_size() <= 1 || floats.is_empty() {
+            return Ok(());
+        }
+        let rank0 = self.collective.rank() == 0;
+        let mut flat = Vec::with_capacity(floats.len());
+        for b in &floats {
+            let t = b.as_tensor().to_dtype(DType::F32)?.flatten_all()?;
+            flat.push(if rank0 { t } else { t.zeros_like()? });
+        }
+        // A broadcast as a sum to which only rank 0 contributes.
+        let summed = self
+            .collective
+            .all_reduce_sum_tensor(&Tensor::cat(&flat, 0)?.to_device(&self.device)?)?;
+        let mut at = 0;
+        for b in floats {
+            let n = b.elem_count();
+            let t = summed.narrow(0, at, n)?.reshape(b.shape())?;
+            b.set(&t.to_dtype(b.dtype())?.to_device(b.device())?)?;
+            at += n;
+        }
+        Ok(())
+    }
+
     fn reduce_gradients(&self, grads: &mut GradStore, params: &[Var]) -> Result<()> {
         let world = self.collective.world_size();
         if world <= 1 || params.is_empty() {

@@ -29,6 +29,15 @@ pub trait Dataset: Send + Sync {
     /// The example at `index`.
     fn get(&self, index: usize) -> Result<Sample>;
 
+    /// The examples at `indices` as epoch `epoch` presents them; the loader calls this. A dataset
+    /// that transforms its examples at random (augmentation, [`crate::Augmented`]) seeds the
+    /// transforms from the epoch and each example's index, so an epoch's data does not depend on
+    /// the worker count or on resuming; the default is [`Dataset::get_batch`].
+    fn get_batch_at(&self, indices: &[usize], epoch: u64) -> Result<Batch> {
+        let _ = epoch;
+        self.get_batch(indices)
+    }
+
     /// The examples at `indices`, stacked into a batch.
     fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
         let samples = indices

@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod augment;
 mod datamodule;
 mod dataset;
 mod dinterface;
@@ -36,6 +37,7 @@ pub mod idx;
 mod loader;
 pub mod mnist;
 
+pub use augment::{AugmentConfig, Augmented, Transform};
 pub use datamodule::{DataModule, Loaders, NamedLoader};
 pub use dataset::{Dataset, InputMap, Sample, TensorDataset};
 pub use dinterface::{

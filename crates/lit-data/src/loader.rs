@@ -179,7 +179,7 @@ impl DataLoader {
             let (dataset, order) = (Arc::clone(&self.dataset), Arc::clone(&order));
             thread::spawn(move || {
                 for i in (start + w..end).step_by(workers) {
-                    let batch = dataset.get_batch(batch_indices(&order, i, b));
+                    let batch = dataset.get_batch_at(batch_indices(&order, i, b), epoch);
                     if tx.send(batch).is_err() {
                         return; // The consumer stopped early.
                     }
@@ -188,6 +188,7 @@ impl DataLoader {
             receivers.push(rx);
         }
         BatchIter {
+            epoch,
             dataset: Arc::clone(&self.dataset),
             order,
             batch_size: b,
@@ -205,6 +206,7 @@ fn batch_indices(order: &[usize], i: usize, b: usize) -> &[usize] {
 
 /// The batches of one epoch, in order; produced by worker threads when the loader has any.
 pub struct BatchIter {
+    epoch: u64,
     dataset: Arc<dyn Dataset>,
     order: Arc<Vec<usize>>,
     batch_size: usize,
@@ -233,7 +235,7 @@ impl Iterator for BatchIter {
         if self.receivers.is_empty() {
             return Some(
                 self.dataset
-                    .get_batch(batch_indices(&self.order, i, self.batch_size)),
+                    .get_batch_at(batch_indices(&self.order, i, self.batch_size), self.epoch),
             );
         }
         // Worker w prepares batches start + w, start + w + n, ...

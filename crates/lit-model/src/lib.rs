@@ -22,7 +22,7 @@ mod registry;
 pub mod scheduler;
 
 pub use error::{Error, Result};
-pub use lit_base::{Batch, HParams, Stage};
+pub use lit_base::{is_buffer, set_step, Batch, HParams, Stage};
 /// The fast CPU kernels (`lit-kernels`), re-exported.
 pub use lit_kernels as kernels;
 pub use lit_kernels::{init, nn};

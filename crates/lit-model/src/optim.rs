@@ -8,8 +8,8 @@ use candle_nn::VarMap;
 use lit_base::{HParams, Registry};
 
 pub use lit_optim::{
-    named_params, no_decay_on_biases, Adam, AdamConfig, LearningRate, Optimizer, OptimizerState,
-    ParamGroup, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    named_buffers, named_params, no_decay_on_biases, Adam, AdamConfig, LearningRate, Optimizer,
+    OptimizerState, ParamGroup, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
 
 use crate::Result;

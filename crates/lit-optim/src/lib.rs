@@ -162,12 +162,27 @@ pub fn no_decay_on_biases(params: Vec<(String, Var)>) -> Vec<ParamGroup> {
     ]
 }
 
-/// The parameters of `varmap` sorted by name, so that updates run in a fixed order.
+/// The parameters of `varmap` sorted by name, so that updates run in a fixed order; buffers
+/// (batch norm's running statistics, [`lit_base::is_buffer`]) are not parameters.
 pub fn named_params(varmap: &VarMap) -> Vec<(String, Var)> {
+    named(varmap, false)
+}
+
+/// The buffers of `varmap` (state saved with the weights but not trained, such as batch norm's
+/// running statistics), sorted by name.
+pub fn named_buffers(varmap: &VarMap) -> Vec<(String, Var)> {
+    named(varmap, true)
+}
+
+fn named(varmap: &VarMap, buffers: bool) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock poisoned");
-    let mut params: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    params
+    let mut vars: Vec<(String, Var)> = data
+        .iter()
+        .filter(|(k, _)| lit_base::is_buffer(k) == buffers)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
 }
 
 /// Sets `lr` from a saved state's `lr`; a state that is not a map, or whose `lr` is not a

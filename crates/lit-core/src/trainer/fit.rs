@@ -211,10 +211,16 @@ impl Trainer {
             scheduler,
             // Sorted by name: a VarMap's order differs between processes, and the gradient
             // all-reduce lays every process's buffer out in this order.
-            lit_model::optim::named_params(module.varmap())
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect(),
+            (
+                lit_model::optim::named_params(module.varmap())
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect(),
+                lit_model::optim::named_buffers(module.varmap())
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect(),
+            ),
             self.config.accumulate_grad_batches,
             self.config.gradient_clip,
         );
@@ -319,7 +325,12 @@ impl Trainer {
         self.callbacks(|c, s| c.on_train_batch_start(s, batch, batch_idx))?;
         self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
         run.ctx.begin_batch(0, batch.len());
-        let loss = module.training_step(batch, batch_idx, &mut run.ctx)?;
+        // Random layers (dropout) draw from the step's stream: seed, epoch, batch and process.
+        let step = [epoch as u64, batch_idx as u64, self.strategy.rank() as u64];
+        lit_base::set_step(Some((self.config.seed, &step)));
+        let loss = module.training_step(batch, batch_idx, &mut run.ctx);
+        lit_base::set_step(None);
+        let loss = loss?;
         run.opt.backward(&loss, self.precision.as_mut())?;
         if run.opt.is_boundary(batch_idx, run.n_train) {
             run.opt.step(

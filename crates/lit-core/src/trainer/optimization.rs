@@ -15,15 +15,18 @@ pub(super) struct OptimizationStep {
     accumulated: Option<GradStore>,
     accumulate: usize,
     vars: Vec<Var>,
+    /// Buffers the strategy keeps in step across processes after each update.
+    buffers: Vec<Var>,
     clip: GradientClip,
 }
 
 impl OptimizationStep {
-    /// A step over `vars` that sums gradients over `accumulate` batches and clips with `clip`.
+    /// A step over `vars` that sums gradients over `accumulate` batches and clips with `clip`,
+    /// then has the strategy synchronise `buffers`.
     pub(super) fn new(
         optimizer: Box<dyn Optimizer>,
         scheduler: Option<SchedulerConfig>,
-        vars: Vec<Var>,
+        (vars, buffers): (Vec<Var>, Vec<Var>),
         accumulate: usize,
         clip: GradientClip,
     ) -> Self {
@@ -33,6 +36,7 @@ impl OptimizationStep {
             accumulated: None,
             accumulate: accumulate.max(1),
             vars,
+            buffers,
             clip,
         }
     }
@@ -81,6 +85,9 @@ impl OptimizationStep {
             self.optimizer.step(&grads)?;
         }
         drop(grads);
+        if !self.buffers.is_empty() {
+            strategy.sync_buffers(&self.buffers)?;
+        }
         *global_step += 1;
         if let Some(sc) = self
             .scheduler
