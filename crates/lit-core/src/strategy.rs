@@ -277,4 +277,34 @@ mod tests {
             assert!(summary.unwrap().contains("1 gradient all-reduces"));
         }
     }
+
+    #[test]
+    fn buffers_become_rank_zeros_as_ddp_broadcasts_them() {
+        let handles: Vec<_> = ThreadCollective::group(3)
+            .into_iter()
+            .enumerate()
+            .map(|(rank, c)| {
+                std::thread::spawn(move || {
+                    let dp = DataParallel::new(Device::Cpu, c);
+                    let r = rank as f32;
+                    let mean = Var::new(&[r, 10.0 + r], &Device::Cpu).unwrap();
+                    let var = Var::new(&[[1.0 + r]], &Device::Cpu).unwrap();
+                    let tracked = Var::new(&[5i64 + rank as i64], &Device::Cpu).unwrap();
+                    dp.sync_buffers(&[mean.clone(), var.clone(), tracked.clone()])
+                        .unwrap();
+                    (
+                        mean.to_vec1::<f32>().unwrap(),
+                        var.to_vec2::<f32>().unwrap(),
+                        tracked.to_vec1::<i64>().unwrap(),
+                    )
+                })
+            })
+            .collect();
+        for (rank, h) in handles.into_iter().enumerate() {
+            let (mean, var, tracked) = h.join().unwrap();
+            assert_eq!(mean, [0.0, 10.0], "rank {rank}");
+            assert_eq!(var, [[1.0]], "rank {rank}");
+            assert_eq!(tracked, [5 + rank as i64], "integer buffers are left alone");
+        }
+    }
 }
