@@ -55,12 +55,7 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci(),
         "bench" => bench(&args),
         "fuzz" => fuzz(&args),
-        "fixtures" => run_cmd(
-            Command::new(env::var_os("PYTHON").unwrap_or_else(|| "python3".into()))
-                .arg("tests/fixtures/make_fixtures.py")
-                .arg("1234")
-                .arg("tests/fixtures"),
-        ),
+        "fixtures" => fixtures(),
         "data" => data::run(args),
         "cuda-toolkit" => cuda::toolkit(&args),
         "dist" => cuda::dist(&args),
@@ -68,6 +63,30 @@ fn main() -> anyhow::Result<()> {
         "remove-model" => model::remove_model(one_name(&args)?),
         other => bail!("unknown xtask command '{other}'; expected train, test, data, bench, fuzz, fixtures, new-model, remove-model, cuda-toolkit, dist or ci"),
     }
+}
+
+/// Regenerates `tests/fixtures/` with PyTorch: the optimizer, schedule, loss, metric and
+/// ExampleNet references, then the layer references (batch norm, pooling, residual block).
+fn fixtures() -> anyhow::Result<()> {
+    let python = env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+    run_cmd(
+        Command::new(&python)
+            .arg("tests/fixtures/make_fixtures.py")
+            .arg("1234")
+            .arg("tests/fixtures"),
+    )?;
+    let out = Command::new(&python)
+        .arg("tests/fixtures/make_layer_fixtures.py")
+        .output()
+        .context("running tests/fixtures/make_layer_fixtures.py")?;
+    if !out.status.success() {
+        bail!(
+            "tests/fixtures/make_layer_fixtures.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::write("tests/fixtures/layers.json", out.stdout)
+        .context("writing tests/fixtures/layers.json")
 }
 
 fn one_name(args: &[String]) -> anyhow::Result<&str> {

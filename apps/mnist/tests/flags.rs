@@ -867,7 +867,11 @@ fn resnet_with_batch_norm_dropout_and_augmentation_resumes_bit_exactly() {
     assert!(last.contains_key("layer3.0.downsample.1.running_var"));
     // And from the middle of an epoch (step 6 of 4-batch epochs).
     let mid = tempfile::tempdir().unwrap();
-    ok(mid.path(), &root, &[&three[..], &["--max-steps", "6"]].concat());
+    ok(
+        mid.path(),
+        &root,
+        &[&three[..], &["--max-steps", "6"]].concat(),
+    );
     resume_matches_a_straight_run_of("resnet", mid.path(), &root, &three);
     let model_summary = ok(dir, &root, &[&base[..], &["--fast-dev-run"]].concat());
     assert!(

@@ -1,7 +1,8 @@
 //! lit's batch norm, adaptive pooling and residual block against PyTorch, in training and
 //! evaluation: outputs, gradients and running statistics within 1e-5 relative in f32.
 //!
-//! The references are `tests/fixtures/layers.json`, written by `scripts/make_layer_fixtures.py`
+//! The references are the repository's `tests/fixtures/layers.json`, written by
+//! `tests/fixtures/make_layer_fixtures.py`
 //! (PyTorch, in float64 from float32 inputs).
 
 #![allow(clippy::unwrap_used)]
@@ -16,7 +17,10 @@ use lit_kernels::nn::{
 use serde_json::Value;
 
 fn fixtures() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/layers.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/layers.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("layers.json")).expect("json")
 }
 
