@@ -13,6 +13,7 @@
 //! generator, as PyTorch initialises them.
 
 mod conv;
+mod conv_bn;
 pub mod init;
 mod linear;
 pub mod nn;
@@ -23,6 +24,7 @@ mod xent;
 use candle::{CpuStorage, Layout};
 
 pub use conv::{conv2d, conv2d_pool};
+pub use conv_bn::conv2d_batch_norm;
 pub use linear::linear;
 pub use norm::{batch_norm, channel_stats, ChannelStats};
 pub use pool::max_pool2d;

@@ -37,13 +37,18 @@ pub fn channel_stats(x: &Tensor) -> candle::Result<ChannelStats> {
     let (n, c, l) = ncl(x.dims())?;
     let (s, layout) = x.storage_and_layout();
     let xs = cpu_f32(&s, layout, "batch_norm", "input")?;
-    let count = (n * l) as f64;
-    if count == 0.0 {
+    if n * l == 0 {
         candle::bail!(
             "batch_norm kernel: no elements per channel in {:?}",
             x.dims()
         )
     }
+    Ok(stats_of(xs, (n, c, l)))
+}
+
+/// [`channel_stats`] of `(n, c, l)` values.
+pub(crate) fn stats_of(xs: &[f32], (n, c, l): (usize, usize, usize)) -> ChannelStats {
+    let count = (n * l) as f64;
     // Each image's share of a channel in f32 lanes (vectorised), the shares added in f64.
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
@@ -62,7 +67,7 @@ pub fn channel_stats(x: &Tensor) -> candle::Result<ChannelStats> {
         })
         .collect();
     let (mean, var) = stats.into_iter().unzip();
-    Ok(ChannelStats { mean, var })
+    ChannelStats { mean, var }
 }
 
 /// The sum of `f(v)` over `xs`, in 16 independent lanes that the compiler vectorises.
@@ -105,7 +110,7 @@ fn masked_sums(gy: &[f32], y: &[f32], x: &[f32], mean: f32, relu: bool) -> (f32,
     (sa, sb)
 }
 
-struct BatchNormOp {
+pub(crate) struct BatchNormOp {
     mean: Vec<f32>,
     invstd: Vec<f32>,
     /// Whether the statistics are the batch's own (their gradient flows back into the input).
@@ -114,7 +119,7 @@ struct BatchNormOp {
 }
 
 impl BatchNormOp {
-    fn new(stats: &ChannelStats, eps: f64, train: bool, relu: bool) -> Self {
+    pub(crate) fn new(stats: &ChannelStats, eps: f64, train: bool, relu: bool) -> Self {
         let invstd = stats
             .var
             .iter()
@@ -137,15 +142,27 @@ impl BatchNormOp {
         let (_, c, l) = ncl(x.1.dims())?;
         let xs = slice(x.0, x.1, "batch_norm", "input")?;
         let wb = slice(wb.0, wb.1, "batch_norm", "weight and bias")?;
+        let r = residual
+            .map(|(s, l)| slice(s, l, "batch_norm", "residual"))
+            .transpose()?;
+        let y = self.apply(xs, wb, r, (c, l))?;
+        Ok((CpuStorage::F32(y), Shape::from(x.1.dims())))
+    }
+
+    /// `act(xs * alpha + beta [+ r])` over `(N, c, l)` values.
+    pub(crate) fn apply(
+        &self,
+        xs: &[f32],
+        wb: &[f32],
+        r: Option<&[f32]>,
+        (c, l): (usize, usize),
+    ) -> candle::Result<Vec<f32>> {
         if wb.len() != 2 * c || self.mean.len() != c {
             candle::bail!(
                 "batch_norm kernel: {c} channels, but {} weights",
                 wb.len() / 2
             )
         }
-        let r = residual
-            .map(|(s, l)| slice(s, l, "batch_norm", "residual"))
-            .transpose()?;
         if r.is_some_and(|r| r.len() != xs.len()) {
             candle::bail!("batch_norm kernel: the residual's shape differs from the input's")
         }
@@ -179,7 +196,7 @@ impl BatchNormOp {
                     }
                 }
             });
-        Ok((CpuStorage::F32(y), Shape::from(x.1.dims())))
+        Ok(y)
     }
 
     /// The gradients of the input, of weight and bias stacked as `(2, C)`, and of the residual
@@ -206,7 +223,32 @@ impl BatchNormOp {
             cpu_f32(&gg.0, gg.1, "batch_norm", "gradient")?,
             cpu_f32(&rg.0, rg.1, "batch_norm", "output")?,
         );
-        let (w, relu) = (&w[..c], self.relu);
+        let (dx, gwb, gr) = self.grads(xs, &w[..c], gy, ys, (n, c, l), x.track_op(), want_residual);
+        let gx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
+        let gr = gr
+            .map(|gr| Tensor::from_vec(gr, x.shape(), x.device()))
+            .transpose()?;
+        let gwb = Tensor::from_vec(gwb, (2, c), wb.device())?;
+        Ok((gx, gwb, gr))
+    }
+
+    /// The input gradient (when `want_dx`), the weight and bias gradients (`2 x c`) and the
+    /// residual gradient (when `want_residual`) over `(n, c, l)` values, given the forward's
+    /// input `xs`, weight `w`, output `ys` and the output gradient `gy`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn grads(
+        &self,
+        xs: &[f32],
+        w: &[f32],
+        gy: &[f32],
+        ys: &[f32],
+        (n, c, l): (usize, usize, usize),
+        want_dx: bool,
+        want_residual: bool,
+    ) -> (Option<Vec<f32>>, Vec<f32>, Option<Vec<f32>>) {
+        let relu = self.relu;
         // The gradient reaching the affine output: the ReLU passes it where its output is
         // positive.
         let g = |i: usize| if relu && ys[i] <= 0.0 { 0.0 } else { gy[i] };
@@ -217,13 +259,8 @@ impl BatchNormOp {
                 let (mut sg, mut sgx) = (0f64, 0f64);
                 for i in 0..n {
                     let r = (i * c + ch) * l..(i * c + ch + 1) * l;
-                    let (a, b) = masked_sums(
-                        &gy[r.clone()],
-                        &ys[r.clone()],
-                        &xs[r],
-                        self.mean[ch],
-                        relu,
-                    );
+                    let (a, b) =
+                        masked_sums(&gy[r.clone()], &ys[r.clone()], &xs[r], self.mean[ch], relu);
                     sg += f64::from(a);
                     sgx += f64::from(b);
                 }
@@ -236,7 +273,7 @@ impl BatchNormOp {
             gwb[ch] = (sgx * f64::from(self.invstd[ch])) as f32;
             gwb[c + ch] = sg as f32;
         }
-        let gx = if x.track_op() {
+        let dx = if want_dx {
             // Training: dx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)); evaluation
             // (fixed statistics): dx = w * invstd * g.
             let coef: Vec<(f32, f32, f32)> = (0..c)
@@ -268,18 +305,12 @@ impl BatchNormOp {
                         }
                     }
                 });
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+            Some(dx)
         } else {
             None
         };
-        let gr = if want_residual {
-            let masked: Vec<f32> = (0..gy.len()).into_par_iter().map(g).collect();
-            Some(Tensor::from_vec(masked, x.shape(), x.device())?)
-        } else {
-            None
-        };
-        let gwb = Tensor::from_vec(gwb, (2, c), wb.device())?;
-        Ok((gx, gwb, gr))
+        let gr = want_residual.then(|| (0..gy.len()).into_par_iter().map(g).collect());
+        (dx, gwb, gr)
     }
 }
 

@@ -20,7 +20,7 @@ use super::{beats, cpu_f32, gemm, slice};
 /// [`DEAD`] when a ReLU zeroed it (no gradient flows back).
 const DEAD: u8 = u8::MAX;
 
-struct Conv2dOp {
+pub(crate) struct Conv2dOp {
     stride: usize,
     pad: usize,
     relu: bool,
@@ -31,7 +31,7 @@ struct Conv2dOp {
 }
 
 impl Conv2dOp {
-    fn new(stride: usize, pad: usize, relu: bool, pool: usize) -> Self {
+    pub(crate) fn new(stride: usize, pad: usize, relu: bool, pool: usize) -> Self {
         Self {
             stride,
             pad,

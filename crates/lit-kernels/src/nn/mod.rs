@@ -91,6 +91,12 @@ impl Conv2d {
             && self.cfg.cudnn_fwd_algo.is_none()
     }
 
+    /// Stride and padding, when lit's kernels can fuse this convolution with the batch norm
+    /// after it: a convolution without bias whose input they handle.
+    fn batch_norm_fusable(&self, x: &Tensor) -> Option<(usize, usize)> {
+        (self.fast(x) && self.bias.is_none()).then_some((self.cfg.stride, self.cfg.padding))
+    }
+
     /// The bias lit's kernel adds when it handles `x`: the layer's, or zeros for a layer
     /// without one (`bias=False`, as before a batch norm); `None` when candle's op runs.
     fn kernel_bias(&self, x: &Tensor) -> candle::Result<Option<Tensor>> {

@@ -1,10 +1,10 @@
 //! Batch normalisation with the parameters, buffers and semantics of `nn.BatchNorm1d` and
 //! `nn.BatchNorm2d`.
 
-use candle::{DType, Device, ModuleT, Tensor, Var};
+use candle::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
-use super::on_cpu_kernels;
+use super::{on_cpu_kernels, Conv2d};
 use crate as kernels;
 
 /// `eps` and `momentum` of a batch norm, PyTorch's defaults.
@@ -108,6 +108,58 @@ impl BatchNorm {
     /// The training batches seen.
     pub fn num_batches_tracked(&self) -> &Tensor {
         self.num_batches_tracked.as_tensor()
+    }
+
+    /// `batch_norm(conv(x))`, followed by a ReLU when `relu`: one op on the CPU for a
+    /// convolution without bias (as in a ResNet), so the convolution's output never becomes a
+    /// tensor autograd keeps; otherwise the layers one after the other.
+    pub fn forward_conv_t(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        train: bool,
+        relu: bool,
+    ) -> candle::Result<Tensor> {
+        let c = self.weight.dim(0)?;
+        let fused = conv
+            .batch_norm_fusable(x)
+            .filter(|_| conv.weight().dim(0).is_ok_and(|o| o == c));
+        let Some(geometry) = fused else {
+            return self.run(&conv.forward(x)?, None, train, relu);
+        };
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let running = if train {
+            None
+        } else {
+            let host = |v: &Var| v.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
+            Some(kernels::ChannelStats {
+                mean: host(&self.running_mean)?,
+                var: host(&self.running_var)?,
+            })
+        };
+        let wb = Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)?;
+        let (y, stats) = kernels::conv2d_batch_norm(
+            &f32(x)?,
+            &f32(conv.weight())?,
+            &wb,
+            geometry,
+            running.as_ref(),
+            self.cfg.eps,
+            relu,
+        )?;
+        if let Some(stats) = stats {
+            let count = y.elem_count() / c;
+            if count <= 1 {
+                candle::bail!(
+                    "batch_norm: expected more than 1 value per channel when training, got \
+                     input of shape {:?}",
+                    y.dims()
+                )
+            }
+            let on_cpu = |v: &[f32]| Tensor::new(v, &Device::Cpu);
+            self.update_running(&on_cpu(&stats.mean)?, &on_cpu(&stats.var)?, count)?;
+        }
+        y.to_dtype(x.dtype())
     }
 
     /// `relu(batch_norm(x))`, one op on the CPU.

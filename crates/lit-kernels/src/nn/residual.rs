@@ -10,8 +10,8 @@ use super::{batch_norm2d, conv2d_no_bias, BatchNorm, Conv2d};
 /// a batch norm (`downsample.0`, `downsample.1`) when the shape changes. Parameter names are
 /// torchvision's (`conv1`, `bn1`, `conv2`, `bn2`, `downsample.*`).
 ///
-/// On the CPU each batch norm runs with what follows it as one op: `bn1` with its ReLU, `bn2`
-/// with the addition of the shortcut and the final ReLU.
+/// On the CPU `conv1`, `bn1` and the ReLU run as one op, as do the shortcut's convolution and
+/// batch norm, and `bn2` runs with the addition of the shortcut and the final ReLU.
 #[derive(Debug, Clone)]
 pub struct BasicBlock {
     conv1: Conv2d,
@@ -56,10 +56,10 @@ pub fn basic_block(
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle::Result<Tensor> {
-        let out = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let out = self.bn1.forward_conv_t(&self.conv1, x, train, true)?;
         let out = self.conv2.forward(&out)?;
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            Some((conv, bn)) => bn.forward_conv_t(conv, x, train, false)?,
             None => x.clone(),
         };
         self.bn2.forward_add_relu_t(&out, &shortcut, train)

@@ -101,7 +101,7 @@ impl lit_model::Net for ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle::Result<Tensor> {
-        let mut xs = self.bn1.forward_relu_t(&self.conv1.forward(xs)?, train)?;
+        let mut xs = self.bn1.forward_conv_t(&self.conv1, xs, train, true)?;
         for block in &self.blocks {
             xs = block.forward_t(&xs, train)?;
         }
