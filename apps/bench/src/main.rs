@@ -373,6 +373,11 @@ fn allocators(system: &std::path::Path, steps: usize) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // As the mnist app: mimalloc keeps freed pages instead of handing them back to the kernel
+    // (children inherit it).
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
+    }
     // The same thread settings as the mnist app, for every variant (children inherit them).
     let threads = lit_core::threads::init();
     if let [flag, variant, steps, epochs] = args.as_slice() {

@@ -74,6 +74,12 @@ fn init_tracing() {
 }
 
 fn main() -> ExitCode {
+    // mimalloc hands freed pages back to the kernel after 10 ms by default, and a training step
+    // frees and reallocates its activations every few milliseconds, so the pages were faulted in
+    // and zeroed again each step; keep them (mimalloc reads the option at its first purge).
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
+    }
     init_tracing();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
