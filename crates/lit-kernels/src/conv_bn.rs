@@ -30,6 +30,73 @@ fn poisoned<T>(_: T) -> candle::Error {
     candle::Error::Msg("conv2d_batch_norm kernel: poisoned lock".into())
 }
 
+impl ConvBnOp {
+    /// `act(bn(conv(x)) [+ r])`, keeping what the backward pass needs.
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        wb: &[f32],
+        r: Option<&[f32]>,
+    ) -> candle::Result<(CpuStorage, Shape)> {
+        let o = w.1.dims()[0];
+        let zero_bias = CpuStorage::F32(vec![0f32; o]);
+        let (z, shape) =
+            self.conv
+                .cpu_fwd(x.0, x.1, w.0, w.1, &zero_bias, &Layout::contiguous(o))?;
+        let CpuStorage::F32(z) = z else {
+            candle::bail!("conv2d_batch_norm kernel: the convolution gave no f32 output")
+        };
+        let (n, l) = (shape.dims()[0], shape.dims()[2] * shape.dims()[3]);
+        let stats = match &self.running {
+            Some(s) => s.clone(),
+            None => {
+                let s = stats_of(&z, (n, o, l));
+                *self.batch_stats.lock().map_err(poisoned)? = Some(s.clone());
+                s
+            }
+        };
+        let bn = BatchNormOp::new(&stats, self.eps, self.running.is_none(), self.relu);
+        let y = bn.apply(&z, wb, r, (o, l))?;
+        *self.saved.lock().map_err(poisoned)? = Some((bn, z));
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    /// The gradients of `x` (when tracked), the convolution's weight, the batch norm's weight
+    /// and bias (`2 x O`) and the residual (when `want_residual`).
+    fn backward(
+        &self,
+        (x, w, wbs): (&Tensor, &Tensor, &[f32]),
+        res: &Tensor,
+        grad: &Tensor,
+        want_residual: bool,
+    ) -> candle::Result<(Option<Tensor>, Tensor, Vec<f32>, Option<Tensor>)> {
+        let saved = self.saved.lock().map_err(poisoned)?;
+        let Some((bn, z)) = saved.as_ref() else {
+            candle::bail!("conv2d_batch_norm kernel: backward without a forward pass")
+        };
+        let (n, o, oh, ow) = res.dims4()?;
+        let grad = grad.contiguous()?;
+        let (gz, gwb, gr) = {
+            let (gg, rg) = (grad.storage_and_layout(), res.storage_and_layout());
+            let gy = cpu_f32(&gg.0, gg.1, "conv2d_batch_norm", "gradient")?;
+            let ys = cpu_f32(&rg.0, rg.1, "conv2d_batch_norm", "output")?;
+            bn.grads(z, &wbs[..o], gy, ys, (n, o, oh * ow), true, want_residual)
+        };
+        let gz = Tensor::from_vec(gz.unwrap_or_default(), res.shape(), res.device())?;
+        let gr = gr
+            .map(|gr| Tensor::from_vec(gr, res.shape(), res.device()))
+            .transpose()?;
+        let zero_bias = Tensor::zeros(o, candle::DType::F32, res.device())?;
+        // The convolution's backward pass with the batch norm's input gradient (no ReLU or
+        // pooling in the convolution itself, so its output is not read).
+        let (gx, gw, _) = self.conv.bwd(x, w, &zero_bias, res, &gz)?;
+        let gw =
+            gw.ok_or_else(|| candle::Error::Msg("conv2d kernel: no weight gradient".into()))?;
+        Ok((gx, gw, gwb, gr))
+    }
+}
+
 impl CustomOp3 for ConvBnOp {
     fn name(&self) -> &'static str {
         "lit-conv2d-batch-norm"
@@ -44,28 +111,8 @@ impl CustomOp3 for ConvBnOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle::Result<(CpuStorage, Shape)> {
-        let o = l2.dims()[0];
-        let zero_bias = CpuStorage::F32(vec![0f32; o]);
-        let (z, shape) = self
-            .conv
-            .cpu_fwd(s1, l1, s2, l2, &zero_bias, &Layout::contiguous(o))?;
-        let CpuStorage::F32(z) = z else {
-            candle::bail!("conv2d_batch_norm kernel: the convolution gave no f32 output")
-        };
-        let (n, l) = (shape.dims()[0], shape.dims()[2] * shape.dims()[3]);
-        let stats = match &self.running {
-            Some(s) => s.clone(),
-            None => {
-                let s = stats_of(&z, (n, o, l));
-                *self.batch_stats.lock().map_err(poisoned)? = Some(s.clone());
-                s
-            }
-        };
-        let bn = BatchNormOp::new(&stats, self.eps, self.running.is_none(), self.relu);
         let wb = slice(s3, l3, "conv2d_batch_norm", "weight and bias")?;
-        let y = bn.apply(&z, wb, None, (o, l))?;
-        *self.saved.lock().map_err(poisoned)? = Some((bn, z));
-        Ok((CpuStorage::F32(y), shape))
+        self.forward((s1, l1), (s2, l2), wb, None)
     }
 
     fn bwd(
@@ -76,45 +123,84 @@ impl CustomOp3 for ConvBnOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved = self.saved.lock().map_err(poisoned)?;
-        let Some((bn, z)) = saved.as_ref() else {
-            candle::bail!("conv2d_batch_norm kernel: backward without a forward pass")
-        };
-        let (n, o, oh, ow) = res.dims4()?;
-        let (wb, grad) = (wb.contiguous()?, grad.contiguous()?);
-        let (wg, gg, rg) = (
-            wb.storage_and_layout(),
-            grad.storage_and_layout(),
-            res.storage_and_layout(),
-        );
-        let (wbs, gy, ys) = (
-            cpu_f32(&wg.0, wg.1, "conv2d_batch_norm", "weight and bias")?,
-            cpu_f32(&gg.0, gg.1, "conv2d_batch_norm", "gradient")?,
-            cpu_f32(&rg.0, rg.1, "conv2d_batch_norm", "output")?,
-        );
-        let (gz, gwb, _) = bn.grads(z, &wbs[..o], gy, ys, (n, o, oh * ow), true, false);
-        let gz = gz.unwrap_or_default();
-        drop((wg, gg, rg));
-        let gz = Tensor::from_vec(gz, res.shape(), res.device())?;
-        let zero_bias = Tensor::zeros(o, candle::DType::F32, res.device())?;
-        // The convolution's backward pass with the batch norm's input gradient (no ReLU or
-        // pooling in the convolution itself, so its output is not read).
-        let (gx, gw, _) = self.conv.bwd(x, w, &zero_bias, res, &gz)?;
-        let gwb = Tensor::from_vec(gwb, (2, o), wb.device())?;
-        Ok((gx, gw, Some(gwb)))
+        let wb = wb.contiguous()?;
+        let wbs = wb.flatten_all()?.to_vec1::<f32>()?;
+        let (gx, gw, gwb, _) = self.backward((x, w, &wbs), res, grad, false)?;
+        let o = w.dim(0)?;
+        Ok((
+            gx,
+            Some(gw),
+            Some(Tensor::from_vec(gwb, (2, o), wb.device())?),
+        ))
     }
 }
 
-/// `act(batch_norm(conv2d(x, weight)))` for contiguous f32 CPU tensors, as one op: a
-/// convolution without bias (square stride and padding), then a batch norm with `weight_bias`
-/// (`(2, O)`: weight, then bias), then a ReLU when `relu`. With `running` statistics
-/// (evaluation) it normalises with them; without (training) with the batch's, which it returns
-/// for the running-statistics update. Gradients for `x` (when tracked), `weight` and
-/// `weight_bias`.
+/// [`ConvBnOp`] with a residual added before the activation. candle's custom ops take three
+/// tensors, so the convolution's weight and the batch norm's weight and bias travel as one flat
+/// tensor (`packed`), split here.
+struct ConvBnAddOp {
+    inner: ConvBnOp,
+    weight_shape: Shape,
+}
+
+impl CustomOp3 for ConvBnAddOp {
+    fn name(&self) -> &'static str {
+        "lit-conv2d-batch-norm-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle::Result<(CpuStorage, Shape)> {
+        let packed = slice(s2, l2, "conv2d_batch_norm", "weights")?;
+        let nw = self.weight_shape.elem_count();
+        let w = CpuStorage::F32(packed[..nw].to_vec());
+        let r = slice(s3, l3, "conv2d_batch_norm", "residual")?;
+        let layout = Layout::contiguous(self.weight_shape.clone());
+        self.inner
+            .forward((s1, l1), (&w, &layout), &packed[nw..], Some(r))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        r: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let nw = self.weight_shape.elem_count();
+        let w = packed.narrow(0, 0, nw)?.reshape(&self.weight_shape)?;
+        let wbs = packed
+            .narrow(0, nw, packed.dim(0)? - nw)?
+            .to_vec1::<f32>()?;
+        let (gx, gw, gwb, gr) = self
+            .inner
+            .backward((x, &w, &wbs), res, grad, r.track_op())?;
+        let n = gwb.len();
+        let gwb = Tensor::from_vec(gwb, n, packed.device())?;
+        let gpacked = Tensor::cat(&[gw.flatten_all()?, gwb], 0)?;
+        Ok((gx, Some(gpacked), gr))
+    }
+}
+
+/// `act(batch_norm(conv2d(x, weight)) [+ residual])` for contiguous f32 CPU tensors, as one op:
+/// a convolution without bias (square stride and padding), then a batch norm with `weight_bias`
+/// (`(2, O)`: weight, then bias), then the residual's addition, then a ReLU when `relu`. With
+/// `running` statistics (evaluation) it normalises with them; without (training) with the
+/// batch's, which it returns for the running-statistics update. Gradients for `x` and `residual`
+/// (when tracked), `weight` and `weight_bias`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_batch_norm(
     x: &Tensor,
     weight: &Tensor,
     weight_bias: &Tensor,
+    residual: Option<&Tensor>,
     (stride, padding): (usize, usize),
     running: Option<&ChannelStats>,
     eps: f64,
@@ -129,9 +215,18 @@ pub fn conv2d_batch_norm(
         saved: Mutex::new(None),
         batch_stats: Arc::clone(&batch_stats),
     };
-    let y = x
-        .contiguous()?
-        .apply_op3(&weight.contiguous()?, &weight_bias.contiguous()?, op)?;
+    let x = x.contiguous()?;
+    let y = match residual {
+        None => x.apply_op3(&weight.contiguous()?, &weight_bias.contiguous()?, op)?,
+        Some(r) => {
+            let packed = Tensor::cat(&[weight.flatten_all()?, weight_bias.flatten_all()?], 0)?;
+            let op = ConvBnAddOp {
+                inner: op,
+                weight_shape: weight.shape().clone(),
+            };
+            x.apply_op3(&packed, &r.contiguous()?, op)?
+        }
+    };
     let stats = batch_stats.lock().map_err(poisoned)?.take();
     Ok((y, stats))
 }

@@ -120,12 +120,36 @@ impl BatchNorm {
         train: bool,
         relu: bool,
     ) -> candle::Result<Tensor> {
+        self.run_conv(conv, x, None, train, relu)
+    }
+
+    /// `relu(batch_norm(conv(x)) + residual)`, the end of a residual block: one op on the CPU for
+    /// a convolution without bias; otherwise the layers one after the other.
+    pub fn forward_conv_add_relu_t(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> candle::Result<Tensor> {
+        self.run_conv(conv, x, Some(residual), train, true)
+    }
+
+    fn run_conv(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        train: bool,
+        relu: bool,
+    ) -> candle::Result<Tensor> {
         let c = self.weight.dim(0)?;
         let fused = conv
             .batch_norm_fusable(x)
-            .filter(|_| conv.weight().dim(0).is_ok_and(|o| o == c));
+            .filter(|_| conv.weight().dim(0).is_ok_and(|o| o == c))
+            .filter(|_| residual.is_none_or(on_cpu_kernels));
         let Some(geometry) = fused else {
-            return self.run(&conv.forward(x)?, None, train, relu);
+            return self.run(&conv.forward(x)?, residual, train, relu);
         };
         let f32 = |t: &Tensor| t.to_dtype(DType::F32);
         let running = if train {
@@ -138,10 +162,22 @@ impl BatchNorm {
             })
         };
         let wb = Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)?;
+        let r32 = residual.map(f32).transpose()?;
+        if let Some(r) = r32.as_ref() {
+            let want = conv.output_dims(x)?;
+            if r.dims() != want {
+                candle::bail!(
+                    "batch_norm: the residual's shape {:?} differs from the convolution's output {:?}",
+                    r.dims(),
+                    want
+                )
+            }
+        }
         let (y, stats) = kernels::conv2d_batch_norm(
             &f32(x)?,
             &f32(conv.weight())?,
             &wb,
+            r32.as_ref(),
             geometry,
             running.as_ref(),
             self.cfg.eps,

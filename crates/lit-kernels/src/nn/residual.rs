@@ -1,7 +1,7 @@
 //! The residual block of ResNet-18/34 (torchvision's `BasicBlock`).
 
 use candle::{ModuleT, Tensor};
-use candle_nn::{Conv2dConfig, Module, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
 
 use super::{batch_norm2d, conv2d_no_bias, BatchNorm, Conv2d};
 
@@ -10,8 +10,9 @@ use super::{batch_norm2d, conv2d_no_bias, BatchNorm, Conv2d};
 /// a batch norm (`downsample.0`, `downsample.1`) when the shape changes. Parameter names are
 /// torchvision's (`conv1`, `bn1`, `conv2`, `bn2`, `downsample.*`).
 ///
-/// On the CPU `conv1`, `bn1` and the ReLU run as one op, as do the shortcut's convolution and
-/// batch norm, and `bn2` runs with the addition of the shortcut and the final ReLU.
+/// On the CPU each convolution runs with the batch norm after it, and what follows that, as one
+/// op: `conv1`, `bn1` and the ReLU; the shortcut's convolution and batch norm; `conv2`, `bn2`,
+/// the addition of the shortcut and the final ReLU.
 #[derive(Debug, Clone)]
 pub struct BasicBlock {
     conv1: Conv2d,
@@ -57,11 +58,11 @@ pub fn basic_block(
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle::Result<Tensor> {
         let out = self.bn1.forward_conv_t(&self.conv1, x, train, true)?;
-        let out = self.conv2.forward(&out)?;
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward_conv_t(conv, x, train, false)?,
             None => x.clone(),
         };
-        self.bn2.forward_add_relu_t(&out, &shortcut, train)
+        self.bn2
+            .forward_conv_add_relu_t(&self.conv2, &out, &shortcut, train)
     }
 }
