@@ -13,6 +13,10 @@ use super::conv::Conv2dOp;
 use super::norm::{stats_of, BatchNormOp, ChannelStats};
 use super::{cpu_f32, slice};
 
+/// The gradients of a fused op's input, convolution weight, batch norm weight and bias (`2 x O`)
+/// and residual.
+type Grads = (Option<Tensor>, Tensor, Vec<f32>, Option<Tensor>);
+
 struct ConvBnOp {
     conv: Conv2dOp,
     /// The running statistics in evaluation; `None` in training (the batch's are used).
@@ -70,7 +74,7 @@ impl ConvBnOp {
         res: &Tensor,
         grad: &Tensor,
         want_residual: bool,
-    ) -> candle::Result<(Option<Tensor>, Tensor, Vec<f32>, Option<Tensor>)> {
+    ) -> candle::Result<Grads> {
         let saved = self.saved.lock().map_err(poisoned)?;
         let Some((bn, z)) = saved.as_ref() else {
             candle::bail!("conv2d_batch_norm kernel: backward without a forward pass")
