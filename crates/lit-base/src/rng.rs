@@ -3,7 +3,8 @@
 //! candle's CPU random functions draw from an unseedable thread-local generator, so lit draws every
 //! random number it needs (initial weights, shuffling, dropout masks, augmentation) from this one.
 //! Each use takes its own stream derived from the run seed and a purpose, so adding a new random
-//! consumer never changes the numbers another one sees.
+//! consumer never changes the numbers another one sees (within a training step, the draws of
+//! the forward pass are numbered in order: see [`Generator::for_step`]).
 
 use std::cell::Cell;
 use std::hash::Hasher;
@@ -74,14 +75,16 @@ thread_local! {
     /// The training step this thread runs, as `(seed, step key)`, and how many step streams the
     /// step has drawn so far.
     static STEP: Cell<(Option<(u64, u64)>, u64)> = const { Cell::new((None, 0)) };
+    /// Streams drawn outside any step, ever, on this thread.
+    static OUTSIDE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Sets the training step the calling thread runs: the run's `seed` and numbers that together
 /// name the step (lit's trainer passes the epoch, the batch and the process's rank, and calls
 /// this before each training step). Layers that draw random numbers in the forward pass (dropout)
-/// take them from [`Generator::for_step`], so they depend on the seed, the step and the layer
-/// alone: a resumed run draws the same masks, whatever ran before in the process. `None` clears
-/// it.
+/// take them from [`Generator::for_step`], so they depend on the seed, the step, the layer and
+/// the order of the step's random draws (the network's forward pass, the same each step): a
+/// resumed run draws the same masks, whatever ran before in the process. `None` clears it.
 pub fn set_step(step: Option<(u64, &[u64])>) {
     let key = step.map(|(seed, parts)| {
         let mut hasher = fnv::FnvHasher::default();
@@ -111,7 +114,14 @@ impl Generator {
                 hasher.write_u64(calls);
                 Self::stream(seed, purpose, hasher.finish())
             }
-            None => Self::stream(0, purpose, calls),
+            None => {
+                let n = OUTSIDE.with(|o| {
+                    let n = o.get();
+                    o.set(n + 1);
+                    n
+                });
+                Self::stream(0, purpose, n)
+            }
         }
     }
 

@@ -42,7 +42,9 @@ pub trait Strategy {
         Ok(())
     }
     /// Makes every process's buffers (batch norm's running statistics) rank 0's, as DDP's
-    /// `broadcast_buffers` does (nothing to do on one device); called after each optimizer step.
+    /// `broadcast_buffers` does (nothing to do on one device); called after each optimizer step
+    /// (DDP broadcasts before each forward pass, so with gradient accumulation a validation
+    /// inside an accumulation window sees each process's own statistics).
     fn sync_buffers(&self, _buffers: &[Var]) -> Result<()> {
         Ok(())
     }
@@ -136,12 +138,8 @@ impl Strategy for DataParallel {
         ))
     }
 
-    /// One all-reduce over a flat f32 buffer of every parameter's gradient, then the mean: the
-    /// sum over processes divided by their number. A parameter without a gradient here adds
-    /// zeros (so every process lays the buffer out alike), and one more element per parameter
-    /// counts the processes that had a gradient for it: one that none had stays without one, so
-    /// that optimizers leave it alone as they do on one device. The buffer stays on the device
-    /// when the engine reduces device memory (NCCL); MPI goes through the host.
+    /// One all-reduce in which rank 0 alone adds its float buffers' values; the others take
+    /// them (rank 0 keeps its own, whatever their type).
     fn sync_buffers(&self, buffers: &[Var]) -> Result<()> {
         // Float buffers only: counters (num_batches_tracked) advance alike everywhere.
         let floats: Vec<&Var> = buffers.iter().filter(|b| b.dtype().is_float()).collect();
@@ -158,6 +156,9 @@ impl Strategy for DataParallel {
         let summed = self
             .collective
             .all_reduce_sum_tensor(&Tensor::cat(&flat, 0)?.to_device(&self.device)?)?;
+        if rank0 {
+            return Ok(());
+        }
         let mut at = 0;
         for b in floats {
             let n = b.elem_count();
@@ -168,6 +169,12 @@ impl Strategy for DataParallel {
         Ok(())
     }
 
+    /// One all-reduce over a flat f32 buffer of every parameter's gradient, then the mean: the
+    /// sum over processes divided by their number. A parameter without a gradient here adds
+    /// zeros (so every process lays the buffer out alike), and one more element per parameter
+    /// counts the processes that had a gradient for it: one that none had stays without one, so
+    /// that optimizers leave it alone as they do on one device. The buffer stays on the device
+    /// when the engine reduces device memory (NCCL); MPI goes through the host.
     fn reduce_gradients(&self, grads: &mut GradStore, params: &[Var]) -> Result<()> {
         let world = self.collective.world_size();
         if world <= 1 || params.is_empty() {

@@ -39,8 +39,16 @@ pub enum Transform {
 pub const TRANSFORMS: [&str; 3] = ["crop", "flip", "affine"];
 
 impl Transform {
-    /// The transform a name stands for, with the sizes given.
+    /// The transform a name stands for, with the sizes given (`degrees` and `translate` finite and
+    /// not negative).
     pub fn from_name(name: &str, padding: usize, degrees: f64, translate: f64) -> Result<Self> {
+        for (key, v) in [("aug_degrees", degrees), ("aug_translate", translate)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Invalid(format!(
+                    "{key}: expected a finite size >= 0, got {v}"
+                )));
+            }
+        }
         match name.trim() {
             "crop" => Ok(Self::Crop { padding }),
             "flip" => Ok(Self::HorizontalFlip),
@@ -209,7 +217,7 @@ impl Dataset for Augmented {
 
     fn get_batch_at(&self, indices: &[usize], epoch: u64) -> Result<Batch> {
         let ids: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-        let ids = Tensor::from_vec(ids, indices.len(), &Device::Cpu)?;
+        let ids = Tensor::from_vec(ids, indices.len(), self.inner.inputs().device())?;
         let images = self.inner.inputs().index_select(&ids, 0)?;
         let (b, c, h, w) = images.dims4()?;
         let mut pixels = images
@@ -235,11 +243,15 @@ impl Dataset for Augmented {
                 }
             }
         }
-        let input = Tensor::from_vec(pixels, (b, c, h, w), images.device())?;
+        let input = Tensor::from_vec(pixels, (b, c, h, w), &Device::Cpu)?;
+        let stored = self.inner.inputs();
         let input = match self.inner.input_map() {
             Some(m) => m.apply(&input)?,
-            None => input.to_dtype(self.inner.inputs().dtype())?,
+            // Interpolated values round to the nearest stored integer.
+            None if !stored.dtype().is_float() => input.round()?.to_dtype(stored.dtype())?,
+            None => input.to_dtype(stored.dtype())?,
         };
+        let input = input.to_device(stored.device())?;
         Ok(Batch {
             input,
             target: self.inner.targets().index_select(&ids, 0)?,
@@ -345,6 +357,10 @@ mod tests {
         assert!(Transform::parse_list("none", 2, 10.0, 0.1)
             .unwrap()
             .is_empty());
+        let err = Transform::parse_list("affine", 2, -5.0, 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aug_degrees") && err.contains("-5"), "{err}");
         let inner = Arc::new(dataset(0.5, vec![]).inner.as_ref().clone());
         let err = Augmented::new(
             inner,

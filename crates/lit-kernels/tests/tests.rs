@@ -287,14 +287,23 @@ fn basic_block_off_the_kernel_path_matches_pytorch() {
         let shapes = case["shapes"].as_object().unwrap();
         let vm = varmap_with(case["state"].as_object().unwrap(), |n| dims(&shapes[n]));
         let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
-        let (cin, cout) = (case["cin"].as_u64().unwrap(), case["cout"].as_u64().unwrap());
+        let (cin, cout) = (
+            case["cin"].as_u64().unwrap(),
+            case["cout"].as_u64().unwrap(),
+        );
         let stride = case["stride"].as_u64().unwrap() as usize;
         let block = basic_block(cin as usize, cout as usize, stride, vb).unwrap();
         let x = tensor(&case["input"], &dims(&case["input_shape"]))
             .to_dtype(DType::F64)
             .unwrap();
-        let y = block.forward_t(&x, case["train"].as_bool().unwrap()).unwrap();
-        close(&values(&y), &case["output"], &format!("{name} output (candle)"));
+        let y = block
+            .forward_t(&x, case["train"].as_bool().unwrap())
+            .unwrap();
+        close(
+            &values(&y),
+            &case["output"],
+            &format!("{name} output (candle)"),
+        );
     }
 }
 

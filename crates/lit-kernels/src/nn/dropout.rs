@@ -9,8 +9,9 @@ use lit_base::Generator;
 ///
 /// candle's own dropout draws from an unseedable generator. This one draws each mask from
 /// [`Generator::for_step`], a stream of the run's seed, the training step (epoch, batch and
-/// process, set by lit's trainer) and the layer's name: the same seed gives the same masks, and a
-/// resumed run draws the masks the uninterrupted run drew at the same step.
+/// process, set by lit's trainer), the layer's name and its place among the step's random draws:
+/// the same seed gives the same masks, and a resumed run draws the masks the uninterrupted run
+/// drew at the same step.
 #[derive(Debug, Clone)]
 pub struct Dropout {
     p: f64,

@@ -97,19 +97,6 @@ impl Conv2d {
         (self.fast(x) && self.bias.is_none()).then_some((self.cfg.stride, self.cfg.padding))
     }
 
-    /// The output shape for input `x` (`(N, O, OH, OW)`).
-    fn output_dims(&self, x: &Tensor) -> candle::Result<Vec<usize>> {
-        let (n, _, h, w) = x.dims4()?;
-        let (o, _, kh, kw) = self.weight.dims4()?;
-        let (s, p) = (self.cfg.stride, self.cfg.padding);
-        Ok(vec![
-            n,
-            o,
-            (h + 2 * p - kh) / s + 1,
-            (w + 2 * p - kw) / s + 1,
-        ])
-    }
-
     /// The bias lit's kernel adds when it handles `x`: the layer's, or zeros for a layer
     /// without one (`bias=False`, as before a batch norm); `None` when candle's op runs.
     fn kernel_bias(&self, x: &Tensor) -> candle::Result<Option<Tensor>> {

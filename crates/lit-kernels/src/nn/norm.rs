@@ -34,7 +34,8 @@ impl Default for BatchNormConfig {
 ///
 /// On the CPU it runs lit's kernel, which can also add a residual and apply a ReLU in the same op
 /// ([`BatchNorm::forward_relu_t`], [`BatchNorm::forward_add_relu_t`]); elsewhere candle's ops.
-/// Like the other layers it computes in its input's type, its statistics in f32.
+/// Like the other layers it outputs its input's type; statistics are computed in f32 (in f64
+/// for f64 inputs).
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
     weight: Tensor,
@@ -53,6 +54,9 @@ pub fn batch_norm(
     vb: VarBuilder,
 ) -> candle::Result<BatchNorm> {
     let c = num_features;
+    if c == 0 {
+        candle::bail!("batch_norm: num_features must be at least 1")
+    }
     let weight = vb.get_with_hints(c, "weight", Init::Const(1.0))?;
     let bias = vb.get_with_hints(c, "bias", Init::Const(0.0))?;
     let buffer = |t: Tensor| Var::from_tensor(&t);
@@ -162,17 +166,8 @@ impl BatchNorm {
             })
         };
         let wb = Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)?;
+        // The kernel refuses a residual whose size differs from the convolution's output.
         let r32 = residual.map(f32).transpose()?;
-        if let Some(r) = r32.as_ref() {
-            let want = conv.output_dims(x)?;
-            if r.dims() != want {
-                candle::bail!(
-                    "batch_norm: the residual's shape {:?} differs from the convolution's output {:?}",
-                    r.dims(),
-                    want
-                )
-            }
-        }
         let (y, stats) = kernels::conv2d_batch_norm(
             &f32(x)?,
             &f32(conv.weight())?,
@@ -260,10 +255,7 @@ impl BatchNorm {
         let f32 = |t: &Tensor| t.to_dtype(DType::F32);
         let x32 = f32(x)?;
         let stats = if train {
-            let stats = kernels::channel_stats(&x32)?;
-            let on_cpu = |v: &[f32]| Tensor::new(v, &Device::Cpu);
-            self.update_running(&on_cpu(&stats.mean)?, &on_cpu(&stats.var)?, count)?;
-            stats
+            kernels::channel_stats(&x32)?
         } else {
             let host = |v: &Var| v.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
             kernels::ChannelStats {
@@ -274,6 +266,11 @@ impl BatchNorm {
         let wb = Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)?;
         let r32 = residual.map(f32).transpose()?;
         let y = kernels::batch_norm(&x32, &wb, r32.as_ref(), &stats, self.cfg.eps, train, relu)?;
+        // The running statistics change only once the batch went through.
+        if train {
+            let on_cpu = |v: &[f32]| Tensor::new(v, &Device::Cpu);
+            self.update_running(&on_cpu(&stats.mean)?, &on_cpu(&stats.var)?, count)?;
+        }
         y.to_dtype(x.dtype())
     }
 
@@ -342,8 +339,15 @@ impl BatchNorm {
         let unbiased = count as f64 / (count as f64 - 1.0);
         let blend = |buffer: &Var, batch: Tensor| -> candle::Result<()> {
             let dtype = buffer.dtype();
-            let old = buffer.as_tensor().to_dtype(DType::F32)?;
-            let batch = batch.to_dtype(DType::F32)?.to_device(old.device())?;
+            // f64 buffers blend in f64, the others (f32, and the half types of true precision)
+            // in f32.
+            let compute = if dtype == DType::F64 {
+                DType::F64
+            } else {
+                DType::F32
+            };
+            let old = buffer.as_tensor().to_dtype(compute)?;
+            let batch = batch.to_dtype(compute)?.to_device(old.device())?;
             let new = ((old * (1.0 - m))? + (batch * m)?)?;
             buffer.set(&new.to_dtype(dtype)?)
         };
