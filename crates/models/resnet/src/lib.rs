@@ -7,7 +7,7 @@
 //! | `layer1.{i}` | `n` BasicBlocks, width channels, 28x28 |
 //! | `layer2.{i}` | `n` BasicBlocks, 2 x width, the first with stride 2 (14x14) |
 //! | `layer3.{i}` | `n` BasicBlocks, 4 x width, the first with stride 2 (7x7) |
-//! | | AdaptiveAvgPool2d(1), flatten, Dropout(dropout) |
+//! | | AdaptiveAvgPool2d(1), flatten, Dropout(dropout, default 0.1) |
 //! | `fc` | Linear(4 x width, num_classes) |
 //!
 //! `depth = 6n + 2`: 8 (the default, `n = 1`), 14, 20 (ResNet-20), 32, ... Parameter and buffer
@@ -45,7 +45,7 @@ impl Default for Config {
             num_classes: 10,
             depth: 8,
             width: 16,
-            dropout: 0.2,
+            dropout: 0.1,
         }
     }
 }
