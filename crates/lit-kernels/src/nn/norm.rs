@@ -159,13 +159,9 @@ impl BatchNorm {
         let running = if train {
             None
         } else {
-            let host = |v: &Var| v.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
-            Some(kernels::ChannelStats {
-                mean: host(&self.running_mean)?,
-                var: host(&self.running_var)?,
-            })
+            Some(self.running_on_host()?)
         };
-        let wb = Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)?;
+        let wb = self.weight_bias_f32()?;
         // The kernel refuses a residual whose size differs from the convolution's output.
         let r32 = residual.map(f32).transpose()?;
         let (y, stats) = kernels::conv2d_batch_norm(
@@ -187,10 +183,34 @@ impl BatchNorm {
                     y.dims()
                 )
             }
-            let on_cpu = |v: &[f32]| Tensor::new(v, &Device::Cpu);
-            self.update_running(&on_cpu(&stats.mean)?, &on_cpu(&stats.var)?, count)?;
+            self.update_running_from_host(&stats, count)?;
         }
         y.to_dtype(x.dtype())
+    }
+
+    /// The running statistics, on the host in f32.
+    fn running_on_host(&self) -> candle::Result<kernels::ChannelStats> {
+        let host = |v: &Var| v.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
+        Ok(kernels::ChannelStats {
+            mean: host(&self.running_mean)?,
+            var: host(&self.running_var)?,
+        })
+    }
+
+    /// Weight and bias stacked as the kernels take them, `(2, C)` in f32.
+    fn weight_bias_f32(&self) -> candle::Result<Tensor> {
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)
+    }
+
+    /// [`Self::update_running`] from a kernel's batch statistics.
+    fn update_running_from_host(
+        &self,
+        stats: &kernels::ChannelStats,
+        count: usize,
+    ) -> candle::Result<()> {
+        let on_cpu = |v: &[f32]| Tensor::new(v, &Device::Cpu);
+        self.update_running(&on_cpu(&stats.mean)?, &on_cpu(&stats.var)?, count)
     }
 
     /// `relu(batch_norm(x))`, one op on the CPU.
@@ -257,19 +277,14 @@ impl BatchNorm {
         let stats = if train {
             kernels::channel_stats(&x32)?
         } else {
-            let host = |v: &Var| v.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
-            kernels::ChannelStats {
-                mean: host(&self.running_mean)?,
-                var: host(&self.running_var)?,
-            }
+            self.running_on_host()?
         };
-        let wb = Tensor::stack(&[f32(&self.weight)?, f32(&self.bias)?], 0)?;
+        let wb = self.weight_bias_f32()?;
         let r32 = residual.map(f32).transpose()?;
         let y = kernels::batch_norm(&x32, &wb, r32.as_ref(), &stats, self.cfg.eps, train, relu)?;
         // The running statistics change only once the batch went through.
         if train {
-            let on_cpu = |v: &[f32]| Tensor::new(v, &Device::Cpu);
-            self.update_running(&on_cpu(&stats.mean)?, &on_cpu(&stats.var)?, count)?;
+            self.update_running_from_host(&stats, count)?;
         }
         y.to_dtype(x.dtype())
     }
