@@ -125,7 +125,8 @@ pub(crate) struct RunArgs {
     pub(crate) test_datasets: String,
     /// Random transforms of the training images, comma-separated: crop, flip, affine, or none;
     /// auto is the training set's own (crop,flip for Fashion-MNIST, none for MNIST's digits).
-    /// Sizes: --set aug_padding=2 aug_degrees=10 aug_translate=0.1.
+    /// Their sizes are hyperparameters: --set aug_padding=2 (pixels), --set aug_degrees=10,
+    /// --set aug_translate=0.1 (of the image).
     #[arg(long, default_value = "auto")]
     pub(crate) augment: String,
     /// The probability that each transform applies to a training example.
