@@ -125,10 +125,9 @@ impl Generator {
         }
     }
 
-    /// `n` booleans, each true with probability `p`.
-    pub fn bernoulli(&mut self, n: usize, p: f64) -> Vec<bool> {
-        let p = p.clamp(0.0, 1.0);
-        (0..n).map(|_| self.rng.random_bool(p)).collect()
+    /// True with probability `p` (clamped to `[0, 1]`).
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.rng.random_bool(p.clamp(0.0, 1.0))
     }
 
     /// One sample from `U(lo, up)` (`lo` when the range is empty).

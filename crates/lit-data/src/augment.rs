@@ -61,6 +61,22 @@ impl Transform {
         }
     }
 
+    /// Parses a comma-separated list of [`TRANSFORMS`] (`none` or empty: no transform).
+    pub fn parse_list(
+        list: &str,
+        padding: usize,
+        degrees: f64,
+        translate: f64,
+    ) -> Result<Vec<Self>> {
+        let list = list.trim();
+        if list.is_empty() || list == "none" {
+            return Ok(Vec::new());
+        }
+        list.split(',')
+            .map(|name| Self::from_name(name, padding, degrees, translate))
+            .collect()
+    }
+
     /// Applies the transform to one image, drawing what it needs from `g`.
     fn apply(&self, img: &mut [f32], (c, h, w): (usize, usize, usize), g: &mut Generator) {
         match *self {
@@ -143,24 +159,6 @@ pub struct AugmentConfig {
     pub seed: u64,
 }
 
-impl Transform {
-    /// Parses a comma-separated list of [`TRANSFORMS`] (`none` or empty: no transform).
-    pub fn parse_list(
-        list: &str,
-        padding: usize,
-        degrees: f64,
-        translate: f64,
-    ) -> Result<Vec<Self>> {
-        let list = list.trim();
-        if list.is_empty() || list == "none" {
-            return Ok(Vec::new());
-        }
-        list.split(',')
-            .map(|name| Self::from_name(name, padding, degrees, translate))
-            .collect()
-    }
-}
-
 /// An image dataset whose examples are transformed at random, per epoch and example, when a
 /// loader gathers them ([`Dataset::get_batch_at`]); `get` and `get_batch` hand out the images
 /// untransformed.
@@ -193,12 +191,16 @@ impl Augmented {
         &self.config
     }
 
-    /// The generator of example `index` in `epoch`.
-    fn generator(&self, epoch: u64, index: usize) -> Generator {
+    /// The stream `purpose` of example `index` in `epoch` (and of its `k`-th transform, when
+    /// given).
+    fn generator(&self, purpose: &str, epoch: u64, index: usize, k: Option<usize>) -> Generator {
         let mut hasher = fnv::FnvHasher::default();
         hasher.write_u64(epoch);
         hasher.write_u64(index as u64);
-        Generator::stream(self.config.seed, "augment", hasher.finish())
+        if let Some(k) = k {
+            hasher.write_u64(k as u64);
+        }
+        Generator::stream(self.config.seed, purpose, hasher.finish())
     }
 }
 
@@ -226,20 +228,13 @@ impl Dataset for Augmented {
             .to_vec1::<f32>()?;
         let per = c * h * w;
         for (img, &index) in pixels.chunks_exact_mut(per.max(1)).zip(indices) {
-            let mut g = self.generator(epoch, index);
+            // Whether each transform applies comes from one stream, what it does from a stream
+            // of its own, so one transform's draws never shift the numbers of the next.
+            let mut applies = self.generator("augment", epoch, index, None);
             for (k, t) in self.config.transforms.iter().enumerate() {
-                // Both draws always happen, so one transform's choice does not shift the
-                // numbers the next one sees.
-                let applies = g.bernoulli(1, self.config.prob)[0];
-                let mut tg = Generator::stream(self.config.seed, "augment-transform", {
-                    let mut hasher = fnv::FnvHasher::default();
-                    hasher.write_u64(epoch);
-                    hasher.write_u64(index as u64);
-                    hasher.write_u64(k as u64);
-                    hasher.finish()
-                });
-                if applies {
-                    t.apply(img, (c, h, w), &mut tg);
+                if applies.chance(self.config.prob) {
+                    let mut g = self.generator("augment-transform", epoch, index, Some(k));
+                    t.apply(img, (c, h, w), &mut g);
                 }
             }
         }

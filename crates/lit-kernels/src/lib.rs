@@ -105,6 +105,20 @@ fn gemm(
     }
 }
 
+/// The sum of `f(v)` over `xs`, in 16 independent lanes that the compiler vectorises.
+#[inline]
+fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// The f32 data of a contiguous CPU tensor's storage, without copying.
 fn cpu_f32<'a>(
     s: &'a candle::Storage,

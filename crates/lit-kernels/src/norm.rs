@@ -11,7 +11,7 @@
 use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, relu, slice};
+use super::{cpu_f32, lanes, relu, slice};
 
 /// The statistics a batch norm normalises with, per channel: mean and biased variance.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,20 +68,6 @@ pub(crate) fn stats_of(xs: &[f32], (n, c, l): (usize, usize, usize)) -> ChannelS
         .collect();
     let (mean, var) = stats.into_iter().unzip();
     ChannelStats { mean, var }
-}
-
-/// The sum of `f(v)` over `xs`, in 16 independent lanes that the compiler vectorises.
-#[inline]
-fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = xs.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += f(v);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The gradient reaching the affine output of one segment, `gy` masked where the ReLU's output

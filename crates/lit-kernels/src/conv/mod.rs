@@ -14,7 +14,7 @@ mod geom;
 
 use geom::Geom;
 
-use super::{beats, cpu_f32, gemm, slice};
+use super::{beats, cpu_f32, gemm, lanes, slice};
 
 /// Where each pooled output took its value from: the window offset of its maximum, or
 /// [`DEAD`] when a ReLU zeroed it (no gradient flows back).
@@ -212,19 +212,6 @@ impl Conv2dOp {
     }
 }
 
-/// The sum of `xs`, with independent partial sums that the compiler can vectorise.
-fn sum(xs: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = xs.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// How a batch of `n` images is spread over rayon's threads: the fewest images a parallel task
 /// takes (a contiguous share per thread, so the partial sums do not depend on scheduling), and
 /// whether each image's matrix products run on the pool instead, when there are fewer images
@@ -368,7 +355,7 @@ impl CustomOp3 for Conv2dOp {
             };
             let gyn = self.output_grad(&g, &gy[out.clone()], &ys[out], arg_n, &mut p.gy);
             for (o, row) in gyn.chunks(ohw).enumerate() {
-                p.gb[o] += sum(row);
+                p.gb[o] += lanes(row, |v| v);
             }
             g.im2col(&xs[i * chw..(i + 1) * chw], &mut p.cols);
             gemm(

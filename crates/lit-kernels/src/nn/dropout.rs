@@ -52,10 +52,9 @@ impl ModuleT for Dropout {
             return x.zeros_like();
         }
         let scale = (1.0 / (1.0 - self.p)) as f32;
-        let keep = Generator::for_step(&self.name).bernoulli(x.elem_count(), 1.0 - self.p);
-        let mask: Vec<f32> = keep
-            .into_iter()
-            .map(|k| if k { scale } else { 0.0 })
+        let mut g = Generator::for_step(&self.name);
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| if g.chance(1.0 - self.p) { scale } else { 0.0 })
             .collect();
         let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?
             .to_dtype(x.dtype())?
