@@ -181,6 +181,9 @@ pub(crate) struct RunArgs {
     /// Test batches per set: a count or a fraction.
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) limit_test_batches: Option<String>,
+    /// Prediction batches per set: a count or a fraction.
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) limit_predict_batches: Option<String>,
     /// Also validate within epochs, every N batches or fraction of an epoch.
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) val_check_interval: Option<String>,
@@ -250,7 +253,8 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) lr_monitor_every_step: bool,
     /// Start from a checkpoint: `last` (the newest run of this model that has one), `best` (of
-    /// the latest run) or a file. fit resumes it (into a new version directory); validate, test
+    /// the latest run), `auto` (`last` when one exists, else a fresh start: for job scripts that
+    /// are requeued) or a file. fit resumes it (into a new version directory); validate, test
     /// and predict load its weights.
     #[arg(long)]
     pub(crate) ckpt_path: Option<String>,
@@ -283,6 +287,9 @@ pub(crate) struct Resolved {
     pub(crate) args: RunArgs,
     pub(crate) hparams: HParams,
     pub(crate) print_config: bool,
+    /// Keys the user gave (flags on the command line, the config file, `--set`), each with
+    /// where it was given; the rest are defaults.
+    pub(crate) explicit: Vec<(String, String)>,
 }
 
 /// `--help` text for a choice made by name, written from the table that builds it.
@@ -319,6 +326,22 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<HParams> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading config file {shown}"))?;
     HParams::from_yaml(&text).with_context(|| format!("config file {shown}"))
+}
+
+/// Fails on a key set to null (`lr: null`, `lr: ~`) whose default is a value: serde would
+/// silently take the default, which is not what the file says.
+fn refuse_nulls(file: &HParams, defaults: &HParams, source: &str) -> anyhow::Result<()> {
+    for (key, value) in file.iter() {
+        let default = defaults.get::<serde_json::Value>(key)?;
+        if value.is_null() && default.as_ref().is_some_and(|d| !d.is_null()) {
+            bail!(
+                "{source}: '{key}' is null; expected a value such as its default {} (or leave \
+                 the key out)",
+                default.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every key a run understands: the options, what the module and data interfaces read, and the
@@ -394,6 +417,7 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
     let mut given: Vec<(String, String)> = Vec::new();
     if let Some(path) = &args.config {
         let file = read_config(path)?;
+        refuse_nulls(&file, &hparams, &format!("config file {}", path.display()))?;
         for (key, value) in file.iter() {
             given.push((key.clone(), format!("config file {}", path.display())));
             if !given_on_command_line(sub, key) {
@@ -411,89 +435,41 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
         }
         let value =
             HParams::parse_value(&key, value.trim()).with_context(|| format!("--set {pair}"))?;
+        let mut single = HParams::new();
+        single.set(key.clone(), value.clone())?;
+        refuse_nulls(&single, &hparams, &format!("--set {pair}"))?;
         given.push((key.clone(), format!("--set {pair}")));
         hparams.set(key, value)?;
     }
     let model_name: String = hparams.get("model_name")?.unwrap_or_default();
+    for (key, _) in hparams.iter() {
+        if given_on_command_line(sub, key) {
+            given.push((key.clone(), format!("--{}", key.replace('_', "-"))));
+        }
+    }
     check_keys(
         given.iter().map(|(k, s)| (k.as_str(), s.clone())),
         &model_name,
     )?;
     // Typed options follow the merged values, so a config file's `max_epochs` takes effect too.
-    let mut merged: RunArgs = hparams
-        .to_config()
-        .context("hyperparameters do not fit the command-line options")?;
-    merged.config = args.config.clone();
-    merged.check()?;
+    let merged = typed(&hparams, &args)?;
     Ok(Resolved {
         command,
         args: merged,
         hparams,
         print_config,
+        explicit: given,
     })
 }
 
-impl RunArgs {
-    /// Range checks clap cannot express, on the merged values (a config file's too).
-    fn check(&self) -> anyhow::Result<()> {
-        let floats = [
-            ("lr", Some(self.lr)),
-            ("momentum", Some(self.momentum)),
-            ("weight_decay", self.weight_decay),
-            ("lr_decay_rate", self.lr_decay_rate),
-            ("lr_decay_min_lr", Some(self.lr_decay_min_lr)),
-            ("label_smoothing", Some(self.label_smoothing)),
-            ("gradient_clip_val", self.gradient_clip_val),
-            ("min_delta", Some(self.min_delta)),
-            ("stopping_threshold", self.stopping_threshold),
-            ("divergence_threshold", self.divergence_threshold),
-        ];
-        for (key, value) in floats {
-            if let Some(v) = value.filter(|v| !v.is_finite()) {
-                bail!("hyperparameter '{key}': expected a finite number, got {v}");
-            }
-        }
-        let non_negative = [
-            ("lr", Some(self.lr)),
-            ("momentum", Some(self.momentum)),
-            ("weight_decay", self.weight_decay),
-            ("lr_decay_min_lr", Some(self.lr_decay_min_lr)),
-            ("min_delta", Some(self.min_delta)),
-        ];
-        for (key, value) in non_negative {
-            if let Some(v) = value.filter(|v| *v < 0.0) {
-                bail!("hyperparameter '{key}': expected a value >= 0, got {v}");
-            }
-        }
-        if !(0.0..=1.0).contains(&self.aug_prob) {
-            bail!(
-                "hyperparameter 'aug_prob': expected a probability in [0, 1], got {}",
-                self.aug_prob
-            );
-        }
-        if let Some(v) = self.lr_decay_rate.filter(|v| *v <= 0.0) {
-            bail!("hyperparameter 'lr_decay_rate': expected a factor > 0, got {v}");
-        }
-        if let Some(v) = self.gradient_clip_val.filter(|v| *v <= 0.0) {
-            bail!("hyperparameter 'gradient_clip_val': expected a value > 0, got {v}");
-        }
-        if self.save_top_k < -1 {
-            bail!(
-                "hyperparameter 'save_top_k': expected -1 (keep all), 0 (none) or a positive count, got {}",
-                self.save_top_k
-            );
-        }
-        if self.num_classes < 2 {
-            bail!(
-                "hyperparameter 'num_classes': expected at least 2, got {}",
-                self.num_classes
-            );
-        }
-        if self.batch_size == 0 {
-            bail!("hyperparameter 'batch_size': expected at least 1, got 0");
-        }
-        Ok(())
-    }
+/// The typed options of merged hyperparameters, checked (a config file's values too).
+pub(crate) fn typed(hparams: &HParams, given: &RunArgs) -> anyhow::Result<RunArgs> {
+    let mut merged: RunArgs = hparams
+        .to_config()
+        .context("hyperparameters do not fit the command-line options")?;
+    merged.config = given.config.clone();
+    merged.check()?;
+    Ok(merged)
 }
 
 fn given_on_command_line(m: &ArgMatches, key: &str) -> bool {

@@ -35,10 +35,22 @@ fn normalisation(ctx: &DataContext, flavor: Flavor) -> Result<(f64, f64)> {
         Flavor::Mnist => (0.1307, 0.3081),
         Flavor::FashionMnist => (0.2860, 0.3530),
     };
-    Ok((
+    let (mean, std): (f64, f64) = (
         ctx.hparams.get_or("normalize_mean", mean)?,
         ctx.hparams.get_or("normalize_std", std)?,
-    ))
+    );
+    if !mean.is_finite() {
+        return Err(Error::Invalid(format!(
+            "normalize_mean: expected a finite number, got {mean}"
+        )));
+    }
+    if !(std.is_finite() && std > 0.0) {
+        return Err(Error::Invalid(format!(
+            "normalize_std: expected a finite standard deviation > 0 (images are divided by it), \
+             got {std}"
+        )));
+    }
+    Ok((mean, std))
 }
 
 /// A whole normalised file and where it came from.

@@ -9,13 +9,23 @@
 #[cfg(feature = "mkl")]
 extern crate intel_mkl_src;
 
+/// `println!` for results: a closed pipe (`mnist test | head -1`) ends the program quietly, a
+/// full device with a clear error, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod check_device;
+mod checks;
 mod cli;
 mod datasets;
 mod models;
+mod output;
 mod parallel;
+mod restore;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -83,19 +93,50 @@ fn main() -> ExitCode {
     init_tracing();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", chain(&e));
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints an error (a signal's stop with how to resume) and gives the exit status: 128 + the
+/// signal's number for an interrupted fit, as a scheduler expects of a job a signal ended.
+fn report(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<lit_core::Error>() {
+        Some(lit_core::Error::Interrupted { signal, checkpoint }) => {
+            let rank0 = lit_distributed::launched().is_none_or(|(rank, _)| rank == 0);
+            if rank0 {
+                let name = lit_core::signals::name(*signal);
+                match checkpoint {
+                    Some(p) => eprintln!(
+                        "interrupted by {name}; checkpoint written: {}\nresume with the same \
+                         command and --ckpt-path last (or --ckpt-path {}; in a job script that \
+                         is requeued, --ckpt-path auto)",
+                        p.display(),
+                        p.display()
+                    ),
+                    None => eprintln!("interrupted by {name}; no checkpoint was written"),
+                }
+            }
+            ExitCode::from(
+                lit_core::Error::Interrupted {
+                    signal: *signal,
+                    checkpoint: None,
+                }
+                .exit_code(),
+            )
+        }
+        _ => {
+            eprintln!("error: {}", chain(e));
             ExitCode::FAILURE
         }
     }
 }
 
 /// The error and its causes on one line, each cause once: an I/O error that an outer message
-/// already quotes is not repeated.
+/// already quotes is not repeated, and a long value it quotes is shortened.
 pub(crate) fn chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = output::shorten_words(&cause.to_string());
         if !out.contains(&text) {
             if !out.is_empty() {
                 out.push_str(": ");
@@ -111,21 +152,6 @@ fn limit(value: &Option<String>, flag: &str) -> anyhow::Result<Limit> {
         None => Ok(Limit::All),
         Some(v) => v.parse().with_context(|| format!("--{flag}")),
     }
-}
-
-fn print_table(title: &str, values: &BTreeMap<String, f64>) {
-    let width = values
-        .keys()
-        .map(String::len)
-        .max()
-        .unwrap_or(0)
-        .max(title.len());
-    let rule = format!("+-{}-+------------+", "-".repeat(width));
-    println!("{rule}\n| {title:<width$} | {:>10} |\n{rule}", "value");
-    for (k, v) in values {
-        println!("| {k:<width$} | {v:>10.4} |");
-    }
-    println!("{rule}");
 }
 
 /// The template's callbacks: summary, learning-rate monitor, early stopping, checkpoints, plus the
@@ -185,41 +211,50 @@ fn add_fit_callbacks(trainer: &mut Trainer, args: &cli::RunArgs) -> anyhow::Resu
     Ok(())
 }
 
-/// `dataset,index,prediction,prob_0,...`: the class with the highest score and the softmax of
-/// the scores (the class probabilities of a classifier trained with cross-entropy).
-fn predictions_csv(outputs: &[(String, candle::Tensor)]) -> anyhow::Result<String> {
-    use std::fmt::Write;
-    let classes = outputs
-        .first()
-        .map_or(0, |(_, t)| t.dims().last().copied().unwrap_or(0));
-    let mut csv = String::from("dataset,index,prediction");
-    for c in 0..classes {
-        write!(csv, ",prob_{c}")?;
+/// The checkpoint `--ckpt-path` names: `auto` is the newest `last` or none (a fresh start).
+fn ckpt_path(args: &cli::RunArgs) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(spec) = &args.ckpt_path else {
+        return Ok(None);
+    };
+    Ok(if spec == "auto" {
+        lit_core::checkpoint::resolve_auto(&args.log_dir, &args.model_name)
+    } else {
+        Some(lit_core::checkpoint::resolve(
+            spec,
+            &args.log_dir,
+            &args.model_name,
+        )?)
+    })
+}
+
+/// The precision to run: as given, except `16-mixed` on a CPU, which has no fast float16 and
+/// runs `bf16-mixed` instead with a warning, as Lightning does.
+fn cpu_precision(args: &cli::RunArgs) -> anyhow::Result<String> {
+    let cpu = args
+        .accelerator
+        .parse::<Accelerator>()?
+        .device(0)
+        .is_ok_and(|d| d.is_cpu());
+    if cpu && matches!(args.precision.as_str(), "16-mixed" | "16") {
+        tracing::warn!(
+            "--precision {} is not supported on the CPU: using bf16-mixed instead, as Lightning \
+             does",
+            args.precision
+        );
+        return Ok("bf16-mixed".into());
     }
-    csv.push('\n');
-    for (name, scores) in outputs {
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(candle::DType::F32)?)?
-            .to_vec2::<f32>()?;
-        for (i, row) in probs.iter().enumerate() {
-            let best = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(c, _)| c);
-            write!(csv, "{name},{i},{best}")?;
-            for p in row {
-                write!(csv, ",{p}")?;
-            }
-            csv.push('\n');
-        }
-    }
-    Ok(csv)
+    Ok(args.precision.clone())
 }
 
 fn run() -> anyhow::Result<()> {
-    let resolved = cli::resolve()?;
+    let mut resolved = cli::resolve()?;
+    if resolved.command != "fit" {
+        if let Some(path) = ckpt_path(&resolved.args)? {
+            restore::network_hparams(&mut resolved, &path)?;
+        }
+    }
     if resolved.print_config {
-        print!("{}", serde_yaml::to_string(&resolved.hparams)?);
+        output::stdout(&serde_yaml::to_string(&resolved.hparams)?);
         return Ok(());
     }
     let args = &resolved.args;
@@ -249,6 +284,7 @@ fn run_with(
     let rank0 = strategy
         .as_ref()
         .is_none_or(lit_core::Strategy::is_global_zero);
+    let precision = cpu_precision(args)?;
     let config = TrainerConfig {
         max_epochs: args.max_epochs,
         max_steps: args.max_steps,
@@ -261,7 +297,7 @@ fn run_with(
         limit_train_batches: limit(&args.limit_train_batches, "limit-train-batches")?,
         limit_val_batches: limit(&args.limit_val_batches, "limit-val-batches")?,
         limit_test_batches: limit(&args.limit_test_batches, "limit-test-batches")?,
-        limit_predict_batches: limit(&args.limit_test_batches, "limit-test-batches")?,
+        limit_predict_batches: limit(&args.limit_predict_batches, "limit-predict-batches")?,
         check_val_every_n_epoch: args.check_val_every_n_epoch,
         val_check_interval: match &args.val_check_interval {
             None => None,
@@ -272,7 +308,8 @@ fn run_with(
         log_every_n_steps: args.log_every_n_steps,
         default_root_dir: args.log_dir.clone(),
         run_name: args.model_name.clone(),
-        logger: true,
+        // predict --output FILE writes that file and nothing else.
+        logger: !(resolved.command == "predict" && args.output.is_some()),
         accelerator: args.accelerator.parse::<Accelerator>()?,
         devices: args.devices,
         num_nodes: args.num_nodes,
@@ -287,12 +324,14 @@ fn run_with(
             (Some(v), "value") => GradientClip::Value(v),
             (Some(_), other) => bail!("--gradient-clip-algorithm {other}: expected norm or value"),
         },
-        precision: args.precision.clone(),
+        precision: precision.clone(),
+        handle_signals: true,
     };
     // What a run starts from is not a hyperparameter of it: a run's hparams.yaml fed back with
     // --config repeats the run instead of resuming whichever run is newest then.
     let mut run_hparams = resolved.hparams.clone();
     run_hparams.set("ckpt_path", serde_json::Value::Null)?;
+    run_hparams.set("precision", &precision)?;
     let mut datamodule = DInterface::new(datasets::registry(), run_hparams.clone())?;
     let mut trainer = Trainer::new(config)?
         .with_hparams(run_hparams.clone())
@@ -313,12 +352,17 @@ fn run_with(
     if args.deterministic && !trainer.device().is_cpu() {
         bail!("--deterministic: GPU kernels (atomics, cuDNN autotuning) are not bit-reproducible; use --accelerator cpu");
     }
-    if let Some(spec) = &args.ckpt_path {
-        let path = lit_core::checkpoint::resolve(spec, &args.log_dir, &args.model_name)?;
-        if rank0 {
-            println!("checkpoint: {}", path.display());
+    match ckpt_path(args)? {
+        Some(path) => {
+            if rank0 {
+                out!("checkpoint: {}", path.display());
+            }
+            trainer = trainer.with_ckpt_path(path);
         }
-        trainer = trainer.with_ckpt_path(path);
+        None if args.ckpt_path.is_some() && rank0 => {
+            out!("checkpoint: none yet (--ckpt-path auto), starting fresh");
+        }
+        None => {}
     }
     let mut module = MInterface::new(&models::registry(), run_hparams, trainer.device())?;
     match resolved.command {
@@ -327,20 +371,20 @@ fn run_with(
             if !args.no_test {
                 let values = trainer.test(&mut module, &mut datamodule)?;
                 if rank0 {
-                    print_table("test metric", &values);
+                    output::print_table("test metric", &values);
                 }
             }
         }
         "validate" => {
             let values = trainer.validate(&mut module, &mut datamodule)?;
             if rank0 {
-                print_table("validation metric", &values);
+                output::print_table("validation metric", &values);
             }
         }
         "test" => {
             let values = trainer.test(&mut module, &mut datamodule)?;
             if rank0 {
-                print_table("test metric", &values);
+                output::print_table("test metric", &values);
             }
         }
         "predict" => {
@@ -366,20 +410,20 @@ fn run_with(
                 (Some(p), _) => p.clone(),
                 (None, Some(dir)) => dir.join("predictions.csv"),
                 (None, None) => {
-                    println!("predictions not written (a fast dev run writes nothing; or pass --output FILE)");
+                    out!("predictions not written (a fast dev run writes nothing; or pass --output FILE)");
                     return Ok(());
                 }
             };
-            lit_core::rundir::write_atomic(&path, predictions_csv(&outputs)?.as_bytes())?;
-            println!("predictions written to {}", path.display());
+            lit_core::rundir::write_output(&path, output::predictions_csv(&outputs)?.as_bytes())?;
+            out!("predictions written to {}", path.display());
         }
         other => bail!("unknown command {other}"),
     }
     if let Some(line) = trainer.strategy().summary().filter(|_| rank0) {
-        println!("{line}");
+        out!("{line}");
     }
     if let Some(dir) = trainer.log_dir().filter(|_| rank0) {
-        println!("run directory: {}", dir.display());
+        out!("run directory: {}", dir.display());
     }
     Ok(())
 }

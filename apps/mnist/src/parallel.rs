@@ -26,6 +26,13 @@ pub(crate) fn started_on_terminal() -> Option<bool> {
 pub(crate) fn abort_on_error(parallel: bool, result: anyhow::Result<()>) -> anyhow::Result<()> {
     #[cfg(feature = "mpi")]
     if let (true, Err(e)) = (parallel, &result) {
+        // A signal's stop is taken by every process at the same batch: each ends on its own.
+        if matches!(
+            e.downcast_ref::<lit_core::Error>(),
+            Some(lit_core::Error::Interrupted { .. })
+        ) {
+            return result;
+        }
         eprintln!("error: {}", crate::chain(e));
         lit_distributed::mpi::abort(1);
     }
@@ -53,11 +60,16 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     if !cfg!(feature = "mpi") {
+        let asked = if args.devices > 1 {
+            format!("--devices {}", args.devices)
+        } else {
+            "--strategy ddp".to_string()
+        };
         bail!(
-            "--devices {}: data-parallel training needs the `mpi` feature \
-             (`cargo xtask train -- --devices {}` adds it; or build with --features mpi)",
-            args.devices,
-            args.devices
+            "{asked}: data-parallel training needs the `mpi` feature, which this build lacks: \
+             `cargo xtask train -- {asked} ...` builds and runs with it, or build with \
+             `cargo build --release -p mnist --features mpi` (Open MPI installed: on Debian, \
+             apt-get install libopenmpi-dev openmpi-bin libclang-dev)"
         );
     }
     if std::env::var_os(CHILD).is_some() {
@@ -73,39 +85,88 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         cmd.env_remove("RAYON_NUM_THREADS");
     }
-    let status = cmd
-        .args([
-            "-n",
-            &args.devices.to_string(),
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        // Open MPI refuses to start as root without both; containers often run as root.
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env(CHILD, "1")
-        // mpirun hands its processes a terminal of its own: they draw bars only if we had one.
-        .env(
-            CHILD_TERMINAL,
-            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                "1"
-            } else {
-                "0"
-            },
-        )
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .status()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "--devices {}: mpirun not found; install Open MPI (Debian: apt-get install \
+    cmd.args([
+        "-n",
+        &args.devices.to_string(),
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+    ])
+    // Open MPI refuses to start as root without both; containers often run as root.
+    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    .env(CHILD, "1")
+    // mpirun hands its processes a terminal of its own: they draw bars only if we had one.
+    .env(
+        CHILD_TERMINAL,
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            "1"
+        } else {
+            "0"
+        },
+    )
+    .arg(exe)
+    .args(std::env::args_os().skip(1));
+    let code = forwarding_signals(&mut cmd).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "--devices {}: mpirun not found; install Open MPI (Debian: apt-get install \
                  openmpi-bin libopenmpi-dev)",
-                args.devices
-            ),
-            _ => anyhow::anyhow!("starting mpirun: {e}"),
-        })?;
-    std::process::exit(status.code().unwrap_or(1))
+            args.devices
+        ),
+        _ => anyhow::anyhow!("starting mpirun: {e}"),
+    })?;
+    std::process::exit(code)
+}
+
+/// Runs `cmd` (mpirun) in a process group of its own, so a terminal's Ctrl-C reaches this
+/// program only, and passes signals on: the first SIGINT, SIGTERM or SIGUSR1 becomes a SIGUSR1,
+/// which mpirun hands to every process (each stops at the same batch and writes `last`); a second
+/// SIGINT or SIGTERM ends the job at once. Returns the exit status to end with: 128 + the first
+/// signal's number when one came, else mpirun's.
+#[cfg(unix)]
+fn forwarding_signals(cmd: &mut Command) -> std::io::Result<i32> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    use std::os::unix::process::CommandExt;
+    // Registered before the child starts, so no signal falls between.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+    let handle = signals.handle();
+    let mut child = cmd.process_group(0).spawn()?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let forwarder = std::thread::spawn(move || {
+        let mut first = None;
+        for sig in signals.forever() {
+            let send = match first {
+                None => {
+                    first = Some(sig);
+                    eprintln!(
+                        "{} received: asking every process to stop at the end of its batch \
+                         (again to end them at once)",
+                        lit_core::signals::name(sig)
+                    );
+                    Signal::SIGUSR1
+                }
+                Some(_) if sig == SIGUSR1 => continue,
+                Some(_) => Signal::SIGTERM,
+            };
+            // The job may have ended in between; nothing is left to tell then.
+            let _ = kill(pid, send);
+        }
+        first
+    });
+    let status = child.wait()?;
+    handle.close();
+    let first = forwarder.join().unwrap_or(None);
+    Ok(match first {
+        Some(sig) => 128 + sig,
+        None => status.code().unwrap_or(1),
+    })
+}
+
+#[cfg(not(unix))]
+fn forwarding_signals(cmd: &mut Command) -> std::io::Result<i32> {
+    Ok(cmd.status()?.code().unwrap_or(1))
 }
 
 /// The data-parallel strategy of this process when one is asked for, and what must live as long

@@ -174,6 +174,51 @@ const CASES: &[Case] = &[
         &["unknown precision '8'", "bf16-mixed"],
     ),
     case(&["--accelerator", "tpu"], &["tpu"]),
+    // One rule for names: case-sensitive, with the right spelling suggested.
+    case(
+        &["--precision", "BF16-MIXED"],
+        &["'BF16-MIXED'", "case-sensitive", "'bf16-mixed'"],
+    ),
+    case(
+        &["--optimizer", "Adam"],
+        &["'Adam'", "case-sensitive", "'adam'"],
+    ),
+    case(&["--accelerator", "CPU"], &["'CPU'", "cpu, cuda"]),
+    // Sizes no machine can hold, and counts beyond sense.
+    case(
+        &["--batch-size", "18446744073709551615"],
+        &["batch_size", "expected at most 16777216"],
+    ),
+    case(
+        &["--num-workers", "1000000"],
+        &["num_workers", "at most 256", "1000000"],
+    ),
+    // Schedules PyTorch refuses.
+    case(
+        &["--lr-scheduler", "step", "--lr-decay-steps", "0"],
+        &["lr_decay_steps", "step schedule", "at least 1"],
+    ),
+    case(
+        &["--lr-scheduler", "cosine", "--lr-decay-steps", "0"],
+        &["lr_decay_steps", "cosine schedule", "at least 1"],
+    ),
+    case(
+        &["--warmup-steps", "5", "--set", "warmup_start_factor=0"],
+        &["warmup_start_factor", "(0, 1]", "0"],
+    ),
+    case(
+        &["--warmup-steps", "5", "--set", "warmup_start_factor=-0.5"],
+        &["warmup_start_factor", "(0, 1]", "-0.5"],
+    ),
+    case(&["--config", "{null_lr_yaml}"], &["null_lr.yaml", "lr"]),
+    case(
+        &["--config", "{long_yaml}"],
+        &["unknown model 'xxxxxxxx", "(1048579 bytes in all)"],
+    ),
+    case(
+        &["--data-dir", "{empty}", "--val-datasets", "", "--no-test"],
+        &["training set has no examples"],
+    ),
     case(&["tran"], &["tran"]),
     // Counts and limits.
     case(&["--save-top-k", "-2"], &["save_top_k", "-1 (keep all)"]),
@@ -350,6 +395,35 @@ const FAKE_CASES: &[Case] = &[
     ),
     case(&["--log-dir", "{nan_yaml}"], &["nan.yaml"]),
     case(
+        &["--model-name", "resnet", "--set", "width=100000"],
+        &["layer1.0.conv1.weight", "GB of memory", "too large"],
+    ),
+    case(
+        &["--augment", "crop", "--set", "aug_padding=1000000"],
+        &["aug_padding", "at most 1024", "1000000"],
+    ),
+    case(
+        &[
+            "--augment",
+            "crop",
+            "--set",
+            "aug_padding=18446744073709551615",
+        ],
+        &["aug_padding", "at most 1024"],
+    ),
+    case(
+        &["--augment", "affine", "--set", "aug_translate=2.0"],
+        &["aug_translate", "[0, 1]", "2"],
+    ),
+    case(
+        &["--augment", "affine", "--set", "aug_translate=1e300"],
+        &["aug_translate", "[0, 1]"],
+    ),
+    case(
+        &["--set", "normalize_std=0"],
+        &["normalize_std", "> 0", "got 0"],
+    ),
+    case(
         &["predict", "--output", "{missing_dir}/p.csv"],
         &["--output", "no-such-dir", "does not exist"],
     ),
@@ -473,6 +547,15 @@ impl Fixtures {
                 }),
             ),
             ("nan_yaml".into(), yaml("nan.yaml", "lr: .nan\n")),
+            ("null_lr_yaml".into(), yaml("null_lr.yaml", "lr: null\n")),
+            (
+                "long_yaml".into(),
+                yaml(
+                    "long.yaml",
+                    &format!("model_name: {}\n", "x".repeat(1 << 20)),
+                ),
+            ),
+            ("empty".into(), fake_root(base, "empty", 0, 28, |_| {})),
             (
                 "inf_clip_yaml".into(),
                 yaml("inf_clip.yaml", "gradient_clip_val: .inf\n"),

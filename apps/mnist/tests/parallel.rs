@@ -10,7 +10,7 @@ use super::mnist;
 
 /// Whether this build can run data-parallel; otherwise a recorded skip (a failure in CI, where
 /// `cargo xtask test` turns the `mpi` feature on).
-fn mpi_available() -> bool {
+pub(crate) fn mpi_available() -> bool {
     if cfg!(feature = "mpi") {
         return true;
     }

@@ -6,9 +6,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod bad_checkpoints;
 mod bad_inputs;
 mod flags;
+mod outputs;
 mod parallel;
+mod signals;
 
 fn mnist(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mnist"))

@@ -122,6 +122,8 @@ impl HParams {
                 "expected a YAML map of hyperparameters, found {found}"
             ))
         };
+        // A byte-order mark some editors write is no part of the YAML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let yaml: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| not_a_map(&format!("invalid YAML ({e})")))?;
         let map = match yaml {

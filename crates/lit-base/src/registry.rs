@@ -7,7 +7,7 @@
 
 /// A name that is not in a [`Registry`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind} '{name}'; expected one of: {}", known.join(", "))]
+#[error("unknown {kind} '{name}'; {}expected one of: {}", case_hint(name, known), known.join(", "))]
 pub struct UnknownChoice {
     /// What was being chosen ("optimizer").
     pub kind: &'static str,
@@ -15,6 +15,16 @@ pub struct UnknownChoice {
     pub name: String,
     /// Every name the registry accepts.
     pub known: Vec<String>,
+}
+
+/// "did you mean 'adam'? " when `name` differs from a known name in case only (names are
+/// case-sensitive, as Lightning's).
+fn case_hint(name: &str, known: &[String]) -> String {
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(name.trim()))
+        .map(|k| format!("names are case-sensitive: did you mean '{k}'? "))
+        .unwrap_or_default()
 }
 
 /// Entries of type `T` (usually builders) by name, in the order they were registered.
@@ -64,7 +74,8 @@ impl<T> Registry<T> {
         self.lookup(name).is_some()
     }
 
-    /// The entry called `name` (compared case-insensitively), or an error listing the names.
+    /// The entry called `name` (exactly, as Lightning compares names; surrounding spaces
+    /// ignored), or an error listing the names.
     pub fn get(&self, name: &str) -> Result<&T, UnknownChoice> {
         self.lookup(name).ok_or_else(|| self.unknown(name))
     }
@@ -72,7 +83,7 @@ impl<T> Registry<T> {
     fn lookup(&self, name: &str) -> Option<&T> {
         self.entries
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+            .find(|(n, _)| n == name.trim())
             .map(|(_, t)| t)
     }
 
@@ -112,7 +123,11 @@ mod tests {
             .with("green", 2)
             .with("blue", 3);
         assert_eq!(*r.get("green").unwrap(), 2);
-        assert_eq!(*r.get("BLUE").unwrap(), 3);
+        assert_eq!(
+            r.get("BLUE").unwrap_err().to_string(),
+            "unknown colour 'BLUE'; names are case-sensitive: did you mean 'blue'? expected one \
+             of: red, green, blue"
+        );
         let err = r.get("mauve").unwrap_err().to_string();
         assert_eq!(
             err,

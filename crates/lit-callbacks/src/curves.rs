@@ -83,9 +83,20 @@ fn draw(
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(1.0..epochs, (lo - pad)..(hi + pad))?;
+        // Whole epochs on the x axis: one label each (at most 10), never 1.5.
+        let span = (epochs - 1.0).max(1.0) as usize;
+        let step = span.div_ceil(10).max(1);
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_labels(span / step + 1)
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .label_style(("sans-serif", 14))
             .draw()?;
         for (i, (label, points)) in series.iter().enumerate() {

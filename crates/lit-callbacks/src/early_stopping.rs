@@ -35,6 +35,7 @@ pub struct EarlyStopping {
     wait: usize,
     stopped_epoch: Option<usize>,
     warned_missing: bool,
+    train_key_checked: bool,
 }
 
 impl EarlyStopping {
@@ -54,6 +55,7 @@ impl EarlyStopping {
             wait: 0,
             stopped_epoch: None,
             warned_missing: false,
+            train_key_checked: false,
         }
     }
 
@@ -166,6 +168,23 @@ impl EarlyStopping {
 
 /// Fails at the end of the sanity check when a validation key is monitored but was not logged.
 pub(crate) fn check_sanity_keys(who: &str, key: &str, s: &TrainerState) -> Result<()> {
+    // A training key is known after the fit's first batch: a misspelt one fails there, not
+    // after a whole epoch.
+    if key.starts_with("train")
+        && !s.train_keys().is_empty()
+        && !s.train_keys().iter().any(|k| k == key)
+    {
+        return Err(Error::MissingMonitor {
+            who: who.into(),
+            key: key.into(),
+            available: s
+                .train_keys()
+                .iter()
+                .chain(s.sanity_keys())
+                .cloned()
+                .collect(),
+        });
+    }
     if key.starts_with("val")
         && !s.sanity_keys().is_empty()
         && !s.sanity_keys().iter().any(|k| k == key)
@@ -197,6 +216,14 @@ impl Callback for EarlyStopping {
 
     fn on_sanity_check_end(&mut self, s: &mut TrainerState) -> Result<()> {
         if self.strict {
+            check_sanity_keys("EarlyStopping", &self.monitor, s)?;
+        }
+        Ok(())
+    }
+
+    fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
+        if self.strict && !self.train_key_checked {
+            self.train_key_checked = true;
             check_sanity_keys("EarlyStopping", &self.monitor, s)?;
         }
         Ok(())

@@ -46,6 +46,7 @@ pub struct ModelCheckpoint {
     last_step_checked: u64,
     /// The folder of a restored state, checked against this run's at fit start.
     restored_dir: Option<PathBuf>,
+    train_key_checked: bool,
 }
 
 impl Default for ModelCheckpoint {
@@ -65,6 +66,7 @@ impl Default for ModelCheckpoint {
             latest: None,
             last_step_checked: 0,
             restored_dir: None,
+            train_key_checked: false,
         }
     }
 }
@@ -344,6 +346,12 @@ impl Callback for ModelCheckpoint {
     }
 
     fn on_train_batch_end(&mut self, s: &mut TrainerState, _batch_idx: usize) -> Result<()> {
+        if !self.train_key_checked {
+            self.train_key_checked = true;
+            if let Some(key) = self.monitor.as_ref().filter(|_| self.strict) {
+                check_sanity_keys("ModelCheckpoint", key, s)?;
+            }
+        }
         let n = self.every_n_train_steps;
         // Only on the batch that took the step (with accumulation, several batches share one),
         // and not on an epoch's last batch, which the epoch-end check covers.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar as Bar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar as Bar, ProgressDrawTarget, ProgressStyle};
 use lit_core::lit_model::RunningStage;
 use lit_core::{Callback, Result, TrainerState};
 
@@ -18,7 +18,10 @@ use lit_core::{Callback, Result, TrainerState};
 pub struct ProgressBar {
     terminal: bool,
     plain_every: Duration,
+    /// The bars on a terminal: the stage's, and validation's below it while it runs.
+    bars: MultiProgress,
     bar: Option<Bar>,
+    val_bar: Option<Bar>,
     started: Instant,
     samples: usize,
     last_plain: Instant,
@@ -44,7 +47,9 @@ impl ProgressBar {
         Self {
             terminal: std::io::stdout().is_terminal(),
             plain_every: Duration::from_secs(10),
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
             bar: None,
+            val_bar: None,
             started: now,
             samples: 0,
             last_plain: now,
@@ -78,18 +83,21 @@ impl ProgressBar {
         self.last_plain = self.started;
         self.samples = 0;
         if self.terminal {
-            let bar =
-                Bar::with_draw_target(Some(s.num_batches() as u64), ProgressDrawTarget::stdout());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>16} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(Self::label(s));
-            self.bar = Some(bar);
+            self.bar = Some(self.new_bar(s));
         }
+    }
+
+    fn new_bar(&self, s: &TrainerState) -> Bar {
+        let bar = self.bars.add(Bar::new(s.num_batches() as u64));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>16} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(Self::label(s));
+        bar
     }
 
     fn finish_bar(&mut self) {
@@ -117,21 +125,28 @@ impl ProgressBar {
             bar.set_message(msg);
         } else if self.last_plain.elapsed() >= self.plain_every {
             self.last_plain = Instant::now();
-            println!(
+            line(&format!(
                 "{} {}/{} {msg}",
                 Self::label(s),
                 batch_idx + 1,
                 s.num_batches()
-            );
+            ));
         }
     }
 
-    fn println(&self, line: &str) {
+    fn println(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.println(line),
-            None => println!("{line}"),
+            Some(bar) => bar.println(text),
+            None => line(text),
         }
     }
+}
+
+/// A line on stdout; a reader that went away (`| head`) costs the run nothing, so a failed
+/// write is dropped rather than ending training.
+fn line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 impl Callback for ProgressBar {
@@ -155,14 +170,14 @@ impl Callback for ProgressBar {
         let secs = self.started.elapsed().as_secs_f64();
         self.finish_bar();
         if s.epoch_interrupted() {
-            println!(
+            line(&format!(
                 "epoch {}/{} stopped after batch {} of {} ({secs:.1}s): {}",
                 s.epoch() + 1,
                 s.max_epochs(),
                 s.resume_point().1,
                 s.num_batches(),
                 s.stop_reason().unwrap_or("a stop was asked for")
-            );
+            ));
             return Ok(());
         }
         let mut keys: Vec<String> = s
@@ -172,13 +187,13 @@ impl Callback for ProgressBar {
             .cloned()
             .collect();
         keys.sort_by_key(|k| (!k.starts_with("train"), k.clone()));
-        println!(
+        line(&format!(
             "epoch {}/{} ({secs:.1}s, {:.0} samples/s): {}",
             s.epoch() + 1,
             s.max_epochs(),
             self.samples as f64 / secs.max(1e-9),
             fmt_values(s.epoch_metrics(), &keys)
-        );
+        ));
         Ok(())
     }
 
@@ -188,6 +203,28 @@ impl Callback for ProgressBar {
             if let Some(bar) = &self.bar {
                 bar.set_message(format!("{} (validating)", self.message(s)));
             }
+            self.val_bar = Some(self.new_bar(s));
+        }
+        Ok(())
+    }
+
+    fn on_validation_batch_end(
+        &mut self,
+        s: &mut TrainerState,
+        _idx: usize,
+        batch_idx: usize,
+    ) -> Result<()> {
+        if let Some(bar) = &self.val_bar {
+            bar.set_prefix(Self::label(s));
+            bar.set_length(s.num_batches() as u64);
+            bar.set_position(batch_idx as u64 + 1);
+        }
+        Ok(())
+    }
+
+    fn on_validation_end(&mut self, _s: &mut TrainerState) -> Result<()> {
+        if let Some(bar) = self.val_bar.take() {
+            bar.finish_and_clear();
         }
         Ok(())
     }
@@ -222,6 +259,9 @@ impl Callback for ProgressBar {
     }
 
     fn on_exception(&mut self, _s: &mut TrainerState, _error: &lit_core::Error) {
+        if let Some(bar) = self.val_bar.take() {
+            bar.finish_and_clear();
+        }
         self.finish_bar();
     }
 }

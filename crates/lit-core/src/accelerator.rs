@@ -22,7 +22,8 @@ pub enum Accelerator {
 impl std::str::FromStr for Accelerator {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_lowercase().as_str() {
+        // Case-sensitive, as every choice by name.
+        match s.trim() {
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda),
             "metal" | "mps" => Ok(Self::Metal),

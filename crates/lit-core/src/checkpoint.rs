@@ -59,6 +59,9 @@ pub struct CheckpointMeta {
     /// The processes of the run that wrote it (`resume_batch` counts each one's batches); 0 in
     /// files from before data parallelism, read as 1.
     pub world_size: usize,
+    /// Examples per training batch of each process; with `world_size` and `resume_batch` it
+    /// says how many examples of the epoch were trained (0 in older files: unknown).
+    pub batch_size: usize,
 }
 
 /// A loaded checkpoint.
@@ -219,17 +222,14 @@ pub fn load_weights(path: &Path, varmap: &VarMap, weights: &HashMap<String, Tens
         ));
     }
     for name in &names {
-        let t = &weights[*name];
-        let finite = t
+        let values = weights[*name]
             .to_dtype(candle::DType::F64)?
             .flatten_all()?
-            .to_vec1::<f64>()?
-            .iter()
-            .all(|v| v.is_finite());
-        if !finite {
+            .to_vec1::<f64>()?;
+        if let Some(problem) = impossible(name, &values) {
             return Err(bad(
                 path,
-                format!("tensor {name} holds NaN or infinite values; refusing to load it"),
+                format!("tensor {name} {problem}; refusing to load it"),
             ));
         }
     }
@@ -242,6 +242,33 @@ pub fn load_weights(path: &Path, varmap: &VarMap, weights: &HashMap<String, Tens
         )?;
     }
     Ok(())
+}
+
+/// What is impossible about the values of tensor `name`: NaN or infinities anywhere, a negative
+/// batch-norm variance, a running mean or variance whose square overflows f32 (normalising with
+/// it gives infinities), or a negative batch count.
+fn impossible(name: &str, values: &[f64]) -> Option<String> {
+    if !values.iter().all(|v| v.is_finite()) {
+        return Some("holds NaN or infinite values".into());
+    }
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    // Beyond this a square leaves f32's range.
+    const LARGEST: f64 = 1.8e19;
+    match leaf {
+        "running_var" | "num_batches_tracked" if lo < 0.0 => Some(format!(
+            "holds a negative value ({lo}); a variance or a count is never negative"
+        )),
+        "running_mean" | "running_var" if lo < -LARGEST || hi > LARGEST => Some(format!(
+            "holds values in [{lo:e}, {hi:e}]; a batch norm's running statistics this large \
+             overflow when an image is normalised"
+        )),
+        _ => None,
+    }
 }
 
 /// Whether a tensor of `file` type is the f32 form of a `param` of a half type, as checkpoints
@@ -335,6 +362,15 @@ fn newest_with_checkpoints(root: &Path, run_name: &str) -> Option<PathBuf> {
     runs_with_checkpoints(root, run_name)
         .into_iter()
         .find(|r| has_checkpoints(r))
+}
+
+/// Resolves `--ckpt-path auto`: the newest run's `last.safetensors` when one exists, `None`
+/// (start fresh) otherwise, so a requeued job script resumes without an edit.
+pub fn resolve_auto(root: &Path, run_name: &str) -> Option<PathBuf> {
+    runs_with_checkpoints(root, run_name)
+        .into_iter()
+        .map(|r| r.join("checkpoints").join("last.safetensors"))
+        .find(|p| p.is_file())
 }
 
 /// Resolves `--ckpt-path`: `last` (the latest run's `last.safetensors`), `best` (the latest run's

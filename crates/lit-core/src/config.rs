@@ -125,6 +125,11 @@ pub struct TrainerConfig {
     /// The floating-point precision by Lightning's name (`32-true`, `bf16-mixed`, `16-mixed`,
     /// `bf16-true`, `16-true`; see [`crate::precision`]).
     pub precision: String,
+    /// Turn SIGINT, SIGTERM and SIGUSR1 during `fit` into a clean stop at the end of the current
+    /// batch, with `last` written and the loggers flushed (see [`crate::signals`]); `fit` then
+    /// returns [`Error::Interrupted`](crate::Error::Interrupted). Off: signals keep their default
+    /// action.
+    pub handle_signals: bool,
 }
 
 impl Default for TrainerConfig {
@@ -154,6 +159,7 @@ impl Default for TrainerConfig {
             accumulate_grad_batches: 1,
             gradient_clip: GradientClip::None,
             precision: "32-true".into(),
+            handle_signals: true,
         }
     }
 }

@@ -14,6 +14,7 @@ mod grads;
 mod logger;
 pub mod precision;
 pub mod rundir;
+pub mod signals;
 mod state;
 mod strategy;
 pub mod threads;
@@ -30,6 +31,7 @@ pub use logger::{CsvLogger, Logger};
 pub use precision::{
     precision_from_name, FullPrecision, MixedPrecision, Precision, TruePrecision, PRECISIONS,
 };
+pub use signals::SignalGuard;
 pub use state::TrainerState;
 pub use strategy::{DataParallel, SingleDevice, Strategy};
 pub use trainer::Trainer;

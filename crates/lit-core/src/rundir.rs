@@ -123,6 +123,37 @@ pub fn write_atomic_with(
     })
 }
 
+/// Writes a file a user named (such as `predict --output`) without replacing what the name is:
+/// a regular file or a new name is written atomically ([`write_atomic`]); a symbolic link is
+/// followed and its target written so; a device or FIFO (`/dev/null`, `/dev/stdout`, a named
+/// pipe), which a rename would replace with a regular file, is written into directly.
+pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = std::fs::canonicalize(path).map_err(|e| {
+                Error::io(
+                    path,
+                    std::io::Error::new(e.kind(), format!("a symbolic link whose target: {e}")),
+                )
+            })?;
+            write_output(&target, bytes)
+        }
+        Ok(m) if m.is_dir() => Err(Error::Config(format!(
+            "{}: is a folder; expected a file name",
+            path.display()
+        ))),
+        Ok(m) if !m.is_file() => {
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+                f.write_all(bytes)?;
+                f.flush()
+            };
+            write().map_err(|e| Error::io(path, e))
+        }
+        _ => write_atomic(path, bytes),
+    }
+}
+
 /// Writes `hparams.yaml` in `dir`.
 pub fn write_hparams(dir: &Path, hparams: &HParams) -> Result<PathBuf> {
     let path = dir.join("hparams.yaml");

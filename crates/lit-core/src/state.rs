@@ -40,6 +40,8 @@ pub struct TrainerState {
     pub(crate) epoch_interrupted: bool,
     /// Why training stopped, when a callback stopped it.
     pub(crate) stop_reason: Option<String>,
+    /// The signal that stopped the fit (any process's, in a data-parallel run).
+    pub(crate) signal: Option<i32>,
     /// The run directory, when the run writes one.
     pub(crate) log_dir: Option<PathBuf>,
     /// The run's hyperparameters.
@@ -69,6 +71,9 @@ pub struct TrainerState {
     /// Keys the sanity check's validation logged (values discarded), so monitors can check their
     /// key before the first epoch ends.
     pub(crate) sanity_keys: Vec<String>,
+    /// Keys the first training batch of the fit logged (empty before it), so monitors of
+    /// training keys can check their key then rather than after a whole epoch.
+    pub(crate) train_keys: Vec<String>,
     /// Where training continues if a checkpoint is written now: (epoch, batch within it).
     pub(crate) resume_point: (usize, usize),
     /// Checkpoints callbacks asked for; the trainer writes them after the hook returns.
@@ -110,6 +115,8 @@ impl TrainerState {
             validation_ran: false,
             epoch_interrupted: false,
             stop_reason: None,
+            signal: None,
+            train_keys: Vec::new(),
             log_dir: None,
             hparams,
             varmap: None,
@@ -188,6 +195,17 @@ impl TrainerState {
     /// Why training stopped, when a callback stopped it.
     pub fn stop_reason(&self) -> Option<&str> {
         self.stop_reason.as_deref()
+    }
+
+    /// Keys the fit's first training batch logged (empty before it has run).
+    pub fn train_keys(&self) -> &[String] {
+        &self.train_keys
+    }
+
+    /// The signal that is stopping the fit (SIGINT, SIGTERM, SIGUSR1), if one is: a stop that
+    /// neither `min_epochs` nor a callback holds back.
+    pub fn signal(&self) -> Option<i32> {
+        self.signal
     }
 
     /// The run directory, when the run writes one.

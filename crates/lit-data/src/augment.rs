@@ -35,6 +35,9 @@ pub enum Transform {
     },
 }
 
+/// The widest crop padding, in pixels, on each side.
+pub const MAX_PADDING: usize = 1024;
+
 /// The transform names [`Transform::parse_list`] accepts.
 pub const TRANSFORMS: [&str; 3] = ["crop", "flip", "affine"];
 
@@ -48,6 +51,18 @@ impl Transform {
                     "{key}: expected a finite size >= 0, got {v}"
                 )));
             }
+        }
+        // torchvision's RandomAffine takes translations in [0, 1]; a padding wider than the
+        // largest image side this crate reads would only make a canvas of border.
+        if translate > 1.0 {
+            return Err(Error::Invalid(format!(
+                "aug_translate: expected a fraction of the image in [0, 1], got {translate}"
+            )));
+        }
+        if padding > MAX_PADDING {
+            return Err(Error::Invalid(format!(
+                "aug_padding: expected at most {MAX_PADDING} pixels, got {padding}"
+            )));
         }
         match name.trim() {
             "crop" => Ok(Self::Crop { padding }),

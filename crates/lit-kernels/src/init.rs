@@ -69,6 +69,47 @@ pub fn init_tensor(init: Init, shape: &Shape, generator: &mut Generator) -> cand
     Tensor::from_vec(values, shape.clone(), &Device::Cpu)
 }
 
+/// This machine's memory in bytes (Linux's `MemTotal`), if known.
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a parameter that would take the parameters past this machine's memory (counted
+/// twice over for the f32 copy it is drawn in): a size a user mistyped (`width=100000`) ends
+/// with an error naming the parameter instead of an allocation failure that aborts the process.
+fn check_fits(
+    data: &std::collections::HashMap<String, Var>,
+    name: &str,
+    shape: &Shape,
+    dtype: DType,
+) -> candle::Result<()> {
+    let Some(memory) = memory_bytes() else {
+        return Ok(());
+    };
+    let bytes = |dims: &[usize], size: usize| {
+        dims.iter()
+            .try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64))
+    };
+    let have: u64 = data
+        .values()
+        .map(|v| bytes(v.dims(), v.dtype().size_in_bytes()).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add);
+    let new = bytes(shape.dims(), dtype.size_in_bytes().max(4)).unwrap_or(u64::MAX);
+    if have.saturating_add(new) > memory {
+        candle::bail!(
+            "parameter {name} of shape {shape:?} would bring the network's parameters to {:.1} \
+             GB, more than this machine's {:.1} GB of memory: the network is too large (check \
+             its sizes)",
+            have.saturating_add(new) as f64 / 1e9,
+            memory as f64 / 1e9
+        )
+    }
+    Ok(())
+}
+
 impl SimpleBackend for SeededVarMap {
     fn get(
         &self,
@@ -88,6 +129,7 @@ impl SimpleBackend for SeededVarMap {
             }
             return Ok(var.as_tensor().clone());
         }
+        check_fits(&data, name, &s, dtype)?;
         let mut generator = Generator::stream(self.seed, "init", name_hash(name));
         let t = init_tensor(h, &s, &mut generator)?
             .to_dtype(dtype)?

@@ -254,6 +254,27 @@ impl StepContext {
         }
     }
 
+    /// Every key logged so far in this epoch (step and epoch keys, read without a host copy),
+    /// with the base names of `_step`/`_epoch` pairs.
+    pub fn logged_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .step_values
+            .keys()
+            .chain(self.epoch_sums.keys())
+            .chain(self.epoch_host.keys())
+            .cloned()
+            .collect();
+        let bases: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.strip_suffix("_step").or_else(|| k.strip_suffix("_epoch")))
+            .map(str::to_string)
+            .collect();
+        keys.extend(bases);
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Whether `key` is shown in the progress display.
     pub fn is_prog_bar(&self, key: &str) -> bool {
         self.prog_bar.contains(key)

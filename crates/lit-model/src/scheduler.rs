@@ -16,7 +16,7 @@ pub static SCHEDULERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
     Registry::<Builder>::new("lr scheduler")
         .with("none", |hp, lr| scheduled(hp, lr, None))
         .with("step", |hp, lr| {
-            let step_size = hp.get_or::<u64>("lr_decay_steps", 20)?.max(1);
+            let step_size = decay_steps(hp, "step")?;
             scheduled(
                 hp,
                 lr,
@@ -35,7 +35,7 @@ pub static SCHEDULERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
         })
         .with("cosine", |hp, lr| {
             let decay = Decay::Cosine {
-                t_max: hp.get_or::<u64>("lr_decay_steps", 20)?.max(1),
+                t_max: decay_steps(hp, "cosine")?,
                 eta_min: hp.get_or("lr_decay_min_lr", 1e-5)?,
             };
             scheduled(hp, lr, Some(decay))
@@ -46,6 +46,18 @@ pub static SCHEDULERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
         .with("one_cycle", one_cycle)
         .with("plateau", plateau)
 });
+
+/// `lr_decay_steps` of `schedule`: at least 1, as PyTorch's StepLR, CosineAnnealingLR and
+/// OneCycleLR require.
+fn decay_steps(hp: &HParams, schedule: &str) -> Result<u64> {
+    match hp.get_or::<u64>("lr_decay_steps", 20)? {
+        0 => Err(Error::HParam {
+            key: "lr_decay_steps".into(),
+            message: format!("the {schedule} schedule needs at least 1 step, got 0"),
+        }),
+        n => Ok(n),
+    }
+}
 
 /// The decay factor of step, multi_step and exponential: `lr_decay_rate`, default 0.5.
 fn gamma(hp: &HParams) -> Result<f64> {
@@ -85,9 +97,19 @@ fn scheduled(hp: &HParams, lr: f64, decay: Option<Decay>) -> Result<Option<Sched
         None => Decay::Constant,
         Some(d) => d,
     };
+    let start_factor: f64 = hp.get_or("warmup_start_factor", 0.01)?;
+    // PyTorch's LinearLR refuses start factors outside (0, 1].
+    if !(start_factor > 0.0 && start_factor <= 1.0) {
+        return Err(Error::HParam {
+            key: "warmup_start_factor".into(),
+            message: format!(
+                "expected a factor in (0, 1] (as PyTorch's LinearLR), got {start_factor}"
+            ),
+        });
+    }
     let warmup = Warmup {
         steps: warmup_steps,
-        start_factor: hp.get_or("warmup_start_factor", 0.01)?,
+        start_factor,
     };
     let (interval, frequency) = scheduling(hp)?;
     Ok(Some(SchedulerConfig {
@@ -99,7 +121,7 @@ fn scheduled(hp: &HParams, lr: f64, decay: Option<Decay>) -> Result<Option<Sched
 }
 
 fn one_cycle(hp: &HParams, lr: f64) -> Result<Option<SchedulerConfig>> {
-    let total = hp.get_or::<u64>("lr_decay_steps", 20)?;
+    let total = decay_steps(hp, "one_cycle")?;
     let (interval, frequency) = scheduling(hp)?;
     Ok(Some(SchedulerConfig {
         scheduler: Box::new(OneCycle::new(lr, total)),

@@ -219,8 +219,32 @@ impl Optimizer for Adam {
         for (name, var) in self.groups.iter().flat_map(|g| g.params.iter()) {
             let get = |buf: &str| state.tensors.get(&format!("{buf}.{name}")).cloned();
             let (Some(exp_avg), Some(exp_avg_sq)) = (get("exp_avg"), get("exp_avg_sq")) else {
+                // A parameter that has taken steps has moments: without them the resumed run
+                // would silently start them from zero.
+                if state.meta.get("step").and_then(|s| s.get(name)).is_some() {
+                    return Err(crate::Error::Invalid(format!(
+                        "optimizer state: {name} has a step count but its moments (exp_avg.{name}, \
+                         exp_avg_sq.{name}) are missing"
+                    )));
+                }
                 continue;
             };
+            for (what, t) in [("exp_avg_sq", &exp_avg_sq), ("exp_avg", &exp_avg)] {
+                let v = t.to_dtype(candle::DType::F32)?.flatten_all()?;
+                let (lo, hi) = (v.min(0)?.to_scalar::<f32>()?, v.max(0)?.to_scalar::<f32>()?);
+                let bad = !lo.is_finite() || !hi.is_finite() || (what == "exp_avg_sq" && lo < 0.0);
+                if v.elem_count() > 0 && bad {
+                    return Err(crate::Error::Invalid(format!(
+                        "optimizer state: {what}.{name} holds values in [{lo}, {hi}]; expected \
+                         finite values{}",
+                        if what == "exp_avg_sq" {
+                            " >= 0 (a mean of squares)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+            }
             let step = state
                 .meta
                 .get("step")

@@ -65,6 +65,7 @@ impl Trainer {
                 cb.load_state_dict(state)?;
             }
         }
+        self.check_position(path, &ck.meta)?;
         self.state.global_step = ck.meta.global_step;
         tracing::info!(
             epoch = ck.meta.resume_epoch,
@@ -72,18 +73,7 @@ impl Trainer {
             step = ck.meta.global_step,
             "resuming"
         );
-        // Each process counts its own batches: inside an epoch, a run with another number of
-        // processes resumes after as many examples, not at the same batch.
-        let (saved, now) = (ck.meta.world_size.max(1), self.strategy.world_size());
-        let mut batch = ck.meta.resume_batch;
-        if batch > 0 && saved != now {
-            batch = batch * saved / now;
-            tracing::warn!(
-                "the checkpoint was written by {saved} process(es) inside an epoch, this run has \
-                 {now}: the epoch continues at batch {batch} of each process's share, after about \
-                 as many examples, not exactly the same ones"
-            );
-        }
+        let batch = self.resume_batch(path, &ck.meta)?;
         // The epoch's sums so far (already merged over the processes that saved them) go to one
         // process, so the merged means count them once.
         let epoch_logs = ck
@@ -97,9 +87,101 @@ impl Trainer {
         })
     }
 
+    /// Refuses a checkpoint whose place in the run cannot be: counts no run reaches, epoch
+    /// sums that do not parse, an epoch past `max_epochs` (one at it has nothing left to train,
+    /// which is said, as Lightning's "max_epochs reached").
+    fn check_position(&self, path: &std::path::Path, meta: &CheckpointMeta) -> Result<()> {
+        let refuse = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        // 2^53 steps at a million a second take 285 years.
+        const MOST: u64 = 1 << 53;
+        if meta.global_step > MOST || meta.resume_epoch as u64 > MOST {
+            return Err(refuse(format!(
+                "global_step {} at epoch {} is more than any run takes; the file is damaged",
+                meta.global_step, meta.resume_epoch
+            )));
+        }
+        if let Some(logs) = &meta.epoch_logs {
+            StepContext::new(lit_model::RunningStage::Train, Vec::new())
+                .load_epoch_state(logs, &candle::Device::Cpu)
+                .map_err(|e| refuse(format!("its epoch sums (epoch_logs) do not parse: {e}")))?;
+        }
+        let max = self.config.max_epochs;
+        if meta.resume_epoch > max {
+            return Err(refuse(format!(
+                "continues at epoch {}, beyond max_epochs = {max}: raise --max-epochs to train \
+                 on, or test it with `test --ckpt-path`",
+                meta.resume_epoch
+            )));
+        }
+        if meta.resume_epoch == max && meta.resume_batch == 0 {
+            tracing::info!(target: crate::REPORT_TARGET,
+                "max_epochs={max} reached: the checkpoint has trained every epoch, nothing is left \
+                 to train (raise --max-epochs to go on)");
+        }
+        Ok(())
+    }
+
+    /// The batch of the checkpoint's epoch to continue at. Each process counts its own batches
+    /// of `batch_size` examples, and the shards interleave, so the checkpoint's run trained the
+    /// first `resume_batch x batch_size x world_size` examples of the epoch's order; this run
+    /// continues at the same example, which needs its own batches x processes to divide that.
+    fn resume_batch(&self, path: &std::path::Path, meta: &CheckpointMeta) -> Result<usize> {
+        let (saved_world, world) = (meta.world_size.max(1), self.strategy.world_size());
+        let batch = meta.resume_batch;
+        let saved_size = if meta.batch_size > 0 {
+            meta.batch_size
+        } else {
+            // Older files: the run's own hyperparameter, if it had one.
+            meta.hparams
+                .get::<usize>("batch_size")
+                .ok()
+                .flatten()
+                .unwrap_or(self.train_batch_size)
+        };
+        let size = self.train_batch_size.max(1);
+        if batch == 0 || (saved_world == world && saved_size == size) {
+            return Ok(batch);
+        }
+        let done = batch
+            .checked_mul(saved_size)
+            .and_then(|n| n.checked_mul(saved_world))
+            .ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "resume_batch {batch} x batch_size {saved_size} x world_size {saved_world} \
+                     is more examples than any epoch has; the file is damaged"
+                ),
+            })?;
+        let per_batch = size * world;
+        if !done.is_multiple_of(per_batch) {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "stopped inside epoch {} after {done} examples ({batch} batches of \
+                     {saved_size} on {saved_world} process(es)); this run's batches of {size} on \
+                     {world} process(es) take {per_batch} examples a step, which does not divide \
+                     {done}, so it cannot continue at the same example: resume with --batch-size \
+                     {saved_size} and {saved_world} process(es), or with a batch size x processes \
+                     that divides {done}",
+                    meta.resume_epoch
+                ),
+            });
+        }
+        let resumed = done / per_batch;
+        tracing::info!(
+            "the checkpoint trained {done} examples of its epoch in batches of {saved_size} on \
+             {saved_world} process(es); this run continues at the same example, batch {resumed} \
+             of {size} on {world}"
+        );
+        Ok(resumed)
+    }
+
     /// Whether rank 0 has checkpoints to write, known to every process of a data-parallel run
     /// (`mine` on one process).
-    fn rank0_writes(&self, mine: bool) -> Result<bool> {
+    pub(super) fn rank0_writes(&self, mine: bool) -> Result<bool> {
         let Some(c) = self.strategy.collective().filter(|c| c.world_size() > 1) else {
             return Ok(mine);
         };
@@ -201,6 +283,7 @@ impl Trainer {
         let Some(varmap) = self.state.varmap.clone() else {
             return Ok(());
         };
+        self.check_weights()?;
         let callbacks: BTreeMap<String, serde_json::Value> = self
             .callbacks
             .iter()
@@ -224,6 +307,7 @@ impl Trainer {
                 epoch_logs: epoch_logs.clone(),
                 precision: self.precision.state(),
                 world_size: self.strategy.world_size(),
+                batch_size: self.train_batch_size,
             };
             checkpoint::save(&req.path, &varmap, Some(&optimizer.state()), &meta)?;
             tracing::debug!(path = %req.path.display(), "checkpoint written");
@@ -240,6 +324,10 @@ impl Trainer {
                         Err(e) => return Err(Error::io(old, e)),
                     }
                 }
+            }
+            // Only a full `last` is what a signal's stop needs to resume from.
+            if !req.weights_only && req.path.ends_with("last.safetensors") {
+                self.written_at = Some(self.state.resume_point);
             }
             self.state.last_checkpoint = Some(req.path);
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle::{DType, Device};
+use candle::{DType, Device, Tensor};
 use lit_data::{Batch, DataLoader, DataLoaderConfig, DataModule, NamedLoader, Stage};
 use lit_model::{LitModule, Optimization, RunningStage, StepContext};
 
@@ -43,8 +43,21 @@ impl Trainer {
         module: &mut M,
         datamodule: &mut D,
     ) -> Result<()> {
+        self.signals = self.config.handle_signals.then(crate::SignalGuard::arm);
+        self.state.signal = None;
         let result = self.fit_inner(module, datamodule);
-        self.finish(result)
+        // A signal after the loop's last look still means the job is being stopped.
+        self.check_signal();
+        let result = result.and_then(|()| match self.state.signal {
+            Some(signal) => Err(Error::Interrupted {
+                signal,
+                checkpoint: self.state.last_checkpoint.clone(),
+            }),
+            None => Ok(()),
+        });
+        let result = self.finish(result);
+        self.signals = None;
+        result
     }
 
     /// Trains `module` on plain loaders: `train`, validating on `val` (named loaders; may be
@@ -71,8 +84,11 @@ impl Trainer {
                 break;
             }
             self.train_epoch(module, &mut run, epoch)?;
-            // Epoch-end callbacks may stop on values one process sees differently (step keys).
+            // Epoch-end callbacks may stop on values one process sees differently (step keys);
+            // a signal may have come during the epoch's validation.
+            self.check_signal();
             self.agree_on_stop()?;
+            self.checkpoint_on_signal(&mut run)?;
             if run.done || self.stop_after_epoch(epoch) {
                 break;
             }
@@ -96,6 +112,13 @@ impl Trainer {
         dm.setup(Stage::Fit)?;
         module.setup(Stage::Fit)?;
         let mut train = dm.train_dataloader()?;
+        if train.dataset().is_empty() {
+            return Err(Error::Config(
+                "the training set has no examples: nothing to train on (check the data files or \
+                 the split sizes)"
+                    .into(),
+            ));
+        }
         if self.config.overfit_batches.is_some() {
             // Lightning turns shuffling off to overfit the same batches every epoch.
             let config = DataLoaderConfig {
@@ -170,6 +193,9 @@ impl Trainer {
         dm: &mut D,
     ) -> Result<FitRun> {
         let (train, vals, n_train) = self.setup_loaders(module, dm)?;
+        self.train_batch_size = train.config().batch_size;
+        self.state.train_keys.clear();
+        self.written_at = None;
         self.state.val_dataloader_names = vals.iter().map(|v| v.name.clone()).collect();
         self.state.varmap = Some(module.varmap().clone());
         self.merge_hparams(module.hparams());
@@ -183,8 +209,13 @@ impl Trainer {
         // checkpoint restores one. Restored before the run directory exists: a checkpoint that
         // cannot be resumed leaves no empty run behind.
         self.precision.reset();
+        self.resumed_from = None;
         let resume = match self.ckpt_path.take() {
-            Some(path) => self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?,
+            Some(path) => {
+                let resume = self.restore(&path, module, optimizer.as_mut(), scheduler.as_mut())?;
+                self.resumed_from = Some((path, self.state.global_step));
+                resume
+            }
             None => Resume::default(),
         };
         if resume.epoch == 0 && resume.batch == 0 {
@@ -193,13 +224,6 @@ impl Trainer {
             if let Some(sc) = &scheduler {
                 optimizer.set_learning_rate(sc.scheduler.lr());
             }
-        }
-        if resume.epoch >= self.config.max_epochs {
-            tracing::warn!(
-                epoch = resume.epoch,
-                max_epochs = self.config.max_epochs,
-                "the checkpoint is already at max_epochs: nothing to train (raise --max-epochs)"
-            );
         }
         // The state reads the optimizer's own rate through a shared handle: no copy to sync.
         self.state.learning_rate = Some((optimizer.name().to_string(), optimizer.lr().clone()));
@@ -281,11 +305,14 @@ impl Trainer {
             if validate_epoch {
                 self.validate_within_epoch(module, run, batch_idx)?;
             }
-            // A stop asked for within the epoch (max_time) ends it at this batch once no
-            // accumulated gradients wait for their step, and once min_epochs epochs are done.
+            // A stop asked for within the epoch (max_time, a signal) ends it at this batch once
+            // no accumulated gradients wait for their step, and once min_epochs epochs are done
+            // (a signal does not wait for those).
+            self.check_signal();
             self.agree_on_stop()?;
-            let stop_here =
-                self.state.should_stop && !run.opt.is_pending() && epoch >= self.config.min_epochs;
+            let stop_here = self.state.should_stop
+                && !run.opt.is_pending()
+                && (epoch >= self.config.min_epochs || self.state.signal.is_some());
             if run.done || stop_here {
                 break;
             }
@@ -296,7 +323,9 @@ impl Trainer {
         // written, resuming at the next batch with the epoch's sums so far.
         let interrupted = self.state.resume_point.1 < run.n_train;
         self.state.epoch_interrupted = interrupted;
-        if !interrupted {
+        if interrupted {
+            self.log_partial_epoch(&mut run.ctx)?;
+        } else {
             self.end_epoch(module, &run.vals, &mut run.ctx, validate_epoch)?;
             self.step_epoch_schedule(epoch, &mut run.opt)?;
             self.state.resume_point = (epoch + 1, 0);
@@ -345,6 +374,7 @@ impl Trainer {
             {
                 let (values, loss_value) = run.ctx.take_step_values_with(&loss)?;
                 self.check_finite(loss_value)?;
+                self.check_weights()?;
                 self.state.last_train_loss = Some(loss_value);
                 self.note_prog_bar(&run.ctx, values.keys().cloned());
                 self.state.callback_metrics.extend(values.clone());
@@ -366,6 +396,9 @@ impl Trainer {
         }
         self.state.host_syncs = run.ctx.host_syncs();
         self.state.resume_point = (epoch, batch_idx + 1);
+        if self.state.train_keys.is_empty() {
+            self.state.train_keys = run.ctx.logged_keys();
+        }
         self.callbacks_ordered(|c, s| c.on_train_batch_end(s, batch_idx))?;
         self.service(
             run.opt.optimizer.as_ref(),
@@ -406,7 +439,7 @@ impl Trainer {
         if !self.state.should_stop {
             return false;
         }
-        if epoch + 1 >= self.config.min_epochs {
+        if epoch + 1 >= self.config.min_epochs || self.state.signal.is_some() {
             let reason = self
                 .state
                 .stop_reason
@@ -490,12 +523,107 @@ impl Trainer {
         Ok(())
     }
 
+    /// The training values of an epoch stopped before its last batch (`max_steps`, `max_time`,
+    /// a signal), as Lightning logs them: the means over the batches run so far. The epoch stays
+    /// open (no validation, no history entry); a resumed run logs its whole means again.
+    fn log_partial_epoch(&mut self, ctx: &mut StepContext) -> Result<()> {
+        let values = ctx.epoch_values()?;
+        self.state.host_syncs = ctx.host_syncs();
+        self.log(&values)
+    }
+
+    /// After a signal, `last` exists to resume from: written here when no callback wrote a
+    /// checkpoint at this point of the run (a run without `ModelCheckpoint`, or with
+    /// `save_last` off). In a data-parallel run rank 0's view decides for all.
+    fn checkpoint_on_signal(&mut self, run: &mut FitRun) -> Result<()> {
+        if self.state.signal.is_none() {
+            return Ok(());
+        }
+        let Some(dir) = self.state.log_dir.clone() else {
+            return Ok(());
+        };
+        let missing = self.written_at != Some(self.state.resume_point);
+        if !self.rank0_writes(missing)? {
+            return Ok(());
+        }
+        self.state
+            .request_checkpoint(crate::checkpoint::CheckpointRequest {
+                path: dir.join("checkpoints").join("last.safetensors"),
+                weights_only: false,
+                monitor: None,
+                higher_is_better: false,
+                remove: Vec::new(),
+            });
+        self.service(
+            run.opt.optimizer.as_ref(),
+            run.opt.scheduler.as_ref(),
+            Some(&mut run.ctx),
+        )?;
+        self.flush()
+    }
+
+    /// Fails on a NaN or infinite parameter or buffer, naming it, the epoch and the step (the
+    /// loss can stay finite for a while on weights that are not, and a checkpoint must never hold
+    /// them). Checked with the loss at logged steps and before every checkpoint is written.
+    pub(super) fn check_weights(&self) -> Result<()> {
+        let Some(varmap) = &self.state.varmap else {
+            return Ok(());
+        };
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        // x - x is 0 for finite x and NaN for NaN and infinities: one scalar a tensor, one copy.
+        let sums = names
+            .iter()
+            .filter(|n| data[**n].dtype().is_float())
+            .map(|n| {
+                let t = data[*n].as_tensor();
+                Ok((*n, t.broadcast_sub(t)?.sum_all()?.to_dtype(DType::F32)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if sums.is_empty() {
+            return Ok(());
+        }
+        let scalars: Vec<Tensor> = sums.iter().map(|(_, s)| s.clone()).collect();
+        let values = Tensor::stack(&scalars, 0)?.to_vec1::<f32>()?;
+        let Some(i) = values.iter().position(|v| !v.is_finite()) else {
+            return Ok(());
+        };
+        let hint = match self.precision.name() {
+            "16-true" => "; 16-true keeps the weights in float16, which holds nothing above \
+                          65504 and loses small updates (Adam's eps 1e-8 is 0 in it): use \
+                          bf16-true or 16-mixed"
+                .to_string(),
+            _ => String::new(),
+        };
+        Err(Error::NonFiniteWeights {
+            name: sums[i].0.clone(),
+            epoch: self.state.epoch,
+            step: self.state.global_step,
+            hint,
+        })
+    }
+
     /// Fails on a NaN or infinite training loss, naming the epoch and step.
     pub(super) fn check_finite(&self, loss: f64) -> Result<()> {
         if loss.is_finite() {
             Ok(())
         } else {
+            // Right after resuming, the checkpoint's weights are the cause, not the settings.
+            let advice = match &self.resumed_from {
+                Some((path, step))
+                    if self.state.global_step <= step + self.config.log_every_n_steps =>
+                {
+                    format!(
+                        "the run resumed from {} at step {step}, whose weights give this loss from \
+                         the first steps: the checkpoint had diverged (resume from an earlier one)",
+                        path.display()
+                    )
+                }
+                _ => "lower the learning rate or check the data".into(),
+            };
             Err(Error::NonFiniteLoss {
+                advice,
                 value: loss,
                 epoch: self.state.epoch,
                 step: self.state.global_step,

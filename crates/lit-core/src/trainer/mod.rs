@@ -72,6 +72,15 @@ pub struct Trainer {
     ckpt_path: Option<std::path::PathBuf>,
     /// Checkpoints this trainer wrote, the only ones it may delete.
     written: std::collections::HashSet<std::path::PathBuf>,
+    /// Where the loop stood when the last checkpoint was written, so a signal's stop knows
+    /// whether `last` still has to be written.
+    written_at: Option<(usize, usize)>,
+    /// The signal handlers, armed while `fit` runs.
+    signals: Option<crate::SignalGuard>,
+    /// Examples per training batch of each process in the current fit.
+    train_batch_size: usize,
+    /// The checkpoint this fit resumed from and its global step.
+    resumed_from: Option<(std::path::PathBuf, u64)>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -107,6 +116,10 @@ impl Trainer {
             state,
             ckpt_path: None,
             written: Default::default(),
+            written_at: None,
+            signals: None,
+            train_batch_size: 0,
+            resumed_from: None,
         })
     }
 
@@ -203,15 +216,48 @@ impl Trainer {
             .collect()
     }
 
-    /// In a data-parallel run, a stop any process asks for (its timer ran out) is taken by all,
-    /// at the same batch: one small all-reduce per batch.
+    /// Takes a signal received since the fit began as a stop (once).
+    fn check_signal(&mut self) {
+        if self.state.signal.is_some() {
+            return;
+        }
+        if let Some(sig) = self.signals.as_ref().and_then(crate::SignalGuard::received) {
+            self.take_signal(sig);
+        }
+    }
+
+    fn take_signal(&mut self, sig: i32) {
+        let name = crate::signals::name(sig);
+        tracing::info!(target: crate::REPORT_TARGET,
+            "{name} received: stopping at the end of this batch and writing `last` (a second \
+             SIGINT or SIGTERM ends the process at once)");
+        self.state.signal = Some(sig);
+        self.state.stop(format!("{name} received"));
+    }
+
+    /// In a data-parallel run, a stop any process asks for (its timer ran out, a signal reached
+    /// it) is taken by all, at the same batch: one small all-reduce per batch.
     fn agree_on_stop(&mut self) -> Result<()> {
         let Some(c) = self.strategy.collective().filter(|c| c.world_size() > 1) else {
             return Ok(());
         };
-        let mut vote = [f64::from(u8::from(self.state.should_stop))];
+        let signal = self.state.signal.unwrap_or(0);
+        let mut vote = [
+            f64::from(u8::from(self.state.should_stop)),
+            f64::from(u8::from(signal > 0)),
+            f64::from(signal),
+        ];
         c.all_reduce_sum_f64(&mut vote)?;
-        if vote[0] > 0.0 && !self.state.should_stop {
+        if vote[1] > 0.0 && self.state.signal.is_none() {
+            // The signal the others received when they agree; SIGTERM when they do not.
+            let mean = vote[2] / vote[1];
+            let sig = if mean.fract() == 0.0 {
+                mean as i32
+            } else {
+                crate::signals::SIGTERM
+            };
+            self.take_signal(sig);
+        } else if vote[0] > 0.0 && !self.state.should_stop {
             self.state
                 .stop("another process of the data-parallel run stopped");
         }
@@ -348,7 +394,11 @@ impl Trainer {
                 cb.on_exception(&mut self.state, e);
             }
         }
-        let status = if result.is_ok() { "success" } else { "failed" };
+        let status = match &result {
+            Ok(_) => "success",
+            Err(Error::Interrupted { .. }) => "interrupted",
+            Err(_) => "failed",
+        };
         for l in self.loggers.iter_mut() {
             if let Err(e) = l.finalize(status) {
                 tracing::warn!(logger = l.name(), "finalize: {e}");

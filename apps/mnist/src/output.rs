@@ -1,0 +1,102 @@
+//! What the app writes for the user: results on stdout (a closed pipe ends the program quietly,
+//! as Unix tools do; a full device is a clear error), the tables of metrics and the predictions'
+//! CSV.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// Writes `text` to stdout. A reader that went away (`mnist test | head -1`) ends the program
+/// at once with the status a process SIGPIPE ended has (141), saying nothing; any other failure
+/// (`> /dev/full`) is an error naming the cause, and exit status 1.
+pub(crate) fn stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) else {
+        return;
+    };
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: writing to standard output: {e}");
+    std::process::exit(1);
+}
+
+/// The longest word an error quotes whole; a longer one (a 100 MB value in a config file) is
+/// shown by its beginning and its length.
+const LONGEST_WORD: usize = 120;
+
+/// `text` with each word longer than [`LONGEST_WORD`] characters cut to its beginning.
+pub(crate) fn shorten_words(text: &str) -> String {
+    if text.len() <= LONGEST_WORD {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len().min(4 * LONGEST_WORD));
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.char_indices().nth(LONGEST_WORD / 2) {
+            Some((cut, _)) if word.chars().count() > LONGEST_WORD => {
+                out.push_str(&word[..cut]);
+                out.push_str(&format!("... ({} bytes in all)", word.len()));
+            }
+            _ => out.push_str(word),
+        }
+        if out.len() > LONGEST_MESSAGE {
+            out.push_str(&format!("... ({} bytes in all)", text.len()));
+            break;
+        }
+    }
+    out
+}
+
+/// The longest message shown whole (many short words can make a long one too).
+const LONGEST_MESSAGE: usize = 4000;
+
+/// A table of metric values, as Lightning prints at the end of `validate` and `test`.
+pub(crate) fn print_table(title: &str, values: &BTreeMap<String, f64>) {
+    let width = values
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(title.len());
+    let rule = format!("+-{}-+------------+", "-".repeat(width));
+    let mut text = format!("{rule}\n| {title:<width$} | {:>10} |\n{rule}\n", "value");
+    for (k, v) in values {
+        text.push_str(&format!("| {k:<width$} | {v:>10.4} |\n"));
+    }
+    text.push_str(&rule);
+    text.push('\n');
+    stdout(&text);
+}
+
+/// `dataset,index,prediction,prob_0,...`: the class with the highest score and the softmax of
+/// the scores (the class probabilities of a classifier trained with cross-entropy).
+pub(crate) fn predictions_csv(outputs: &[(String, candle::Tensor)]) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let classes = outputs
+        .first()
+        .map_or(0, |(_, t)| t.dims().last().copied().unwrap_or(0));
+    let mut csv = String::from("dataset,index,prediction");
+    for c in 0..classes {
+        write!(csv, ",prob_{c}")?;
+    }
+    csv.push('\n');
+    for (name, scores) in outputs {
+        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(candle::DType::F32)?)?
+            .to_vec2::<f32>()?;
+        for (i, row) in probs.iter().enumerate() {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(c, _)| c);
+            write!(csv, "{name},{i},{best}")?;
+            for p in row {
+                write!(csv, ",{p}")?;
+            }
+            csv.push('\n');
+        }
+    }
+    Ok(csv)
+}
