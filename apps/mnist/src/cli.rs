@@ -441,10 +441,16 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
         given.push((key.clone(), format!("--set {pair}")));
         hparams.set(key, value)?;
     }
-    let model_name: String = hparams.get("model_name")?.unwrap_or_default();
+    let mut model_name: String = hparams.get("model_name")?.unwrap_or_default();
     for (key, _) in hparams.iter() {
         if given_on_command_line(sub, key) {
             given.push((key.clone(), format!("--{}", key.replace('_', "-"))));
+        }
+    }
+    // validate, test and predict build the checkpoint's network: its keys are the known ones.
+    if command != "fit" && !given.iter().any(|(k, _)| k == "model_name") {
+        if let Some(name) = crate::restore::checkpoint_model(&hparams) {
+            model_name = name;
         }
     }
     check_keys(

@@ -271,6 +271,9 @@ fn run() -> anyhow::Result<()> {
         return check_device::run(args, resolved.hparams.clone());
     }
     let (_mpi_guard, strategy) = parallel::strategy(args, parallel)?;
+    if parallel {
+        parallel::watch_starter();
+    }
     // An error in one process of a data-parallel run ends them all (the others would wait in
     // their next collective forever): the error is printed, then the job is aborted.
     parallel::abort_on_error(parallel, run_with(&resolved, strategy))

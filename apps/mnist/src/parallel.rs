@@ -12,6 +12,9 @@ use crate::cli::RunArgs;
 /// Set in the processes the app starts under mpirun, so that none of them starts more.
 const CHILD: &str = "LIT_DATA_PARALLEL_CHILD";
 
+/// The process id of the program that started the processes under mpirun.
+const PARENT: &str = "LIT_DATA_PARALLEL_PARENT";
+
 /// Whether the program that started the processes wrote to a terminal (`1` or `0`).
 const CHILD_TERMINAL: &str = "LIT_DATA_PARALLEL_TERMINAL";
 
@@ -60,17 +63,7 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     if !cfg!(feature = "mpi") {
-        let asked = if args.devices > 1 {
-            format!("--devices {}", args.devices)
-        } else {
-            "--strategy ddp".to_string()
-        };
-        bail!(
-            "{asked}: data-parallel training needs the `mpi` feature, which this build lacks: \
-             `cargo xtask train -- {asked} ...` builds and runs with it, or build with \
-             `cargo build --release -p mnist --features mpi` (Open MPI installed: on Debian, \
-             apt-get install libopenmpi-dev openmpi-bin libclang-dev)"
-        );
+        bail!("{}", needs_mpi(args));
     }
     if std::env::var_os(CHILD).is_some() {
         bail!(
@@ -118,6 +111,22 @@ pub(crate) fn relaunch(args: &RunArgs) -> anyhow::Result<()> {
     std::process::exit(code)
 }
 
+/// The error of a data-parallel run asked of a build without MPI: the flag that asked for it
+/// and the commands that add it.
+fn needs_mpi(args: &RunArgs) -> String {
+    let asked = if args.devices > 1 {
+        format!("--devices {}", args.devices)
+    } else {
+        "--strategy ddp".to_string()
+    };
+    format!(
+        "{asked}: data-parallel training needs the `mpi` feature, which this build lacks: \
+         `cargo xtask train -- {asked} ...` builds and runs with it, or build with \
+         `cargo build --release -p mnist --features mpi` (Open MPI installed: on Debian, \
+         apt-get install libopenmpi-dev openmpi-bin libclang-dev)"
+    )
+}
+
 /// Runs `cmd` (mpirun) in a process group of its own, so a terminal's Ctrl-C reaches this
 /// program only, and passes signals on: the first SIGINT, SIGTERM or SIGUSR1 becomes a SIGUSR1,
 /// which mpirun hands to every process (each stops at the same batch and writes `last`); a second
@@ -158,11 +167,40 @@ fn forwarding_signals(cmd: &mut Command) -> std::io::Result<i32> {
     let status = child.wait()?;
     handle.close();
     let first = forwarder.join().unwrap_or(None);
+    let code = status.code().unwrap_or(1);
+    // A stop the signal asked for ends each process with 128 + SIGUSR1; anything else (a rank
+    // that failed while stopping) is the job's own status, which a requeue script must see.
     Ok(match first {
-        Some(sig) => 128 + sig,
-        None => status.code().unwrap_or(1),
+        Some(sig) if matches!(code, 0) || code == 128 + SIGUSR1 => 128 + sig,
+        _ => code,
     })
 }
+
+/// In a process the app started under mpirun: stops this process as a signal would (a clean
+/// stop with `last` written) once the program that started the run is gone, killed by a signal
+/// it could not pass on (SIGKILL, the out-of-memory killer), so no process trains on orphaned.
+#[cfg(unix)]
+pub(crate) fn watch_starter() {
+    let Some(pid) = std::env::var(PARENT)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if nix::sys::signal::kill(pid, None).is_err() {
+            eprintln!("the program that started this data-parallel run is gone: stopping");
+            let _ =
+                nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+            return;
+        }
+    });
+}
+
+#[cfg(not(unix))]
+pub(crate) fn watch_starter() {}
 
 #[cfg(not(unix))]
 fn forwarding_signals(cmd: &mut Command) -> std::io::Result<i32> {
@@ -220,4 +258,28 @@ fn engine(args: &RunArgs) -> anyhow::Result<Parallel> {
         args.devices,
         args.num_nodes
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_without_mpi_names_the_flag_given_and_the_command_that_adds_it() {
+        let mut args = RunArgs {
+            strategy: "ddp".into(),
+            ..RunArgs::default()
+        };
+        let e = needs_mpi(&args);
+        assert!(
+            e.starts_with("--strategy ddp:") && e.contains("cargo xtask train -- --strategy ddp"),
+            "{e}"
+        );
+        args.devices = 2;
+        let e = needs_mpi(&args);
+        assert!(
+            e.starts_with("--devices 2:") && e.contains("--features mpi"),
+            "{e}"
+        );
+    }
 }

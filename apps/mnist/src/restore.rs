@@ -45,3 +45,22 @@ pub(crate) fn network_hparams(
     resolved.args = crate::cli::typed(&resolved.hparams, &resolved.args)?;
     Ok(())
 }
+
+/// The model a `--ckpt-path` of these hyperparameters was trained as, when it names a readable
+/// checkpoint (errors are reported where the checkpoint is loaded).
+pub(crate) fn checkpoint_model(hparams: &lit_data::HParams) -> Option<String> {
+    let spec: String = hparams.get("ckpt_path").ok().flatten()?;
+    let log_dir: std::path::PathBuf = hparams.get("log_dir").ok().flatten()?;
+    let model: String = hparams.get("model_name").ok().flatten()?;
+    let path = if spec == "auto" {
+        lit_core::checkpoint::resolve_auto(&log_dir, &model)?
+    } else {
+        lit_core::checkpoint::resolve(&spec, &log_dir, &model).ok()?
+    };
+    let meta = lit_core::checkpoint::read_meta(&path).ok()?;
+    meta.hparams
+        .get::<String>("model_name")
+        .ok()
+        .flatten()
+        .or(meta.model_name)
+}

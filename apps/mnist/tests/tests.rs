@@ -269,3 +269,92 @@ fn a_short_fit_writes_every_artifact_without_nested_folders() {
         assert!(e.file_name().to_string_lossy().ends_with(".safetensors"));
     }
 }
+
+#[test]
+fn evaluation_takes_the_networks_hyperparameters_from_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("data");
+    fake_data(&root);
+    let root = root.to_str().unwrap();
+    let fit = mnist(
+        dir,
+        &[
+            "--data-dir",
+            root,
+            "--val-datasets",
+            "",
+            "--no-test",
+            "--max-epochs",
+            "1",
+            "--model-name",
+            "standard_net",
+            "--set",
+            "hid=16",
+            "--early-stopping-patience",
+            "0",
+            "--monitor",
+            "train_loss_epoch",
+            "--mode",
+            "min",
+        ],
+    );
+    assert!(fit.status.success(), "{fit:?}");
+    let ckpt = dir.join("logs/standard_net/version_0/checkpoints/last.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    // Neither the model's name nor its hidden size repeated: both come from the checkpoint.
+    for command in ["test", "validate", "predict"] {
+        let out = mnist(
+            dir,
+            &[
+                command,
+                "--data-dir",
+                root,
+                "--ckpt-path",
+                ckpt,
+                // The fake data set is too small for MNIST's own validation split.
+                "--val-datasets",
+                "mnist_test",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A value given that contradicts the checkpoint is an error naming both.
+    let e = fails(
+        dir,
+        &[
+            "test",
+            "--data-dir",
+            root,
+            "--ckpt-path",
+            ckpt,
+            "--set",
+            "hid=32",
+        ],
+    );
+    assert!(
+        e.contains("--set hid=32 gives hid = 32") && e.contains("trained with hid = 16"),
+        "{e}"
+    );
+    let e = fails(
+        dir,
+        &[
+            "test",
+            "--data-dir",
+            root,
+            "--ckpt-path",
+            ckpt,
+            "--model-name",
+            "example_net",
+        ],
+    );
+    assert!(
+        e.contains("--model-name gives model_name = \"example_net\"")
+            && e.contains("\"standard_net\""),
+        "{e}"
+    );
+}

@@ -90,13 +90,7 @@ fn draw(
             .configure_mesh()
             .x_desc("epoch")
             .x_labels(span / step + 1)
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
-                    format!("{}", x.round() as i64)
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| epoch_label(*x))
             .label_style(("sans-serif", 14))
             .draw()?;
         for (i, (label, points)) in series.iter().enumerate() {
@@ -153,9 +147,25 @@ impl Callback for Curves {
     }
 }
 
+/// The label of an epoch axis position: whole epochs only.
+fn epoch_label(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{}", x.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_epoch_axis_labels_whole_epochs_only() {
+        assert_eq!(epoch_label(2.0), "2");
+        assert_eq!(epoch_label(1.5), "");
+        assert_eq!(epoch_label(3.0000000001), "3");
+    }
 
     #[test]
     fn writes_a_png_with_one_line_per_validation_set() {

@@ -20,6 +20,7 @@ mod module;
 pub mod optim;
 mod registry;
 pub mod scheduler;
+mod sums;
 
 pub use error::{Error, Result};
 pub use lit_base::{is_buffer, set_step, Batch, HParams, Stage};

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use candle::{DType, Device, Tensor};
 use lit_base::Collective;
 
+use crate::sums::{merge_sums, sums_json, to_host, RANKS_KEY};
 use crate::{Error, Result};
 
 /// The loop a step runs in.
@@ -357,23 +358,49 @@ impl StepContext {
     }
 
     /// The epoch's logged sums and weights so far, on the host (one copy), for a mid-epoch
-    /// checkpoint: `{"key": [sum, weight], ...}`; added over every process of a data-parallel run
-    /// (all of them call this together).
+    /// checkpoint: `{"key": [sum, weight], ...}`; in a data-parallel run added over every
+    /// process (all of them call this together), with each process's own sums under
+    /// `__ranks__`, so a resume on as many processes continues each one's sums exactly.
     pub fn epoch_state(&mut self) -> Result<serde_json::Value> {
-        let mut sums = self.host_sums()?;
-        // In a data-parallel run, every process's sums: whoever resumes holds them all.
-        if let Some(c) = self.collective.clone() {
-            sums = merge_sums(c.as_ref(), &sums)?;
+        let local = self.host_sums()?;
+        let Some(c) = self.collective.clone() else {
+            return Ok(sums_json(&local));
+        };
+        let mine = serde_json::to_vec(&sums_json(&local))
+            .map_err(|e| Error::Invalid(format!("epoch state: {e}")))?;
+        let ranks = c
+            .all_gather_bytes(&mine)?
+            .iter()
+            .map(|b| serde_json::from_slice(b))
+            .collect::<std::result::Result<Vec<serde_json::Value>, _>>()
+            .map_err(|e| Error::Invalid(format!("epoch state of another process: {e}")))?;
+        let mut out = sums_json(&merge_sums(c.as_ref(), &local)?);
+        if let Some(map) = out.as_object_mut() {
+            map.insert(RANKS_KEY.into(), serde_json::Value::Array(ranks));
         }
-        Ok(serde_json::Value::Object(
-            sums.into_iter()
-                .map(|(k, (sum, weight))| (k, serde_json::json!([sum, weight])))
-                .collect(),
-        ))
+        Ok(out)
     }
 
-    /// Restores sums saved by [`StepContext::epoch_state`] on `device`, so the epoch's means
-    /// cover the batches before a resume too.
+    /// Restores the sums of process `rank` of `world` saved by [`StepContext::epoch_state`] on
+    /// `device`, so the epoch's means cover the batches before a resume too: its own sums when
+    /// the checkpoint holds one set per process of a run as large, else the added sums on rank 0
+    /// alone (so the merged means count them once).
+    pub fn load_epoch_state_of(
+        &mut self,
+        state: &serde_json::Value,
+        rank: usize,
+        world: usize,
+        device: &Device,
+    ) -> Result<()> {
+        match state.get(RANKS_KEY).and_then(|r| r.as_array()) {
+            Some(ranks) if ranks.len() == world => self.load_epoch_state(&ranks[rank], device),
+            _ if rank == 0 => self.load_epoch_state(state, device),
+            _ => Ok(()),
+        }
+    }
+
+    /// Restores sums saved by [`StepContext::epoch_state`] on `device` (the added sums of every
+    /// process), so the epoch's means cover the batches before a resume too.
     pub fn load_epoch_state(&mut self, state: &serde_json::Value, device: &Device) -> Result<()> {
         let bad = || {
             Error::Invalid(format!(
@@ -381,7 +408,7 @@ impl StepContext {
             ))
         };
         let map = state.as_object().ok_or_else(bad)?;
-        for (key, entry) in map {
+        for (key, entry) in map.iter().filter(|(k, _)| *k != RANKS_KEY) {
             let (sum, weight) = match entry.as_array().map(Vec::as_slice) {
                 Some([s, w]) => (s.as_f64().ok_or_else(bad)?, w.as_f64().ok_or_else(bad)?),
                 _ => return Err(bad()),
@@ -405,50 +432,6 @@ impl StepContext {
     pub fn host_syncs(&self) -> usize {
         self.host_syncs
     }
-}
-
-/// Copies scalar tensors to the host with one transfer.
-fn to_host(values: &BTreeMap<String, Tensor>, syncs: &mut usize) -> Result<BTreeMap<String, f64>> {
-    if values.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let stacked = Tensor::stack(&values.values().collect::<Vec<_>>(), 0)?;
-    let host = stacked.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    *syncs += 1;
-    Ok(values.keys().cloned().zip(host).collect())
-}
-
-/// Every process's epoch sums and weights added by key, over the union of their keys (a key one
-/// process did not log, such as a validation set it had no example of, counts as nothing there);
-/// keys no process logged anything under are left out. Every process calls it together.
-fn merge_sums(
-    c: &dyn Collective,
-    local: &BTreeMap<String, (f64, f64)>,
-) -> Result<BTreeMap<String, (f64, f64)>> {
-    let listed = local.keys().cloned().collect::<Vec<_>>().join("\n");
-    let mut keys = BTreeSet::new();
-    for bytes in c.all_gather_bytes(listed.as_bytes())? {
-        let text = String::from_utf8_lossy(&bytes);
-        keys.extend(
-            text.split('\n')
-                .filter(|k| !k.is_empty())
-                .map(str::to_string),
-        );
-    }
-    let keys: Vec<String> = keys.into_iter().collect();
-    let mut buf: Vec<f64> = keys
-        .iter()
-        .map(|k| local.get(k).map_or(0.0, |v| v.0))
-        .collect();
-    buf.extend(keys.iter().map(|k| local.get(k).map_or(0.0, |v| v.1)));
-    c.all_reduce_sum_f64(&mut buf)?;
-    let n = keys.len();
-    Ok(keys
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| buf[n + i] > 0.0)
-        .map(|(i, k)| (k, (buf[i], buf[n + i])))
-        .collect())
 }
 
 #[cfg(test)]

@@ -74,12 +74,9 @@ impl Trainer {
             "resuming"
         );
         let batch = self.resume_batch(path, &ck.meta)?;
-        // The epoch's sums so far (already merged over the processes that saved them) go to one
-        // process, so the merged means count them once.
-        let epoch_logs = ck
-            .meta
-            .epoch_logs
-            .filter(|_| self.strategy.is_global_zero());
+        // The epoch's sums so far: each process's own on as many processes, else the added
+        // sums on rank 0 alone (`StepContext::load_epoch_state_of` decides).
+        let epoch_logs = ck.meta.epoch_logs;
         Ok(Resume {
             epoch: ck.meta.resume_epoch,
             batch,

@@ -2,10 +2,9 @@
 //! `training_epoch_loop`; the optimization step is [`OptimizationStep`].
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use candle::{DType, Device, Tensor};
-use lit_data::{Batch, DataLoader, DataLoaderConfig, DataModule, NamedLoader, Stage};
+use candle::Device;
+use lit_data::{Batch, DataLoader, DataModule, NamedLoader, Stage};
 use lit_model::{LitModule, Optimization, RunningStage, StepContext};
 
 use super::checkpointing::Resume;
@@ -14,19 +13,19 @@ use super::Trainer;
 use crate::{Error, Limit, Result};
 
 /// What the fit loop carries from epoch to epoch.
-struct FitRun {
-    train: DataLoader,
-    vals: Vec<NamedLoader>,
+pub(super) struct FitRun {
+    pub(super) train: DataLoader,
+    pub(super) vals: Vec<NamedLoader>,
     /// Training batches per epoch, after limits.
-    n_train: usize,
+    pub(super) n_train: usize,
     /// Validate every this many batches within an epoch (`val_check_interval`).
-    val_every: Option<usize>,
-    opt: OptimizationStep,
-    ctx: StepContext,
-    resume: Resume,
-    device: Device,
+    pub(super) val_every: Option<usize>,
+    pub(super) opt: OptimizationStep,
+    pub(super) ctx: StepContext,
+    pub(super) resume: Resume,
+    pub(super) device: Device,
     /// `max_steps` reached.
-    done: bool,
+    pub(super) done: bool,
 }
 
 fn train_loss_key(values: &BTreeMap<String, f64>) -> Option<(String, f64)> {
@@ -98,77 +97,6 @@ impl Trainer {
         self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
         self.flush()?;
         dm.teardown(Stage::Fit)?;
-        Ok(())
-    }
-
-    /// The fit's loaders after the limits: training (unshuffled when overfitting), validation
-    /// (none when `limit_val_batches` is 0), and the number of training batches per epoch.
-    fn setup_loaders<M: LitModule, D: DataModule>(
-        &mut self,
-        module: &mut M,
-        dm: &mut D,
-    ) -> Result<(DataLoader, Vec<NamedLoader>, usize)> {
-        dm.prepare_data()?;
-        dm.setup(Stage::Fit)?;
-        module.setup(Stage::Fit)?;
-        let mut train = dm.train_dataloader()?;
-        if train.dataset().is_empty() {
-            return Err(Error::Config(
-                "the training set has no examples: nothing to train on (check the data files or \
-                 the split sizes)"
-                    .into(),
-            ));
-        }
-        if self.config.overfit_batches.is_some() {
-            // Lightning turns shuffling off to overfit the same batches every epoch.
-            let config = DataLoaderConfig {
-                shuffle: false,
-                ..train.config().clone()
-            };
-            train = DataLoader::new(Arc::clone(train.dataset()), config)?;
-        }
-        // limit_val_batches = 0 turns validation off, as if there were no validation sets (so
-        // monitors of validation keys fail loudly rather than never acting).
-        let vals = match self.config.limit_val_batches {
-            Limit::Batches(0) => Vec::new(),
-            _ => self.shard_eval(dm.val_dataloaders()?)?,
-        };
-        let train = self.shard_train(train)?;
-        let n_train = self.config.limit_train_batches.of(train.len());
-        if let Some(Limit::Batches(k)) = self.config.val_check_interval {
-            if k > n_train && !vals.is_empty() {
-                return Err(Error::Config(format!(
-                    "val_check_interval = {k} batches is more than the {n_train} training batches \
-                     of an epoch; use a smaller count or a fraction such as 0.5"
-                )));
-            }
-        }
-        Ok((train, vals, n_train))
-    }
-
-    /// Refuses a module whose float parameters are not in the precision's parameter type (a
-    /// `bf16-true` trainer with f32 parameters would silently train as mixed precision).
-    fn check_param_dtype<M: LitModule>(&self, module: &M) -> Result<()> {
-        let want = self.precision.param_dtype();
-        let data = module.varmap().data().lock().expect("varmap lock poisoned");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let have = data[name].dtype();
-            // f64 parameters are the user's choice under 32-bit precisions; half ones are not.
-            let wrong = match want {
-                DType::F32 => matches!(have, DType::BF16 | DType::F16),
-                _ => have.is_float() && have != want,
-            };
-            if wrong {
-                return Err(Error::Config(format!(
-                    "precision {} needs the module's parameters in {want:?}, but {name} is \
-                     {have:?}; MInterface builds them from the `precision` hyperparameter, so set \
-                     it to the trainer's precision",
-                    self.precision.name()
-                )));
-            }
-        }
         Ok(())
     }
 
@@ -286,7 +214,9 @@ impl Trainer {
         };
         if skip > 0 {
             if let Some(logs) = &run.resume.epoch_logs {
-                run.ctx.load_epoch_state(logs, &run.device)?;
+                let (rank, world) = (self.strategy.rank(), self.strategy.world_size());
+                run.ctx
+                    .load_epoch_state_of(logs, rank, world, &run.device)?;
             }
         }
         self.state.resume_point = (epoch, skip);
@@ -521,113 +451,5 @@ impl Trainer {
         let lr = sc.scheduler.step(metric);
         opt.optimizer.set_learning_rate(lr);
         Ok(())
-    }
-
-    /// The training values of an epoch stopped before its last batch (`max_steps`, `max_time`,
-    /// a signal), as Lightning logs them: the means over the batches run so far. The epoch stays
-    /// open (no validation, no history entry); a resumed run logs its whole means again.
-    fn log_partial_epoch(&mut self, ctx: &mut StepContext) -> Result<()> {
-        let values = ctx.epoch_values()?;
-        self.state.host_syncs = ctx.host_syncs();
-        self.log(&values)
-    }
-
-    /// After a signal, `last` exists to resume from: written here when no callback wrote a
-    /// checkpoint at this point of the run (a run without `ModelCheckpoint`, or with
-    /// `save_last` off). In a data-parallel run rank 0's view decides for all.
-    fn checkpoint_on_signal(&mut self, run: &mut FitRun) -> Result<()> {
-        if self.state.signal.is_none() {
-            return Ok(());
-        }
-        let Some(dir) = self.state.log_dir.clone() else {
-            return Ok(());
-        };
-        let missing = self.written_at != Some(self.state.resume_point);
-        if !self.rank0_writes(missing)? {
-            return Ok(());
-        }
-        self.state
-            .request_checkpoint(crate::checkpoint::CheckpointRequest {
-                path: dir.join("checkpoints").join("last.safetensors"),
-                weights_only: false,
-                monitor: None,
-                higher_is_better: false,
-                remove: Vec::new(),
-            });
-        self.service(
-            run.opt.optimizer.as_ref(),
-            run.opt.scheduler.as_ref(),
-            Some(&mut run.ctx),
-        )?;
-        self.flush()
-    }
-
-    /// Fails on a NaN or infinite parameter or buffer, naming it, the epoch and the step (the
-    /// loss can stay finite for a while on weights that are not, and a checkpoint must never hold
-    /// them). Checked with the loss at logged steps and before every checkpoint is written.
-    pub(super) fn check_weights(&self) -> Result<()> {
-        let Some(varmap) = &self.state.varmap else {
-            return Ok(());
-        };
-        let data = varmap.data().lock().expect("varmap lock poisoned");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        // x - x is 0 for finite x and NaN for NaN and infinities: one scalar a tensor, one copy.
-        let sums = names
-            .iter()
-            .filter(|n| data[**n].dtype().is_float())
-            .map(|n| {
-                let t = data[*n].as_tensor();
-                Ok((*n, t.broadcast_sub(t)?.sum_all()?.to_dtype(DType::F32)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if sums.is_empty() {
-            return Ok(());
-        }
-        let scalars: Vec<Tensor> = sums.iter().map(|(_, s)| s.clone()).collect();
-        let values = Tensor::stack(&scalars, 0)?.to_vec1::<f32>()?;
-        let Some(i) = values.iter().position(|v| !v.is_finite()) else {
-            return Ok(());
-        };
-        let hint = match self.precision.name() {
-            "16-true" => "; 16-true keeps the weights in float16, which holds nothing above \
-                          65504 and loses small updates (Adam's eps 1e-8 is 0 in it): use \
-                          bf16-true or 16-mixed"
-                .to_string(),
-            _ => String::new(),
-        };
-        Err(Error::NonFiniteWeights {
-            name: sums[i].0.clone(),
-            epoch: self.state.epoch,
-            step: self.state.global_step,
-            hint,
-        })
-    }
-
-    /// Fails on a NaN or infinite training loss, naming the epoch and step.
-    pub(super) fn check_finite(&self, loss: f64) -> Result<()> {
-        if loss.is_finite() {
-            Ok(())
-        } else {
-            // Right after resuming, the checkpoint's weights are the cause, not the settings.
-            let advice = match &self.resumed_from {
-                Some((path, step))
-                    if self.state.global_step <= step + self.config.log_every_n_steps =>
-                {
-                    format!(
-                        "the run resumed from {} at step {step}, whose weights give this loss from \
-                         the first steps: the checkpoint had diverged (resume from an earlier one)",
-                        path.display()
-                    )
-                }
-                _ => "lower the learning rate or check the data".into(),
-            };
-            Err(Error::NonFiniteLoss {
-                advice,
-                value: loss,
-                epoch: self.state.epoch,
-                step: self.state.global_step,
-            })
-        }
     }
 }

@@ -47,8 +47,10 @@
 mod checkpointing;
 mod evaluation;
 mod fit;
+mod guards;
 mod optimization;
 mod predict;
+mod setup;
 
 use std::collections::BTreeMap;
 
