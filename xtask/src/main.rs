@@ -393,6 +393,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     result
 }
 
+/// The checks CI runs before its training run (`.ci/run` calls this): formatting, clippy (with
+/// the `mpi` feature too where MPI is installed), unused dependencies, then the tests.
 fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(
@@ -406,7 +408,41 @@ fn ci() -> anyhow::Result<()> {
         ],
         &[],
     )?;
+    if has_mpi() {
+        cargo(
+            &[
+                "clippy",
+                "-p",
+                "mnist",
+                "-p",
+                "lit-distributed",
+                "--all-targets",
+                "--features",
+                "mnist/mpi,lit-distributed/mpi",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )?;
+    }
+    unused_dependencies()?;
     test(&[])
+}
+
+/// Fails on a dependency no crate uses (cargo-machete, installed from crates.io on first use).
+fn unused_dependencies() -> anyhow::Result<()> {
+    let have = Command::new(cargo_bin())
+        .args(["machete", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        cargo(
+            &["install", "--locked", "cargo-machete", "--version", "0.9.2"],
+            &[],
+        )?;
+    }
+    cargo(&["machete"], &[])
 }
 
 /// Replaces `marker` in `path` with `insert` followed by the marker.

@@ -260,7 +260,7 @@ fn lit(model: &str, steps: usize, epochs: usize) -> anyhow::Result<Timing> {
     let mut models = ModelRegistry::new();
     models.register::<example_net::ExampleNet>("example_net");
     models.register::<resnet::ResNet>("resnet");
-    let mut module = MInterface::new(&models, hp.clone(), &Device::Cpu)?;
+    let mut module = MInterface::new(&models, hp.clone(), &Device::Cpu, candle::DType::F32)?;
     let cfg = TrainerConfig {
         max_epochs: epochs,
         limit_train_batches: Limit::Batches(steps),

@@ -48,8 +48,9 @@ pub(crate) fn run(args: &RunArgs, hparams: HParams) -> anyhow::Result<()> {
         .context("the test set is empty")??;
     let precision = precision_from_name(&args.precision)?;
     let registry = models::registry();
-    let cpu = MInterface::new(&registry, hparams.clone(), &Device::Cpu)?;
-    let gpu = MInterface::new(&registry, hparams, &device)?;
+    let dtype = precision.param_dtype();
+    let cpu = MInterface::new(&registry, hparams.clone(), &Device::Cpu, dtype)?;
+    let gpu = MInterface::new(&registry, hparams, &device, dtype)?;
     let cpu_vars = cpu.varmap().data().lock().expect("varmap lock").clone();
     for (name, var) in gpu.varmap().data().lock().expect("varmap lock").iter() {
         let src = cpu_vars

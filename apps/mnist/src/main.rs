@@ -367,7 +367,12 @@ fn run_with(
         }
         None => {}
     }
-    let mut module = MInterface::new(&models::registry(), run_hparams, trainer.device())?;
+    let mut module = MInterface::new(
+        &models::registry(),
+        run_hparams,
+        trainer.device(),
+        trainer.param_dtype(),
+    )?;
     match resolved.command {
         "fit" => {
             trainer.fit(&mut module, &mut datamodule)?;

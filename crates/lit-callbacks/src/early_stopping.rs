@@ -77,10 +77,7 @@ impl EarlyStopping {
     }
 
     fn better(&self, a: f64, b: f64) -> bool {
-        match self.mode {
-            Mode::Min => a < b,
-            Mode::Max => a > b,
-        }
+        self.mode.better(a, b)
     }
 
     fn stop(&mut self, s: &mut TrainerState, reason: String) {

@@ -25,5 +25,5 @@ pub use lr_monitor::LearningRateMonitor;
 pub use model_checkpoint::{check_filename, render_filename, ModelCheckpoint};
 pub use model_summary::ModelSummary;
 pub use progress::ProgressBar;
-pub use tensorboard::{crc32c, TensorBoardLogger};
+pub use tensorboard::TensorBoardLogger;
 pub use timer::Timer;

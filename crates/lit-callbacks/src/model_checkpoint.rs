@@ -176,10 +176,7 @@ impl ModelCheckpoint {
     }
 
     fn better(&self, a: f64, b: f64) -> bool {
-        match self.mode {
-            Mode::Min => a < b,
-            Mode::Max => a > b,
-        }
+        self.mode.better(a, b)
     }
 
     fn dir(&self, s: &TrainerState) -> Option<PathBuf> {

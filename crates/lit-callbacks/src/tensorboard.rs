@@ -17,7 +17,7 @@ use prost::Message;
 
 /// CRC-32C (Castagnoli), as TFRecord uses (the `crc32c` crate: hardware instructions where the
 /// CPU has them).
-pub fn crc32c(data: &[u8]) -> u32 {
+fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 

@@ -240,7 +240,7 @@ fn tensorboard_events_are_valid_tfrecords() {
         let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
         let data = &bytes[at + 12..at + 12 + len];
         let crc = u32::from_le_bytes(bytes[at + 12 + len..at + 16 + len].try_into().unwrap());
-        let masked = lit_callbacks::crc32c(data)
+        let masked = crc32c::crc32c(data)
             .rotate_right(15)
             .wrapping_add(0xa282_ead8);
         assert_eq!(crc, masked, "record {records}");

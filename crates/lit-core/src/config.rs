@@ -115,7 +115,9 @@ pub struct TrainerConfig {
     pub devices: usize,
     /// Machines of a data-parallel run (Lightning's `num_nodes`).
     pub num_nodes: usize,
-    /// The seed for shuffling and initialisation.
+    /// The seed of the training steps' random streams (dropout masks, with the epoch, batch and
+    /// process). Initial weights come from the module's own seed and the data order from the
+    /// loaders' (the `mnist` app sets all three from `--seed`).
     pub seed: u64,
     /// Sum gradients over this many batches before each optimizer step (the loss is divided by
     /// it); the last batch of an epoch always steps.

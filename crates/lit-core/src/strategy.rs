@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use candle::{backprop::GradStore, DType, Device, Tensor, Var};
 use lit_base::Collective;
+use lit_data::{DataLoader, NamedLoader, Shard};
+use lit_model::{RunningStage, StepContext};
 
 use crate::Result;
 
@@ -36,6 +38,34 @@ pub trait Strategy {
     /// The collective operations of a data-parallel run (none on one device).
     fn collective(&self) -> Option<Arc<dyn Collective>> {
         None
+    }
+    /// This process's share of the training data (Lightning's `process_dataloader`): all of it
+    /// on one device.
+    fn process_train_loader(&self, loader: DataLoader) -> Result<DataLoader> {
+        Ok(loader)
+    }
+    /// This process's share of evaluation data: all of it on one device.
+    fn process_eval_loaders(&self, loaders: Vec<NamedLoader>) -> Result<Vec<NamedLoader>> {
+        Ok(loaders)
+    }
+    /// A logging context for a stage whose loaders are `names`, merging its epoch values over
+    /// the processes of a data-parallel run.
+    fn step_context(&self, stage: RunningStage, names: Vec<String>) -> StepContext {
+        StepContext::new(stage, names)
+    }
+    /// Adds `values` over every process (Lightning's `reduce`); on one device they stay.
+    fn all_reduce_sum(&self, _values: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether any process decided so (Lightning's `reduce_boolean_decision` with `all=False`).
+    fn reduce_any(&self, decision: bool) -> Result<bool> {
+        let mut vote = [f64::from(u8::from(decision))];
+        self.all_reduce_sum(&mut vote)?;
+        Ok(vote[0] > 0.0)
+    }
+    /// Rank 0's `bytes`, on every process (Lightning's `broadcast`).
+    fn broadcast(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        Ok(bytes)
     }
     /// Averages the gradients of `params` across processes (nothing to do on one device).
     fn reduce_gradients(&self, _grads: &mut GradStore, _params: &[Var]) -> Result<()> {
@@ -93,6 +123,15 @@ impl std::fmt::Debug for DataParallel {
 }
 
 impl DataParallel {
+    /// This process's shard of a loader: `pad`ded for training.
+    fn shard(&self, pad: bool) -> Shard {
+        Shard {
+            rank: self.collective.rank(),
+            world: self.collective.world_size(),
+            pad,
+        }
+    }
+
     /// Process `collective.rank()` of a data-parallel run, computing on `device`.
     pub fn new(device: Device, collective: Arc<dyn Collective>) -> Self {
         Self {
@@ -118,6 +157,37 @@ impl Strategy for DataParallel {
 
     fn collective(&self) -> Option<Arc<dyn Collective>> {
         Some(Arc::clone(&self.collective))
+    }
+
+    /// A padded share, so every process takes as many steps.
+    fn process_train_loader(&self, loader: DataLoader) -> Result<DataLoader> {
+        Ok(loader.sharded(self.shard(true))?)
+    }
+
+    /// Disjoint, unpadded shares, so merged metrics cover every example exactly once.
+    fn process_eval_loaders(&self, loaders: Vec<NamedLoader>) -> Result<Vec<NamedLoader>> {
+        loaders
+            .into_iter()
+            .map(|l| {
+                Ok(NamedLoader {
+                    name: l.name,
+                    loader: l.loader.sharded(self.shard(false))?,
+                })
+            })
+            .collect()
+    }
+
+    fn step_context(&self, stage: RunningStage, names: Vec<String>) -> StepContext {
+        StepContext::new(stage, names).with_collective(Some(Arc::clone(&self.collective)))
+    }
+
+    fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
+        Ok(self.collective.all_reduce_sum_f64(values)?)
+    }
+
+    fn broadcast(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        let all = self.collective.all_gather_bytes(&bytes)?;
+        Ok(all.into_iter().next().unwrap_or_default())
     }
 
     fn summary(&self) -> Option<String> {

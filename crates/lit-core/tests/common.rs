@@ -78,12 +78,21 @@ pub(crate) struct Recorded {
     pub(crate) nan_loss: bool,
 }
 
+/// The parameter type of the `precision` the hyperparameters name, as the trainer hands it.
+fn param_dtype(hp: &HParams) -> candle::DType {
+    let name: String = hp
+        .get("precision")
+        .unwrap()
+        .unwrap_or_else(|| "32-true".into());
+    lit_core::precision_from_name(&name).unwrap().param_dtype()
+}
+
 impl Recorded {
     pub(crate) fn new(hp: &HParams, log: Log) -> Self {
         let mut models = ModelRegistry::new();
         models.register::<Linear4>("linear4");
         Self {
-            inner: MInterface::new(&models, hp.clone(), &Device::Cpu).unwrap(),
+            inner: MInterface::new(&models, hp.clone(), &Device::Cpu, param_dtype(hp)).unwrap(),
             log,
             nan_loss: false,
         }

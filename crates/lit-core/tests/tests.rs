@@ -7,3 +7,4 @@ mod common;
 mod numerics;
 mod resume;
 mod trainer;
+mod user_module;

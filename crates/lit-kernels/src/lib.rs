@@ -66,6 +66,10 @@ fn gemm(
     };
     assert!(dst.len() >= m * n, "gemm: destination too small");
     assert!(
+        a.1 >= 0 && a.2 >= 0 && b.1 >= 0 && b.2 >= 0,
+        "gemm: negative strides are not supported"
+    );
+    assert!(
         m * k == 0 || extent(m, k, a.1, a.2) < a.0.len(),
         "gemm: left operand too small"
     );
@@ -78,8 +82,9 @@ fn gemm(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every element the strides reach inside its slice, and
-    // `dst` is a unique borrow, so it aliases neither operand.
+    // SAFETY: the strides are not negative and the asserts above keep the furthest element
+    // they reach inside each slice, so every element read lies in its slice; `dst` (row-major,
+    // n columns) holds m x n elements and is a unique borrow, so it aliases neither operand.
     unsafe {
         gemm::gemm(
             m,

@@ -1,7 +1,5 @@
 //! Aggregating metrics: weighted mean, sum, max and min of every value fed to them.
 
-use std::any::Any;
-
 use candle::{DType, Device, Tensor};
 
 use crate::base::{acc_dtype, add_into, merge_sum, same};
@@ -67,10 +65,6 @@ impl Metric for MeanMetric {
     fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
         [self.sum, self.weight] = crate::base::parts::<2>("MeanMetric", state)?;
         Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -172,9 +166,5 @@ impl Metric for Reduce {
     fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
         [self.state] = crate::base::parts::<1>("Reduce", state)?;
         Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -1,7 +1,5 @@
 //! One-vs-rest multiclass AUROC, as torchmetrics' `MulticlassAUROC` with exact thresholds.
 
-use std::any::Any;
-
 use candle::{DType, Device, Tensor};
 
 use crate::base::same;
@@ -175,10 +173,6 @@ impl Metric for MulticlassAuroc {
         self.preds = preds.into_iter().collect();
         self.target = target.into_iter().collect();
         Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

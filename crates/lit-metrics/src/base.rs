@@ -39,9 +39,6 @@ pub trait Metric: Send + Any {
     /// settings.
     fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()>;
 
-    /// The metric as `Any`, for `merge` to downcast its argument.
-    fn as_any(&self) -> &dyn Any;
-
     /// The value on this batch alone, while also accumulating it, as torchmetrics' `forward`.
     fn forward(&mut self, preds: &Tensor, target: &Tensor) -> Result<Tensor> {
         let mut batch = self.boxed_clone();
@@ -54,8 +51,7 @@ pub trait Metric: Send + Any {
 
 /// Downcasts `other` to the type of `this` for `merge`, or fails naming both.
 pub(crate) fn same<'a, T: Metric>(this: &T, other: &'a dyn Metric) -> Result<&'a T> {
-    other
-        .as_any()
+    (other as &dyn Any)
         .downcast_ref::<T>()
         .ok_or_else(|| Error::InvalidInput {
             metric: "merge",

@@ -1,7 +1,5 @@
 //! Multiclass classification metrics built on per-class true/false positive counts.
 
-use std::any::Any;
-
 use candle::{DType, Device, Tensor, D};
 
 use crate::base::{add_into, merge_sum, same};
@@ -256,9 +254,6 @@ macro_rules! stat_metric {
             fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
                 self.stats.set_state(state)
             }
-            fn as_any(&self) -> &dyn Any {
-                self
-            }
         }
     };
 }
@@ -340,8 +335,5 @@ impl Metric for MulticlassConfusionMatrix {
     fn set_state(&mut self, state: Vec<Option<Tensor>>) -> Result<()> {
         [self.counts] = crate::base::parts::<1>("MulticlassConfusionMatrix", state)?;
         Ok(())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

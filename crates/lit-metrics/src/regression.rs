@@ -1,7 +1,5 @@
 //! Regression metrics: MSE, RMSE, MAE, R², Pearson correlation, from running sums on the device.
 
-use std::any::Any;
-
 use candle::{DType, Device, Tensor};
 
 use crate::base::{acc_dtype, add_into, merge_sum, same};
@@ -141,9 +139,5 @@ impl Metric for Regression {
             None => 0.0,
         };
         Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

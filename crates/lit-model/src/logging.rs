@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use candle::{DType, Device, Tensor};
 use lit_base::Collective;
+use lit_metrics::Metric;
 
 use crate::sums::{merge_sums, sums_json, to_host, RANKS_KEY};
 use crate::{Error, Result};
@@ -221,8 +222,23 @@ impl StepContext {
         Ok(())
     }
 
-    /// Logs a value already on the host (a computed metric) for the epoch, for loader `idx`.
-    pub fn log_epoch_value(&mut self, name: &str, value: f64, idx: usize, prog_bar: bool) {
+    /// Logs a value already on the host for the epoch, for loader `idx`. In a data-parallel
+    /// run it would be this process's value alone, so it is refused there: log a metric object
+    /// with [`StepContext::log_metric`] (merged over the processes before it is computed), or
+    /// per-batch values with [`StepContext::log`] (their epoch means are merged).
+    pub fn log_epoch_value(
+        &mut self,
+        name: &str,
+        value: f64,
+        idx: usize,
+        prog_bar: bool,
+    ) -> Result<()> {
+        self.refuse_unmerged(name)?;
+        self.put_epoch_value(name, value, idx, prog_bar);
+        Ok(())
+    }
+
+    fn put_epoch_value(&mut self, name: &str, value: f64, idx: usize, prog_bar: bool) {
         let key = self.key_for(name, idx);
         if prog_bar {
             self.prog_bar.insert(key.clone());
@@ -230,7 +246,57 @@ impl StepContext {
         self.epoch_host.insert(key, value);
     }
 
-    /// Logs a computed scalar tensor for the epoch for loader `idx` (copies it to the host once).
+    fn refuse_unmerged(&self, name: &str) -> Result<()> {
+        match &self.collective {
+            Some(c) => Err(Error::Invalid(format!(
+                "log('{name}') at the epoch's end in a data-parallel run of {} processes would \
+                 log this process's value alone: log the metric object with \
+                 ctx.log_metric(\"{name}\", &mut metric, ..) (its state is merged over every \
+                 process before it is computed), or per-batch values with ctx.log (their epoch \
+                 means are merged)",
+                c.world_size()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs `metric`'s value over the epoch for loader `idx` and resets it, as Lightning does
+    /// with a logged torchmetrics object: in a data-parallel run its state is first merged
+    /// with every process's (torchmetrics' `sync`), so the value covers the whole data set.
+    /// Every process must call this for the same metrics in the same order.
+    pub fn log_metric(
+        &mut self,
+        name: &str,
+        metric: &mut dyn Metric,
+        idx: usize,
+        prog_bar: bool,
+    ) -> Result<()> {
+        if let Some(c) = self.collective.clone() {
+            let device = metric
+                .state()
+                .into_iter()
+                .flatten()
+                .next()
+                .map_or(Device::Cpu, |t| t.device().clone());
+            let gather = |bytes: &[u8]| {
+                c.all_gather_bytes(bytes)
+                    .map_err(|e| lit_metrics::Error::InvalidInput {
+                        metric: "sync",
+                        message: e.to_string(),
+                    })
+            };
+            lit_metrics::sync(metric, &device, &gather)?;
+        }
+        let value = metric.compute()?;
+        metric.reset();
+        let v = scalar(name, &value)?;
+        self.host_syncs += 1;
+        self.put_epoch_value(name, v, idx, prog_bar);
+        Ok(())
+    }
+
+    /// Logs a computed scalar tensor for the epoch for loader `idx` (copies it to the host
+    /// once); refused in a data-parallel run as [`StepContext::log_epoch_value`] is.
     pub fn log_epoch_tensor(
         &mut self,
         name: &str,
@@ -238,21 +304,11 @@ impl StepContext {
         idx: usize,
         prog_bar: bool,
     ) -> Result<()> {
-        let v = value
-            .to_dtype(DType::F64)?
-            .flatten_all()?
-            .to_vec1::<f64>()?;
+        self.refuse_unmerged(name)?;
+        let v = scalar(name, value)?;
         self.host_syncs += 1;
-        match v.as_slice() {
-            [x] => {
-                self.log_epoch_value(name, *x, idx, prog_bar);
-                Ok(())
-            }
-            _ => Err(Error::Invalid(format!(
-                "log('{name}'): expected a scalar, got {} values",
-                v.len()
-            ))),
-        }
+        self.put_epoch_value(name, v, idx, prog_bar);
+        Ok(())
     }
 
     /// Every key logged so far in this epoch (step and epoch keys, read without a host copy),
@@ -434,54 +490,17 @@ impl StepContext {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use candle::Device;
-
-    use super::*;
-
-    #[test]
-    fn epoch_means_are_batch_size_weighted() {
-        let mut ctx = StepContext::new(RunningStage::Validate, vec!["a".into()]);
-        let opts = LogOptions::for_stage(RunningStage::Validate);
-        ctx.begin_batch(0, 64);
-        ctx.log(
-            "val_loss",
-            &Tensor::new(1.0f32, &Device::Cpu).unwrap(),
-            opts,
-        )
-        .unwrap();
-        ctx.begin_batch(0, 16);
-        ctx.log(
-            "val_loss",
-            &Tensor::new(6.0f32, &Device::Cpu).unwrap(),
-            opts,
-        )
-        .unwrap();
-        let v = ctx.epoch_values().unwrap()["val_loss"];
-        assert!((v - 2.0).abs() < 1e-6, "{v}"); // (64 * 1 + 16 * 6) / 80, not (1 + 6) / 2
-        assert_eq!(ctx.host_syncs(), 1);
-    }
-
-    #[test]
-    fn several_loaders_get_named_keys_and_step_epoch_suffixes() {
-        let mut ctx = StepContext::new(RunningStage::Validate, vec!["a".into(), "b".into()]);
-        ctx.begin_batch(1, 2);
-        let both = LogOptions {
-            on_step: true,
-            on_epoch: true,
-            prog_bar: true,
-        };
-        ctx.log(
-            "val_loss",
-            &Tensor::new(3.0f32, &Device::Cpu).unwrap(),
-            both,
-        )
-        .unwrap();
-        let step = ctx.take_step_values().unwrap();
-        assert_eq!(step.keys().collect::<Vec<_>>(), ["val_loss/b_step"]);
-        let epoch = ctx.epoch_values().unwrap();
-        assert_eq!(epoch.keys().collect::<Vec<_>>(), ["val_loss/b_epoch"]);
-        assert!(ctx.is_prog_bar("val_loss/b_epoch"));
+/// The value of a scalar tensor on the host.
+fn scalar(name: &str, value: &Tensor) -> Result<f64> {
+    let v = value
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    match v.as_slice() {
+        [x] => Ok(*x),
+        _ => Err(Error::Invalid(format!(
+            "log('{name}'): expected a scalar, got {} values",
+            v.len()
+        ))),
     }
 }

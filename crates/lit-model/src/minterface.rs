@@ -52,7 +52,8 @@ pub const TOP_K_METRIC: &str = "top<k>_accuracy";
 /// The metric called `name` and the key it is logged under (`accuracy` logs as `acc`,
 /// `top5_accuracy` as `top5_acc`).
 fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
-    let name = name.trim().to_lowercase();
+    // Case-sensitive, as every choice by name.
+    let name = name.trim().to_string();
     if let Some(k) = name
         .strip_prefix("top")
         .and_then(|r| r.strip_suffix("_accuracy"))
@@ -125,29 +126,20 @@ impl std::fmt::Debug for MInterface {
     }
 }
 
-/// The parameters' type under the `precision` hyperparameter, as Lightning's precisions: bf16
-/// for `bf16-true`, f16 for `16-true`, f32 otherwise (the mixed precisions keep f32 parameters and
-/// compute in the low type).
-pub fn param_dtype(hparams: &HParams) -> DType {
-    let name = match hparams.raw("precision") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => return DType::F32,
-    };
-    match name.as_str() {
-        "bf16-true" => DType::BF16,
-        "16-true" => DType::F16,
-        _ => DType::F32,
-    }
-}
-
 impl MInterface {
-    /// Builds the network named by `model_name` from `registry` on `device`.
+    /// Builds the network named by `model_name` from `registry` on `device`, its float
+    /// parameters in `dtype` (the trainer's `param_dtype()`: f32, or the low type of a `-true`
+    /// precision), as Lightning's trainer hands a module its device and precision.
     ///
     /// Every choice is checked here, before any training: the model, loss, metric, optimizer and
     /// scheduler names and their arguments. Weights are initialised from `seed` (default 0). The
     /// network's resolved `Config` is added to the hyperparameters, so `hparams()` is complete.
-    pub fn new(registry: &ModelRegistry, mut hparams: HParams, device: &Device) -> Result<Self> {
+    pub fn new(
+        registry: &ModelRegistry,
+        mut hparams: HParams,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let name = hparams
             .get::<String>("model_name")?
             .ok_or_else(|| Error::HParam {
@@ -160,7 +152,6 @@ impl MInterface {
         registry.check(&name)?;
         let seed = hparams.get_or("seed", 0u64)?;
         let varmap = VarMap::new();
-        let dtype = param_dtype(&hparams);
         let vb = SeededVarMap::var_builder(&varmap, seed, dtype, device);
         let (net, resolved) = registry.build(&name, &hparams, vb)?;
         hparams.merge_missing(&resolved);
@@ -234,33 +225,9 @@ impl MInterface {
             Some(_) => ctx.num_dataloaders().max(sets),
             None => sets,
         };
-        // Where merged states go: the parameters' device (looked up only in a data-parallel run).
-        let device = ctx.collective().map(|_| {
-            self.varmap
-                .all_vars()
-                .first()
-                .map_or(Device::Cpu, |v| v.device().clone())
-        });
         for idx in 0..n {
-            let collective = ctx.collective().cloned();
-            let metrics = self.metrics(ctx.stage(), idx)?;
-            let mut values = Vec::with_capacity(metrics.len());
-            for (key, m) in metrics.iter_mut() {
-                if let (Some(c), Some(device)) = (&collective, &device) {
-                    let gather = |bytes: &[u8]| {
-                        c.all_gather_bytes(bytes)
-                            .map_err(|e| lit_metrics::Error::InvalidInput {
-                                metric: "sync",
-                                message: e.to_string(),
-                            })
-                    };
-                    lit_metrics::sync(m.as_mut(), device, &gather)?;
-                }
-                values.push((format!("{prefix}_{key}"), m.compute()?));
-                m.reset();
-            }
-            for (name, value) in values {
-                ctx.log_epoch_tensor(&name, &value, idx, true)?;
+            for (key, m) in self.metrics(ctx.stage(), idx)?.iter_mut() {
+                ctx.log_metric(&format!("{prefix}_{key}"), m.as_mut(), idx, true)?;
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Building modules from hyperparameters, and the errors a user sees when a name is wrong.
 
-use candle::{Device, ModuleT, Tensor};
+use candle::{DType, Device, ModuleT, Tensor};
 use candle_nn::{Module, VarBuilder};
 use lit_model::nn::Linear;
 use lit_model::{HParams, LitModule, MInterface, ModelRegistry, Net};
@@ -47,7 +47,7 @@ fn hp(pairs: &[(&str, serde_json::Value)]) -> HParams {
 }
 
 fn error(pairs: &[(&str, serde_json::Value)]) -> String {
-    MInterface::new(&registry(), hp(pairs), &Device::Cpu)
+    MInterface::new(&registry(), hp(pairs), &Device::Cpu, DType::F32)
         .unwrap_err()
         .to_string()
 }
@@ -58,6 +58,7 @@ fn a_new_hyperparameter_reaches_the_config_by_name() {
         &registry(),
         hp(&[("hid", 17.into()), ("unrelated", "x".into())]),
         &Device::Cpu,
+        DType::F32,
     )
     .unwrap();
     let shape = m.varmap().data().lock().unwrap()["a.weight"]
@@ -107,7 +108,13 @@ fn out_of_range_values_name_the_key() {
 #[test]
 fn same_seed_same_initial_weights() {
     let weights = |seed: u64| {
-        let m = MInterface::new(&registry(), hp(&[("seed", seed.into())]), &Device::Cpu).unwrap();
+        let m = MInterface::new(
+            &registry(),
+            hp(&[("seed", seed.into())]),
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
         let w = m.varmap().data().lock().unwrap()["a.weight"]
             .as_tensor()
             .flatten_all()

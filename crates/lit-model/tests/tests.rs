@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod kernels;
+mod logging;
 mod numerics;
 mod parallel;
 mod registry;

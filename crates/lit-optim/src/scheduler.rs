@@ -254,6 +254,16 @@ pub enum Mode {
     Max,
 }
 
+impl Mode {
+    /// Whether `a` is strictly better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Mode::Min => a < b,
+            Mode::Max => a > b,
+        }
+    }
+}
+
 /// Cuts the learning rate when a monitored value stops improving, as `ReduceLROnPlateau` with
 /// `threshold_mode='rel'`.
 #[derive(Debug, Clone)]

@@ -93,9 +93,7 @@ impl LitModule for Classifier {
     }
 
     fn on_validation_epoch_end(&mut self, ctx: &mut StepContext) -> lit::model::Result<()> {
-        ctx.log_epoch_tensor("val_acc", &self.val_acc.compute()?, 0, true)?;
-        self.val_acc.reset();
-        Ok(())
+        ctx.log_metric("val_acc", &mut self.val_acc, 0, true)
     }
 
     fn configure_optimizers(&mut self) -> lit::model::Result<Optimization> {

@@ -179,12 +179,8 @@ impl Trainer {
     /// Whether rank 0 has checkpoints to write, known to every process of a data-parallel run
     /// (`mine` on one process).
     pub(super) fn rank0_writes(&self, mine: bool) -> Result<bool> {
-        let Some(c) = self.strategy.collective().filter(|c| c.world_size() > 1) else {
-            return Ok(mine);
-        };
-        let mut vote = [if c.rank() == 0 && mine { 1.0 } else { 0.0 }];
-        c.all_reduce_sum_f64(&mut vote)?;
-        Ok(vote[0] > 0.0)
+        self.strategy
+            .reduce_any(self.strategy.is_global_zero() && mine)
     }
 
     /// Loads a checkpoint's optimizer state into `optimizer`, refusing another optimizer's

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use lit_data::{DataModule, NamedLoader, Stage};
-use lit_model::{LitModule, RunningStage, StepContext};
+use lit_model::{LitModule, RunningStage};
 
 use super::Trainer;
 use crate::{Error, Limit, Result};
@@ -20,8 +20,9 @@ impl Trainer {
     ) -> Result<BTreeMap<String, f64>> {
         let test = stage == RunningStage::Test;
         self.state.stage = Some(stage);
-        let mut ctx = StepContext::new(stage, loaders.iter().map(|l| l.name.clone()).collect())
-            .with_collective(self.strategy.collective());
+        let mut ctx = self
+            .strategy
+            .step_context(stage, loaders.iter().map(|l| l.name.clone()).collect());
         if test {
             self.callbacks(|c, s| c.on_test_start(s))?;
             self.callbacks(|c, s| c.on_test_epoch_start(s))?;
@@ -125,12 +126,12 @@ impl Trainer {
                 ));
             }
             (
-                self.shard_eval(tests)?,
+                self.strategy.process_eval_loaders(tests)?,
                 RunningStage::Test,
                 self.config.limit_test_batches,
             )
         } else {
-            let vals = self.shard_eval(dm.val_dataloaders()?)?;
+            let vals = self.strategy.process_eval_loaders(dm.val_dataloaders()?)?;
             (vals, RunningStage::Validate, self.config.limit_val_batches)
         };
         self.start_run(module.hparams())?;

@@ -186,8 +186,7 @@ impl Trainer {
                 .map(|l| l.of(n_train))
                 .filter(|&k| k > 0),
             opt,
-            ctx: StepContext::new(RunningStage::Train, Vec::new())
-                .with_collective(self.strategy.collective()),
+            ctx: self.strategy.step_context(RunningStage::Train, Vec::new()),
             resume,
             device: self.device().clone(),
             done: self.config.max_steps == Some(0),

@@ -175,47 +175,15 @@ impl Trainer {
         self.strategy.as_ref()
     }
 
-    /// The device the trainer computes on.
+    /// The device the trainer computes on: where a module builds its parameters.
     pub fn device(&self) -> &Device {
         self.strategy.device()
     }
 
-    /// This process's share of the training data: padded, so every process takes as many steps.
-    fn shard_train(&self, loader: lit_data::DataLoader) -> Result<lit_data::DataLoader> {
-        match self.strategy.world_size() {
-            1 => Ok(loader),
-            world => Ok(loader.sharded(lit_data::Shard {
-                rank: self.strategy.rank(),
-                world,
-                pad: true,
-            })?),
-        }
-    }
-
-    /// This process's share of evaluation data: disjoint and unpadded, so merged metrics cover
-    /// every example exactly once.
-    fn shard_eval(
-        &self,
-        loaders: Vec<lit_data::NamedLoader>,
-    ) -> Result<Vec<lit_data::NamedLoader>> {
-        let world = self.strategy.world_size();
-        if world == 1 {
-            return Ok(loaders);
-        }
-        let shard = lit_data::Shard {
-            rank: self.strategy.rank(),
-            world,
-            pad: false,
-        };
-        loaders
-            .into_iter()
-            .map(|l| {
-                Ok(lit_data::NamedLoader {
-                    name: l.name,
-                    loader: l.loader.sharded(shard)?,
-                })
-            })
-            .collect()
+    /// The type a module builds its float parameters in under the trainer's precision (f32, or
+    /// the low type of a `-true` precision), as Lightning's trainer converts a module.
+    pub fn param_dtype(&self) -> candle::DType {
+        self.precision.param_dtype()
     }
 
     /// Takes a signal received since the fit began as a stop (once).
@@ -240,16 +208,13 @@ impl Trainer {
     /// In a data-parallel run, a stop any process asks for (its timer ran out, a signal reached
     /// it) is taken by all, at the same batch: one small all-reduce per batch.
     fn agree_on_stop(&mut self) -> Result<()> {
-        let Some(c) = self.strategy.collective().filter(|c| c.world_size() > 1) else {
-            return Ok(());
-        };
         let signal = self.state.signal.unwrap_or(0);
         let mut vote = [
             f64::from(u8::from(self.state.should_stop)),
             f64::from(u8::from(signal > 0)),
             f64::from(signal),
         ];
-        c.all_reduce_sum_f64(&mut vote)?;
+        self.strategy.all_reduce_sum(&mut vote)?;
         if vote[1] > 0.0 && self.state.signal.is_none() {
             // The signal the others received when they agree; SIGTERM when they do not.
             let mean = vote[2] / vote[1];
@@ -357,18 +322,15 @@ impl Trainer {
         };
         // In a data-parallel run the other processes learn rank 0's directory (callbacks name
         // their checkpoints after it); only rank 0 writes there.
-        let dir = match self.strategy.collective().filter(|c| c.world_size() > 1) {
-            Some(c) => {
-                let mine = dir
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default();
-                let all = c.all_gather_bytes(mine.as_bytes())?;
-                let zero = all.first().map(|b| String::from_utf8_lossy(b).into_owned());
-                zero.filter(|d| !d.is_empty()).map(std::path::PathBuf::from)
-            }
-            None => dir,
-        };
+        let mine = dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let zero =
+            String::from_utf8_lossy(&self.strategy.broadcast(mine.into_bytes())?).into_owned();
+        let dir = Some(zero)
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from);
         self.state.log_dir = dir;
         Ok(())
     }

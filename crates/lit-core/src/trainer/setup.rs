@@ -40,9 +40,9 @@ impl Trainer {
         // monitors of validation keys fail loudly rather than never acting).
         let vals = match self.config.limit_val_batches {
             Limit::Batches(0) => Vec::new(),
-            _ => self.shard_eval(dm.val_dataloaders()?)?,
+            _ => self.strategy.process_eval_loaders(dm.val_dataloaders()?)?,
         };
-        let train = self.shard_train(train)?;
+        let train = self.strategy.process_train_loader(train)?;
         let n_train = self.config.limit_train_batches.of(train.len());
         if let Some(Limit::Batches(k)) = self.config.val_check_interval {
             if k > n_train && !vals.is_empty() {
