@@ -414,10 +414,11 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
     };
     let print_config = args.print_config;
     let mut hparams = HParams::from_serialize(&args)?;
+    let defaults = HParams::from_serialize(&RunArgs::default())?;
     let mut given: Vec<(String, String)> = Vec::new();
     if let Some(path) = &args.config {
         let file = read_config(path)?;
-        refuse_nulls(&file, &hparams, &format!("config file {}", path.display()))?;
+        refuse_nulls(&file, &defaults, &format!("config file {}", path.display()))?;
         for (key, value) in file.iter() {
             given.push((key.clone(), format!("config file {}", path.display())));
             if !given_on_command_line(sub, key) {
@@ -437,7 +438,7 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
             HParams::parse_value(&key, value.trim()).with_context(|| format!("--set {pair}"))?;
         let mut single = HParams::new();
         single.set(key.clone(), value.clone())?;
-        refuse_nulls(&single, &hparams, &format!("--set {pair}"))?;
+        refuse_nulls(&single, &defaults, &format!("--set {pair}"))?;
         given.push((key.clone(), format!("--set {pair}")));
         hparams.set(key, value)?;
     }
@@ -447,8 +448,8 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
             given.push((key.clone(), format!("--{}", key.replace('_', "-"))));
         }
     }
-    // validate, test and predict build the checkpoint's network: its keys are the known ones.
-    if command != "fit" && !given.iter().any(|(k, _)| k == "model_name") {
+    // A run from a checkpoint builds the checkpoint's network: its keys are the known ones.
+    if !given.iter().any(|(k, _)| k == "model_name") {
         if let Some(name) = crate::restore::checkpoint_model(&hparams) {
             model_name = name;
         }

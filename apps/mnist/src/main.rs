@@ -107,11 +107,9 @@ fn report(e: &anyhow::Error) -> ExitCode {
                 let name = lit_core::signals::name(*signal);
                 match checkpoint {
                     Some(p) => eprintln!(
-                        "interrupted by {name}; checkpoint written: {}\nresume with the same \
-                         command and --ckpt-path last (or --ckpt-path {}; in a job script that \
-                         is requeued, --ckpt-path auto)",
+                        "interrupted by {name}; checkpoint written: {}\n{}",
                         p.display(),
-                        p.display()
+                        resume_hint(p)
                     ),
                     None => eprintln!("interrupted by {name}; no checkpoint was written"),
                 }
@@ -128,6 +126,24 @@ fn report(e: &anyhow::Error) -> ExitCode {
             eprintln!("error: {}", chain(e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How to resume from `last`: the same command again when it already resumes by itself.
+fn resume_hint(last: &std::path::Path) -> String {
+    let auto = std::env::args()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[0] == "--ckpt-path" && w[1] == "auto")
+        || std::env::args().any(|a| a == "--ckpt-path=auto");
+    if auto {
+        "resume with the same command (--ckpt-path auto takes the newest last)".into()
+    } else {
+        format!(
+            "resume with the same command and --ckpt-path last (or --ckpt-path {}; in a job \
+             script that is requeued, --ckpt-path auto)",
+            last.display()
+        )
     }
 }
 
@@ -248,10 +264,17 @@ fn cpu_precision(args: &cli::RunArgs) -> anyhow::Result<String> {
 
 fn run() -> anyhow::Result<()> {
     let mut resolved = cli::resolve()?;
-    if resolved.command != "fit" {
-        if let Some(path) = ckpt_path(&resolved.args)? {
-            restore::network_hparams(&mut resolved, &path)?;
-        }
+    if resolved.command == "predict"
+        && resolved
+            .args
+            .output
+            .as_deref()
+            .is_some_and(lit_core::rundir::is_stdout)
+    {
+        output::notes_to_stderr();
+    }
+    if let Some(path) = ckpt_path(&resolved.args)? {
+        restore::network_hparams(&mut resolved, &path)?;
     }
     if resolved.print_config {
         output::stdout(&serde_yaml::to_string(&resolved.hparams)?);
@@ -373,6 +396,12 @@ fn run_with(
         trainer.device(),
         trainer.param_dtype(),
     )?;
+    if resolved.command != "fit" && args.ckpt_path.is_none() {
+        tracing::warn!(
+            "{} without --ckpt-path runs the untrained network",
+            resolved.command
+        );
+    }
     match resolved.command {
         "fit" => {
             trainer.fit(&mut module, &mut datamodule)?;
@@ -396,9 +425,6 @@ fn run_with(
             }
         }
         "predict" => {
-            if args.ckpt_path.is_none() {
-                tracing::warn!("predict without --ckpt-path runs the untrained network");
-            }
             if let Some(dir) = args.output.as_ref().and_then(|p| p.parent()) {
                 if !dir.as_os_str().is_empty() && !dir.is_dir() {
                     bail!(

@@ -5,10 +5,23 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// Set when stdout carries data (`predict --output -`): the program's notes go to stderr.
+static NOTES_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends the program's notes (checkpoint, run directory, tables) to stderr from now on, so that
+/// stdout carries only the data written there.
+pub(crate) fn notes_to_stderr() {
+    NOTES_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Writes `text` to stdout. A reader that went away (`mnist test | head -1`) ends the program
 /// at once with the status a process SIGPIPE ended has (141), saying nothing; any other failure
 /// (`> /dev/full`) is an error naming the cause, and exit status 1.
 pub(crate) fn stdout(text: &str) {
+    if NOTES_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        eprint!("{text}");
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) else {
         return;

@@ -1,6 +1,7 @@
-//! Lightning's `load_from_checkpoint` for `validate`, `test` and `predict --ckpt-path`: the
-//! network's hyperparameters come from the checkpoint, so a checkpoint of `--set hid=256` loads
-//! without repeating the flag; a value the user gave that contradicts it is an error naming both.
+//! Lightning's `load_from_checkpoint` for every run from `--ckpt-path` (fit's resume, validate,
+//! test, predict): the network's hyperparameters come from the checkpoint, so a checkpoint of
+//! `--set hid=256` loads without repeating the flag; a value the user gave that contradicts it
+//! is an error naming both.
 
 use anyhow::bail;
 

@@ -124,3 +124,50 @@ fn stdout_closed_early_or_full_never_panics() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn predict_to_stdout_writes_the_csv_alone_and_appends_where_the_shell_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("data");
+    fake_data(&root);
+    let args = |output: &str| {
+        vec![
+            "predict".to_string(),
+            "--data-dir".into(),
+            root.to_str().unwrap().into(),
+            "--output".into(),
+            output.into(),
+        ]
+    };
+    // `--output -` into a pipe: the CSV alone on stdout, the notes on stderr.
+    let out = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args("-"))
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.starts_with("dataset,index,prediction"), "{stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        5,
+        "a header and the 4 test images: {stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("predictions written to -"));
+    // `--output /dev/stdout >> all.csv`: what the file held stays.
+    let all = dir.join("all.csv");
+    std::fs::write(&all, "before\n").unwrap();
+    let appending = std::fs::OpenOptions::new().append(true).open(&all).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args("/dev/stdout"))
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .stdout(appending)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&all).unwrap();
+    assert!(text.starts_with("before\ndataset,index"), "{text}");
+}

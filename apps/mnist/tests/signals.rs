@@ -118,7 +118,8 @@ fn check_interrupted_run(dir: &Path, signal: Signal, stderr: &str) -> PathBuf {
         "{signal:?}: last should resume inside an epoch, at {epoch:?}/{batch:?}"
     );
     assert!(
-        stderr.contains("resume with") && stderr.contains("--ckpt-path last"),
+        stderr.contains("resume with the same command")
+            && (stderr.contains("--ckpt-path last") || stderr.contains("--ckpt-path auto")),
         "{signal:?}: how to resume is printed: {stderr}"
     );
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

@@ -323,6 +323,45 @@ fn evaluation_takes_the_networks_hyperparameters_from_the_checkpoint() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // fit resumes it the same way, and its run's hparams.yaml is a config whose null keys
+    // (max_steps, ckpt_path) flags may set.
+    let resumed = mnist(
+        dir,
+        &[
+            "--data-dir",
+            root,
+            "--val-datasets",
+            "",
+            "--no-test",
+            "--max-epochs",
+            "2",
+            "--ckpt-path",
+            ckpt,
+            "--early-stopping-patience",
+            "0",
+            "--monitor",
+            "train_loss",
+            "--mode",
+            "min",
+        ],
+    );
+    assert!(resumed.status.success(), "{resumed:?}");
+    let hparams = dir.join("logs/standard_net/version_0/hparams.yaml");
+    let config = mnist(
+        dir,
+        &[
+            "--config",
+            hparams.to_str().unwrap(),
+            "--max-steps",
+            "5",
+            "--print-config",
+        ],
+    );
+    let text = String::from_utf8_lossy(&config.stdout);
+    assert!(
+        config.status.success() && text.contains("max_steps: 5") && text.contains("hid: 16"),
+        "{config:?}"
+    );
     // A value given that contradicts the checkpoint is an error naming both.
     let e = fails(
         dir,

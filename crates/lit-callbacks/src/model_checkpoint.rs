@@ -131,11 +131,16 @@ pub fn render_filename(
         let value = match key {
             "epoch" => epoch as f64,
             "step" => step as f64,
-            k => *values.get(k).ok_or_else(|| Error::MissingMonitor {
-                who: format!("ModelCheckpoint filename '{template}'"),
-                key: k.to_string(),
-                available: values.keys().cloned().collect(),
-            })?,
+            // A value logged per step and per epoch is named by its plain key too (its epoch
+            // value), as monitors read it.
+            k => *values
+                .get(k)
+                .or_else(|| values.get(&format!("{k}_epoch")))
+                .ok_or_else(|| Error::MissingMonitor {
+                    who: format!("ModelCheckpoint filename '{template}'"),
+                    key: k.to_string(),
+                    available: values.keys().cloned().collect(),
+                })?,
         };
         // Python's format specs as Lightning takes them: `.4f` (decimals), `02d` / `03` (an
         // integer zero-padded to a width).

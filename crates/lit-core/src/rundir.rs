@@ -123,25 +123,38 @@ pub fn write_atomic_with(
     })
 }
 
+/// Whether `path` names this process's standard output (`-`, `/dev/stdout`, its fd 1 links),
+/// which [`write_output`] writes through the open handle: reopening it would truncate a file
+/// the shell opened for appending, or fail on a pipe.
+pub fn is_stdout(path: &Path) -> bool {
+    ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+        .iter()
+        .any(|p| path == Path::new(p))
+}
+
 /// Writes a file a user named (such as `predict --output`) without replacing what the name is:
-/// a regular file or a new name is written atomically ([`write_atomic`]); a symbolic link is
-/// followed and its target written so; a device or FIFO (`/dev/null`, `/dev/stdout`, a named
-/// pipe), which a rename would replace with a regular file, is written into directly.
+/// standard output ([`is_stdout`]) through its handle; a regular file or a new name atomically
+/// ([`write_atomic`]); a symbolic link to a regular file by writing its target so; and a device
+/// or FIFO (`/dev/null`, a named pipe), or a link to one, which a rename would replace with a
+/// regular file, by writing into it.
 pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            let target = std::fs::canonicalize(path).map_err(|e| {
-                Error::io(
-                    path,
-                    std::io::Error::new(e.kind(), format!("a symbolic link whose target: {e}")),
-                )
-            })?;
-            write_output(&target, bytes)
-        }
+    if is_stdout(path) {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io(path, e));
+    }
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Err(Error::Config(format!(
             "{}: is a folder; expected a file name",
             path.display()
         ))),
+        Ok(m) if m.is_file() && link => {
+            let target = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+            write_atomic(&target, bytes)
+        }
         Ok(m) if !m.is_file() => {
             let write = || -> std::io::Result<()> {
                 let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
@@ -150,6 +163,11 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
             };
             write().map_err(|e| Error::io(path, e))
         }
+        Err(_) if link => Err(Error::Config(format!(
+            "{}: a symbolic link to a missing file ({}); name the file itself",
+            path.display(),
+            std::fs::read_link(path).map_or("?".into(), |t| t.display().to_string())
+        ))),
         _ => write_atomic(path, bytes),
     }
 }

@@ -74,7 +74,33 @@ fn install() -> std::io::Result<Handlers> {
         flag::register_usize(sig, Arc::clone(&h.received), sig as usize)?;
         flag::register(sig, Arc::clone(&h.armed))?;
     }
+    announce(Arc::clone(&h.received));
     Ok(h)
+}
+
+/// Says at once that a signal was received (the stop itself waits for the batch to end, which
+/// can take a while on a large model), from a thread that looks every 50 ms.
+#[cfg(unix)]
+fn announce(received: Arc<AtomicUsize>) {
+    let spawned = std::thread::Builder::new()
+        .name("lit-signals".into())
+        .spawn(move || {
+            let mut told = 0;
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let now = received.load(Ordering::SeqCst);
+                if now != 0 && now != told {
+                    let name = name(i32::try_from(now).unwrap_or(0));
+                    tracing::info!(target: crate::REPORT_TARGET,
+                        "{name} received: training stops at the end of the current batch and \
+                         writes `last` (a second SIGINT or SIGTERM ends it at once)");
+                }
+                told = now;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no thread to announce signals: {e}");
+    }
 }
 
 #[cfg(not(unix))]

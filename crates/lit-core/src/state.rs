@@ -341,7 +341,8 @@ impl TrainerState {
         !self.epoch_interrupted
             && (self.validation_ran
                 || self.val_dataloader_names.is_empty()
-                || self.epoch_metrics().contains_key(key))
+                || self.epoch_metrics().contains_key(key)
+                || self.epoch_metrics().contains_key(&format!("{key}_epoch")))
     }
 
     /// Declares checkpoint files that a callback manages although this fit did not write them (a
@@ -353,8 +354,11 @@ impl TrainerState {
 
     /// The monitored value under `key`, or the keys that exist.
     pub fn monitored(&self, key: &str) -> std::result::Result<f64, Vec<String>> {
+        // A value logged both per step and per epoch is monitored by its plain name as the
+        // epoch's value, as Lightning's `callback_metrics` holds it.
         self.callback_metrics
             .get(key)
+            .or_else(|| self.callback_metrics.get(&format!("{key}_epoch")))
             .copied()
             .ok_or_else(|| self.callback_metrics.keys().cloned().collect())
     }

@@ -42,6 +42,18 @@ pub struct LogOptions {
     pub prog_bar: bool,
 }
 
+impl Default for LogOptions {
+    /// A value over the epoch (the batch-size-weighted mean), not shown in the progress display:
+    /// Lightning's default outside `training_step` (see [`LogOptions::for_stage`]).
+    fn default() -> Self {
+        Self {
+            on_step: false,
+            on_epoch: true,
+            prog_bar: false,
+        }
+    }
+}
+
 impl LogOptions {
     /// Lightning's defaults for a stage: per step in training, per epoch elsewhere.
     pub fn for_stage(stage: RunningStage) -> Self {
@@ -114,6 +126,7 @@ impl StepContext {
 
     /// The same context in a data-parallel run: epoch means and metrics are merged over every
     /// process of `collective` before they are logged.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn with_collective(mut self, collective: Option<Arc<dyn Collective>>) -> Self {
         self.collective = collective.filter(|c| c.world_size() > 1);
         self
@@ -141,6 +154,7 @@ impl StepContext {
     }
 
     /// Sets the loader and the size of the batch about to be stepped (the trainer calls this).
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn begin_batch(&mut self, dataloader_idx: usize, batch_size: usize) {
         self.dataloader_idx = dataloader_idx;
         self.batch_size = batch_size;
@@ -313,6 +327,7 @@ impl StepContext {
 
     /// Every key logged so far in this epoch (step and epoch keys, read without a host copy),
     /// with the base names of `_step`/`_epoch` pairs.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn logged_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
             .step_values
@@ -333,16 +348,19 @@ impl StepContext {
     }
 
     /// Whether `key` is shown in the progress display.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn is_prog_bar(&self, key: &str) -> bool {
         self.prog_bar.contains(key)
     }
 
     /// The values logged on this step, still on the device, without copying; cleared.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn drain_step_tensors(&mut self) -> BTreeMap<String, Tensor> {
         std::mem::take(&mut self.step_values)
     }
 
     /// The values logged on this step, copied to the host (one sync); cleared.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn take_step_values(&mut self) -> Result<BTreeMap<String, f64>> {
         let tensors = self.drain_step_tensors();
         to_host(&tensors, &mut self.host_syncs)
@@ -350,6 +368,7 @@ impl StepContext {
 
     /// The values logged on this step and `extra` (the loss), copied to the host together in one
     /// sync; the step values are cleared.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn take_step_values_with(
         &mut self,
         extra: &Tensor,
@@ -372,6 +391,7 @@ impl StepContext {
     /// The epoch means of everything logged since the last reset, copied to the host (one sync).
     /// In a data-parallel run the sums and weights of every process are added first, so a mean
     /// covers the whole epoch's data.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn epoch_values(&mut self) -> Result<BTreeMap<String, f64>> {
         if let Some(c) = self.collective.clone() {
             return self.merged_epoch_values(c.as_ref());
@@ -417,6 +437,7 @@ impl StepContext {
     /// checkpoint: `{"key": [sum, weight], ...}`; in a data-parallel run added over every
     /// process (all of them call this together), with each process's own sums under
     /// `__ranks__`, so a resume on as many processes continues each one's sums exactly.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn epoch_state(&mut self) -> Result<serde_json::Value> {
         let local = self.host_sums()?;
         let Some(c) = self.collective.clone() else {
@@ -441,6 +462,7 @@ impl StepContext {
     /// `device`, so the epoch's means cover the batches before a resume too: its own sums when
     /// the checkpoint holds one set per process of a run as large, else the added sums on rank 0
     /// alone (so the merged means count them once).
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn load_epoch_state_of(
         &mut self,
         state: &serde_json::Value,
@@ -457,6 +479,7 @@ impl StepContext {
 
     /// Restores sums saved by [`StepContext::epoch_state`] on `device` (the added sums of every
     /// process), so the epoch's means cover the batches before a resume too.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn load_epoch_state(&mut self, state: &serde_json::Value, device: &Device) -> Result<()> {
         let bad = || {
             Error::Invalid(format!(
@@ -478,6 +501,7 @@ impl StepContext {
     }
 
     /// Clears the epoch accumulators and the step values.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn reset_epoch(&mut self) {
         self.epoch_sums.clear();
         self.epoch_host.clear();
@@ -485,6 +509,7 @@ impl StepContext {
     }
 
     /// How many times this context has copied logged values to the host.
+    #[doc(hidden)] // Called by the trainer, not by modules.
     pub fn host_syncs(&self) -> usize {
         self.host_syncs
     }

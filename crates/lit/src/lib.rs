@@ -8,7 +8,7 @@
 //! ```no_run
 //! use lit::prelude::*;
 //!
-//! # fn main() -> lit::core::Result<()> {
+//! # fn main() -> lit::Result<()> {
 //! let x = Tensor::zeros((8, 2), DType::F32, &Device::Cpu)?;
 //! let y = Tensor::zeros(8, DType::U32, &Device::Cpu)?;
 //! let data = Arc::new(TensorDataset::new(x, y)?);
@@ -25,6 +25,9 @@ pub use candle_nn;
 pub use lit_base as base;
 pub use lit_callbacks as callbacks;
 pub use lit_core as core;
+/// The error of a program built on lit: every lit crate's errors and candle's convert into it
+/// with `?` (it is the trainer's, `lit::core::Error`).
+pub use lit_core::{Error, Result};
 pub use lit_data as data;
 pub use lit_kernels as kernels;
 pub use lit_metrics as metrics;
@@ -50,6 +53,6 @@ pub mod prelude {
     pub use lit_model::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
     pub use lit_model::scheduler::Mode;
     pub use lit_model::{
-        nn, LitModule, LogOptions, MInterface, ModelRegistry, Net, Optimization, StepContext,
+        loss, nn, LitModule, LogOptions, MInterface, ModelRegistry, Net, Optimization, StepContext,
     };
 }

@@ -69,11 +69,11 @@ impl LitModule for Classifier {
         ctx: &mut StepContext,
     ) -> lit::model::Result<Tensor> {
         let logits = self.net.forward(&batch.input)?;
-        let loss = lit::model::loss::cross_entropy(&logits, &batch.target)?;
+        let loss = loss::cross_entropy(&logits, &batch.target)?;
         let opts = LogOptions {
             on_step: true,
-            on_epoch: true,
             prog_bar: true,
+            ..Default::default()
         };
         ctx.log("train_loss", &loss, opts)?;
         Ok(loss)
@@ -86,8 +86,8 @@ impl LitModule for Classifier {
         ctx: &mut StepContext,
     ) -> lit::model::Result<()> {
         let logits = self.net.forward(&batch.input)?;
-        let loss = lit::model::loss::cross_entropy(&logits, &batch.target)?;
-        ctx.log("val_loss", &loss, LogOptions::for_stage(ctx.stage()))?;
+        let loss = loss::cross_entropy(&logits, &batch.target)?;
+        ctx.log("val_loss", &loss, LogOptions::default())?;
         self.val_acc.update(&logits, &batch.target)?;
         Ok(())
     }
@@ -137,7 +137,7 @@ fn loader(data: Arc<TensorDataset>, shuffle: bool) -> lit::data::Result<DataLoad
     DataLoader::new(data, config)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> lit::Result<()> {
     lit::core::threads::init();
     let train = loader(blobs(1500, 1)?, true)?;
     let val = NamedLoader::new("val", loader(blobs(300, 2)?, false)?);
@@ -164,7 +164,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         state.global_step()
     );
     if acc < 0.95 {
-        return Err(format!("validation accuracy {acc:.4} is below 0.95").into());
+        return Err(lit::Error::Config(format!(
+            "validation accuracy {acc:.4} is below 0.95"
+        )));
     }
     Ok(())
 }

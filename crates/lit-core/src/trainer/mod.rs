@@ -199,8 +199,9 @@ impl Trainer {
     fn take_signal(&mut self, sig: i32) {
         let name = crate::signals::name(sig);
         tracing::info!(target: crate::REPORT_TARGET,
-            "{name} received: stopping at the end of this batch and writing `last` (a second \
-             SIGINT or SIGTERM ends the process at once)");
+            "stopping for {name} after batch {} of epoch {}",
+            self.state.batch_idx + 1,
+            self.state.epoch + 1);
         self.state.signal = Some(sig);
         self.state.stop(format!("{name} received"));
     }
