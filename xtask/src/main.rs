@@ -432,8 +432,8 @@ fn ci() -> anyhow::Result<()> {
 
 /// Fails on a dependency no crate uses (cargo-machete, installed from crates.io on first use).
 fn unused_dependencies() -> anyhow::Result<()> {
-    let have = Command::new(cargo_bin())
-        .args(["machete", "--version"])
+    let have = Command::new("cargo-machete")
+        .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
@@ -442,7 +442,8 @@ fn unused_dependencies() -> anyhow::Result<()> {
             &[],
         )?;
     }
-    cargo(&["machete"], &[])
+    // Called directly: through a toolchain's own cargo it would take its name for a path.
+    run_cmd(Command::new("cargo-machete").current_dir(project_root()))
 }
 
 /// Replaces `marker` in `path` with `insert` followed by the marker.

@@ -55,7 +55,7 @@ pub(crate) struct RunArgs {
     pub(crate) set: Vec<String>,
 
     /// Seed of initialisation and shuffling.
-    #[arg(long, default_value_t = 1234, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = lit_model::DEFAULT_SEED, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// cpu, cuda, metal or auto.
     #[arg(long, default_value = "auto")]
@@ -83,33 +83,33 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub(crate) batch_size: usize,
     /// Loader threads preparing batches ahead of the model (0: none).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = lit_data::DEFAULT_NUM_WORKERS, allow_negative_numbers = true)]
     pub(crate) num_workers: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, default_value_t = opt().lr, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr: f64,
-    #[arg(long, default_value = "adam", help = one_of("The optimizer", &optim::OPTIMIZERS))]
+    #[arg(long, default_value_t = opt().optimizer, help = one_of("The optimizer", &optim::OPTIMIZERS))]
     pub(crate) optimizer: String,
     /// Momentum of sgd and rmsprop.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, default_value_t = opt().momentum, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) momentum: f64,
     /// Weight decay (default: 0, or 0.01 for adamw as in PyTorch).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) weight_decay: Option<f64>,
-    #[arg(long, default_value = "none", help = one_of("The learning-rate schedule", &scheduler::SCHEDULERS))]
+    #[arg(long, default_value_t = sched().lr_scheduler, help = one_of("The learning-rate schedule", &scheduler::SCHEDULERS))]
     pub(crate) lr_scheduler: String,
     /// Linear warmup length, in scheduler steps.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = sched().warmup_steps, allow_negative_numbers = true)]
     pub(crate) warmup_steps: u64,
     /// Step size of `step`, T_max of `cosine`, total steps of `one_cycle`.
-    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = sched().lr_decay_steps, allow_negative_numbers = true)]
     pub(crate) lr_decay_steps: u64,
     /// Decay factor (gamma) of step, multi_step and exponential (default 0.5), and plateau's
     /// factor (default 0.1, as PyTorch's ReduceLROnPlateau).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr_decay_rate: Option<f64>,
     /// The floor of `cosine`.
-    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, default_value_t = sched().lr_decay_min_lr, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr_decay_min_lr: f64,
     /// Milestones of `multi_step`, comma-separated.
     #[arg(long)]
@@ -137,10 +137,10 @@ pub(crate) struct RunArgs {
     pub(crate) no_augment: bool,
     #[arg(long, default_value = "example_net", help = format!("The network: {}.", crate::models::registry().names().join(", ")))]
     pub(crate) model_name: String,
-    #[arg(long, default_value = "cross_entropy", help = one_of("The loss", &loss::LOSSES))]
+    #[arg(long, default_value_t = loss_hp().loss, help = one_of("The loss", &loss::LOSSES))]
     pub(crate) loss: String,
     /// Label smoothing of cross_entropy, in [0, 1).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, default_value_t = loss_hp().label_smoothing, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) label_smoothing: f64,
     /// No weight decay on biases and other one-dimensional parameters.
     #[arg(long)]
@@ -290,6 +290,21 @@ pub(crate) struct Resolved {
     /// Keys the user gave (flags on the command line, the config file, `--set`), each with
     /// where it was given; the rest are defaults.
     pub(crate) explicit: Vec<(String, String)>,
+}
+
+/// The optimizers' defaults: the options' defaults are theirs, so each key has one.
+fn opt() -> optim::OptimizerHParams {
+    optim::OptimizerHParams::default()
+}
+
+/// The schedules' defaults.
+fn sched() -> scheduler::SchedulerHParams {
+    scheduler::SchedulerHParams::default()
+}
+
+/// The loss's defaults.
+fn loss_hp() -> loss::LossHParams {
+    loss::LossHParams::default()
 }
 
 /// `--help` text for a choice made by name, written from the table that builds it.
@@ -460,6 +475,12 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
     )?;
     // Typed options follow the merged values, so a config file's `max_epochs` takes effect too.
     let merged = typed(&hparams, &args)?;
+    if print_config {
+        // Every key the run reads, with the value it will take: the module's and the network's
+        // defaults where nothing set them.
+        hparams.merge_missing(&lit_model::module_defaults());
+        hparams.merge_missing(&crate::models::registry().config_defaults(&model_name));
+    }
     Ok(Resolved {
         command,
         args: merged,

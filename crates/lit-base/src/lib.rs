@@ -33,3 +33,7 @@ pub fn is_buffer(name: &str) -> bool {
     let last = name.rsplit('.').next().unwrap_or(name);
     BUFFERS.contains(&last)
 }
+
+/// The run's seed when the hyperparameters give none: initial weights, data order and random
+/// layers all start from it (the `mnist` app's `--seed` default too).
+pub const DEFAULT_SEED: u64 = 1234;

@@ -104,6 +104,9 @@ impl DataContext {
     }
 }
 
+/// Loader threads when the hyperparameters give no `num_workers` (the app's default too).
+pub const DEFAULT_NUM_WORKERS: usize = 1;
+
 /// Every hyperparameter key `DInterface` and `DataContext` read themselves (datasets declare
 /// their own with [`DatasetRegistry::declare_keys`]).
 pub const DINTERFACE_KEYS: &[&str] = &[
@@ -196,7 +199,7 @@ impl DatasetRegistry {
 /// registered name from the hyperparameters.
 ///
 /// Keys read: `train_dataset` (a name), `val_datasets` and `test_datasets` (comma-separated names
-/// or lists), `predict_datasets` (defaults to the test sets), `batch_size` (64), `num_workers` (0),
+/// or lists), `predict_datasets` (defaults to the test sets), `batch_size` (64), `num_workers` (1),
 /// `seed` (0), and whatever the builders read themselves. Unknown names fail at construction,
 /// before any data is read.
 pub struct DInterface {
@@ -251,8 +254,8 @@ impl DInterface {
                 message: "must be at least 1, got 0".into(),
             });
         }
-        let num_workers = hparams.get_or("num_workers", 0)?;
-        let seed = hparams.get_or("seed", 0)?;
+        let num_workers = hparams.get_or("num_workers", DEFAULT_NUM_WORKERS)?;
+        let seed = hparams.get_or("seed", lit_base::DEFAULT_SEED)?;
         let ctx = DataContext::new(hparams)?;
         Ok(Self {
             registry,

@@ -41,7 +41,8 @@ pub use augment::{AugmentConfig, Augmented, Transform};
 pub use datamodule::{DataModule, Loaders, NamedLoader};
 pub use dataset::{Dataset, InputMap, Sample, TensorDataset};
 pub use dinterface::{
-    DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DINTERFACE_KEYS,
+    DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DEFAULT_NUM_WORKERS,
+    DINTERFACE_KEYS,
 };
 pub use error::{Error, Result};
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig, Shard};

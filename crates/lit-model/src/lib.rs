@@ -28,6 +28,8 @@ pub use lit_base::{is_buffer, set_step, Batch, HParams, Stage};
 pub use lit_kernels as kernels;
 pub use lit_kernels::{init, nn};
 pub use logging::{LogOptions, RunningStage, StepContext};
-pub use minterface::{module_keys, MInterface, METRICS, TOP_K_METRIC};
+pub use minterface::{
+    module_defaults, module_keys, MInterface, DEFAULT_SEED, METRICS, TOP_K_METRIC,
+};
 pub use module::{LitModule, Optimization};
 pub use registry::{BoxedNet, ModelRegistry, Net};

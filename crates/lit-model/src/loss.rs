@@ -130,8 +130,32 @@ pub static LOSSES: LazyLock<Registry<Loss>> = LazyLock::new(|| {
         .with("bce_with_logits", Loss::BceWithLogits)
 });
 
-/// Every hyperparameter key `Loss::from_hparams` reads.
-pub const KEYS: &[&str] = &["loss", "label_smoothing", "smooth_l1_beta"];
+/// Every hyperparameter key `Loss::from_hparams` reads, with its default.
+pub fn defaults() -> HParams {
+    HParams::from_serialize(&LossHParams::default()).expect("plain data serialises")
+}
+
+/// The loss's hyperparameters, read from the run's map by name, one default per key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LossHParams {
+    /// One of [`LOSSES`].
+    pub loss: String,
+    /// cross_entropy's label smoothing, in [0, 1).
+    pub label_smoothing: f64,
+    /// smooth_l1's beta.
+    pub smooth_l1_beta: f64,
+}
+
+impl Default for LossHParams {
+    fn default() -> Self {
+        Self {
+            loss: "cross_entropy".into(),
+            label_smoothing: 0.0,
+            smooth_l1_beta: 1.0,
+        }
+    }
+}
 
 impl Loss {
     /// The loss called `name`. `triplet_margin` takes three embeddings rather than scores and
@@ -151,26 +175,25 @@ impl Loss {
     /// The loss named by the `loss` hyperparameter (default `cross_entropy`), with
     /// `label_smoothing` (0) and `smooth_l1_beta` (1).
     pub fn from_hparams(hp: &HParams) -> Result<Self> {
-        Ok(
-            match Self::from_name(&hp.get_or::<String>("loss", "cross_entropy".into())?)? {
-                Loss::CrossEntropy { .. } => {
-                    let ls = hp.get_or("label_smoothing", 0.0)?;
-                    if !(0.0..1.0).contains(&ls) {
-                        return Err(Error::HParam {
-                            key: "label_smoothing".into(),
-                            message: format!("expected a value in [0, 1), got {ls}"),
-                        });
-                    }
-                    Loss::CrossEntropy {
-                        label_smoothing: ls,
-                    }
+        let c: LossHParams = hp.to_config()?;
+        Ok(match Self::from_name(&c.loss)? {
+            Loss::CrossEntropy { .. } => {
+                let ls = c.label_smoothing;
+                if !(0.0..1.0).contains(&ls) {
+                    return Err(Error::HParam {
+                        key: "label_smoothing".into(),
+                        message: format!("expected a value in [0, 1), got {ls}"),
+                    });
                 }
-                Loss::SmoothL1 { .. } => Loss::SmoothL1 {
-                    beta: hp.get_or("smooth_l1_beta", 1.0)?,
-                },
-                other => other,
+                Loss::CrossEntropy {
+                    label_smoothing: ls,
+                }
+            }
+            Loss::SmoothL1 { .. } => Loss::SmoothL1 {
+                beta: c.smooth_l1_beta,
             },
-        )
+            other => other,
+        })
     }
 
     fn dense_target(scores: &Tensor, target: &Tensor) -> Result<Tensor> {

@@ -83,20 +83,30 @@ fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
     Ok((key, build(c)))
 }
 
-/// Every hyperparameter key `MInterface` reads itself or through its loss, optimizer and schedule
-/// (the network's own `Config` keys come from the model registry).
-pub fn module_keys() -> Vec<&'static str> {
-    let own = ["model_name", "seed", "num_classes", "metric"];
-    let mut keys: Vec<&'static str> = own
-        .into_iter()
-        .chain(crate::loss::KEYS.iter().copied())
-        .chain(optim::KEYS.iter().copied())
-        .chain(scheduler::KEYS.iter().copied())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
+/// Every hyperparameter key `MInterface` reads itself or through its loss, optimizer and schedule,
+/// with its default (the network's own `Config` keys come from the model registry).
+pub fn module_defaults() -> HParams {
+    let mut d = HParams::new();
+    for (key, value) in [
+        ("model_name", serde_json::Value::Null),
+        ("seed", DEFAULT_SEED.into()),
+        ("num_classes", 10.into()),
+        ("metric", "accuracy".into()),
+    ] {
+        d.set(key, value).expect("a key");
+    }
+    d.merge_missing(&crate::loss::defaults());
+    d.merge_missing(&optim::defaults());
+    d.merge_missing(&scheduler::defaults());
+    d
 }
+
+/// The keys of [`module_defaults`].
+pub fn module_keys() -> Vec<String> {
+    module_defaults().iter().map(|(k, _)| k.clone()).collect()
+}
+
+pub use lit_base::DEFAULT_SEED;
 
 type Metrics = Vec<(String, Box<dyn Metric>)>;
 
@@ -115,6 +125,8 @@ pub struct MInterface {
     val_metrics: Vec<Metrics>,
     test_metrics: Vec<Metrics>,
     hparams: HParams,
+    /// The optimizer and schedule built with the module, until the first fit takes them.
+    optimization: Option<Optimization>,
 }
 
 impl std::fmt::Debug for MInterface {
@@ -150,7 +162,7 @@ impl MInterface {
                 ),
             })?;
         registry.check(&name)?;
-        let seed = hparams.get_or("seed", 0u64)?;
+        let seed = hparams.get_or("seed", DEFAULT_SEED)?;
         let varmap = VarMap::new();
         let vb = SeededVarMap::var_builder(&varmap, seed, dtype, device);
         let (net, resolved) = registry.build(&name, &hparams, vb)?;
@@ -164,9 +176,10 @@ impl MInterface {
         for m in &metric_names {
             make_metric(m, num_classes)?;
         }
-        // Fail now, not after the first epoch, on a bad optimizer or schedule.
-        optim::from_hparams(&hparams, &varmap)?;
-        scheduler::from_hparams(&hparams)?;
+        // Built now, so a bad optimizer or schedule fails before any data is read; the fit takes
+        // them from here. Every key the module reads is recorded with its value.
+        let optimization = Self::optimization(&hparams, &varmap)?;
+        hparams.merge_missing(&module_defaults());
         Ok(Self {
             net,
             varmap,
@@ -176,6 +189,17 @@ impl MInterface {
             val_metrics: Vec::new(),
             test_metrics: Vec::new(),
             hparams,
+            optimization: Some(optimization),
+        })
+    }
+
+    /// The optimizer of `hparams` over `varmap`, and its schedule from the optimizer's rate.
+    fn optimization(hparams: &HParams, varmap: &VarMap) -> Result<Optimization> {
+        let optimizer = optim::from_hparams(hparams, varmap)?;
+        let scheduler = scheduler::from_hparams(hparams, optimizer.lr().get())?;
+        Ok(Optimization {
+            optimizer,
+            scheduler,
         })
     }
 
@@ -302,9 +326,10 @@ impl LitModule for MInterface {
     }
 
     fn configure_optimizers(&mut self) -> Result<Optimization> {
-        Ok(Optimization {
-            optimizer: optim::from_hparams(&self.hparams, &self.varmap)?,
-            scheduler: scheduler::from_hparams(&self.hparams)?,
-        })
+        // The one built with the module, then fresh ones for each later fit.
+        match self.optimization.take() {
+            Some(o) => Ok(o),
+            None => Self::optimization(&self.hparams, &self.varmap),
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use candle_nn::VarMap;
 use lit_base::{HParams, Registry};
+use serde::{Deserialize, Serialize};
 
 pub use lit_optim::{
     named_buffers, named_params, no_decay_on_biases, Adam, AdamConfig, LearningRate, Optimizer,
@@ -14,7 +15,7 @@ pub use lit_optim::{
 
 use crate::Result;
 
-type Builder = fn(&HParams, f64, Vec<ParamGroup>) -> Result<Box<dyn Optimizer>>;
+type Builder = fn(&OptimizerHParams, Vec<ParamGroup>) -> Result<Box<dyn Optimizer>>;
 
 /// Every optimizer `from_hparams` builds, by name: the only list of their names.
 pub static OPTIMIZERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
@@ -25,91 +26,122 @@ pub static OPTIMIZERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
         .with("rmsprop", build_rmsprop)
 });
 
-fn build_sgd(hp: &HParams, lr: f64, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
+/// The optimizers' hyperparameters, read from the run's map by name: one default per key
+/// (torch's), and the list of keys the run reads is this struct's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptimizerHParams {
+    /// One of [`OPTIMIZERS`].
+    pub optimizer: String,
+    /// The learning rate: the run's only default of it.
+    pub lr: f64,
+    /// L2 penalty (decoupled for adamw); unset: 0, or 0.01 for adamw as in torch.
+    pub weight_decay: Option<f64>,
+    /// Momentum of sgd and rmsprop.
+    pub momentum: f64,
+    /// sgd's dampening.
+    pub dampening: f64,
+    /// sgd's Nesterov momentum.
+    pub nesterov: bool,
+    /// Adam's first moment decay.
+    pub beta1: f64,
+    /// Adam's second moment decay.
+    pub beta2: f64,
+    /// Added to the denominators of adam and rmsprop.
+    pub eps: f64,
+    /// Adam's AMSGrad variant.
+    pub amsgrad: bool,
+    /// rmsprop's smoothing constant.
+    pub alpha: f64,
+    /// rmsprop normalised by the variance.
+    pub centered: bool,
+    /// No weight decay on biases and other one-dimensional parameters.
+    pub no_decay_bias: bool,
+}
+
+impl Default for OptimizerHParams {
+    fn default() -> Self {
+        let rms = RmsPropConfig::default();
+        Self {
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            weight_decay: None,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            amsgrad: false,
+            alpha: rms.alpha,
+            centered: false,
+            no_decay_bias: false,
+        }
+    }
+}
+
+fn build_sgd(c: &OptimizerHParams, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
     Ok(Box::new(Sgd::with_groups(
         params,
         SgdConfig {
-            lr,
-            momentum: hp.get_or("momentum", 0.0)?,
-            dampening: hp.get_or("dampening", 0.0)?,
-            weight_decay: hp.get_or("weight_decay", 0.0)?,
-            nesterov: hp.get_or("nesterov", false)?,
+            lr: c.lr,
+            momentum: c.momentum,
+            dampening: c.dampening,
+            weight_decay: c.weight_decay.unwrap_or(0.0),
+            nesterov: c.nesterov,
         },
     )?))
 }
 
-fn adam_config(hp: &HParams, lr: f64, decoupled: bool) -> Result<AdamConfig> {
-    Ok(AdamConfig {
-        lr,
-        beta1: hp.get_or("beta1", 0.9)?,
-        beta2: hp.get_or("beta2", 0.999)?,
-        eps: hp.get_or("eps", 1e-8)?,
-        weight_decay: hp.get_or("weight_decay", if decoupled { 0.01 } else { 0.0 })?,
-        amsgrad: hp.get_or("amsgrad", false)?,
+fn adam_config(c: &OptimizerHParams, decoupled: bool) -> AdamConfig {
+    AdamConfig {
+        lr: c.lr,
+        beta1: c.beta1,
+        beta2: c.beta2,
+        eps: c.eps,
+        weight_decay: c.weight_decay.unwrap_or(if decoupled { 0.01 } else { 0.0 }),
+        amsgrad: c.amsgrad,
         decoupled_weight_decay: decoupled,
-    })
+    }
 }
 
-fn build_adam(hp: &HParams, lr: f64, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
-    Ok(Box::new(Adam::with_groups(
-        params,
-        adam_config(hp, lr, false)?,
-    )?))
+fn build_adam(c: &OptimizerHParams, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
+    Ok(Box::new(Adam::with_groups(params, adam_config(c, false))?))
 }
 
-fn build_adamw(hp: &HParams, lr: f64, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
-    Ok(Box::new(Adam::with_groups(
-        params,
-        adam_config(hp, lr, true)?,
-    )?))
+fn build_adamw(c: &OptimizerHParams, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
+    Ok(Box::new(Adam::with_groups(params, adam_config(c, true))?))
 }
 
-fn build_rmsprop(hp: &HParams, lr: f64, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
-    let d = RmsPropConfig::default();
+fn build_rmsprop(c: &OptimizerHParams, params: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
     Ok(Box::new(RmsProp::with_groups(
         params,
         RmsPropConfig {
-            lr,
-            alpha: hp.get_or("alpha", d.alpha)?,
-            eps: hp.get_or("eps", d.eps)?,
-            weight_decay: hp.get_or("weight_decay", d.weight_decay)?,
-            momentum: hp.get_or("momentum", d.momentum)?,
-            centered: hp.get_or("centered", d.centered)?,
+            lr: c.lr,
+            alpha: c.alpha,
+            eps: c.eps,
+            weight_decay: c.weight_decay.unwrap_or(0.0),
+            momentum: c.momentum,
+            centered: c.centered,
         },
     )?))
 }
 
-/// Every hyperparameter key `from_hparams` reads.
-pub const KEYS: &[&str] = &[
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "momentum",
-    "dampening",
-    "nesterov",
-    "beta1",
-    "beta2",
-    "eps",
-    "amsgrad",
-    "alpha",
-    "centered",
-    "no_decay_bias",
-];
+/// Every hyperparameter key `from_hparams` reads, with its default.
+pub fn defaults() -> HParams {
+    HParams::from_serialize(&OptimizerHParams::default()).expect("plain data serialises")
+}
 
-/// Builds the optimizer named by the `optimizer` hyperparameter (default `adam`) over `varmap`.
-///
-/// Keys: `lr` (1e-3), `weight_decay` (0, or 0.01 for `adamw` as in torch), `momentum` (0),
-/// `dampening` (0), `nesterov` (false), `beta1` (0.9), `beta2` (0.999), `eps` (1e-8), `amsgrad`,
-/// and for `rmsprop` `alpha` (0.99) and `centered` (false).
+/// Builds the optimizer named by the `optimizer` hyperparameter (default `adam`) over `varmap`,
+/// from the keys of [`OptimizerHParams`].
 pub fn from_hparams(hp: &HParams, varmap: &VarMap) -> Result<Box<dyn Optimizer>> {
-    let name = hp.get_or::<String>("optimizer", "adam".into())?;
-    let build = OPTIMIZERS.get(&name)?;
-    let lr = hp.get_or("lr", 1e-3)?;
+    let c: OptimizerHParams = hp.to_config()?;
+    let build = OPTIMIZERS.get(&c.optimizer)?;
     let params = named_params(varmap);
-    let params = if hp.get_or("no_decay_bias", false)? {
+    let params = if c.no_decay_bias {
         no_decay_on_biases(params)
     } else {
         vec![ParamGroup::new(params)]
     };
-    build(hp, lr, params)
+    build(&c, params)
 }

@@ -25,10 +25,11 @@ pub type BoxedNet = Box<dyn ModuleT + Send + Sync>;
 
 type Builder = Box<dyn Fn(&HParams, VarBuilder) -> Result<(BoxedNet, HParams)> + Send + Sync>;
 
-/// A registered network: its builder and its `Config`'s keys.
+/// A registered network: its builder and its `Config`'s keys with their defaults.
 struct Entry {
     build: Builder,
     keys: Vec<String>,
+    defaults: HParams,
 }
 
 /// Network builders by snake_case name (a [`Registry`] of them).
@@ -72,16 +73,29 @@ impl ModelRegistry {
             let net = N::new(&config, vb)?;
             Ok((Box::new(Wrapped(net)) as BoxedNet, resolved))
         });
-        let keys = HParams::from_serialize(&N::Config::default())
-            .map(|hp| hp.iter().map(|(k, _)| k.clone()).collect())
-            .unwrap_or_default();
-        self.entries.register(name, Entry { build, keys });
+        let defaults = HParams::from_serialize(&N::Config::default()).unwrap_or_default();
+        let keys = defaults.iter().map(|(k, _)| k.clone()).collect();
+        self.entries.register(
+            name,
+            Entry {
+                build,
+                keys,
+                defaults,
+            },
+        );
         self
     }
 
     /// The hyperparameter keys of network `name`'s own `Config` (empty for an unknown name).
     pub fn config_keys(&self, name: &str) -> &[String] {
         self.entries.get(name).map_or(&[], |e| e.keys.as_slice())
+    }
+
+    /// Network `name`'s own `Config` keys with their defaults (empty for an unknown name).
+    pub fn config_defaults(&self, name: &str) -> HParams {
+        self.entries
+            .get(name)
+            .map_or_else(|_| HParams::new(), |e| e.defaults.clone())
     }
 
     /// The registered names, in registration order.
