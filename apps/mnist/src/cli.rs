@@ -108,8 +108,8 @@ pub(crate) struct RunArgs {
     /// factor (default 0.1, as PyTorch's ReduceLROnPlateau).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr_decay_rate: Option<f64>,
-    /// The floor of `cosine`.
-    #[arg(long, default_value_t = sched().lr_decay_min_lr, allow_negative_numbers = true, value_parser = finite)]
+    /// The floor of `cosine` and `plateau`.
+    #[arg(long, default_value_t = scheduler::COSINE_MIN_LR, allow_negative_numbers = true, value_parser = finite)]
     pub(crate) lr_decay_min_lr: f64,
     /// Milestones of `multi_step`, comma-separated.
     #[arg(long)]

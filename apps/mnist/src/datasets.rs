@@ -119,7 +119,7 @@ fn augmentation(ctx: &DataContext, flavor: Flavor) -> Result<Option<AugmentConfi
     Ok(Some(AugmentConfig {
         transforms,
         prob: h.get_or("aug_prob", 0.5)?,
-        seed: h.get_or("seed", 0u64)?,
+        seed: h.get_or("seed", lit_data::DEFAULT_SEED)?,
     }))
 }
 

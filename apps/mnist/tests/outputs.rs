@@ -171,3 +171,29 @@ fn predict_to_stdout_writes_the_csv_alone_and_appends_where_the_shell_appends() 
     let text = std::fs::read_to_string(&all).unwrap();
     assert!(text.starts_with("before\ndataset,index"), "{text}");
 }
+
+#[test]
+fn a_terminal_shows_a_validation_bar_below_the_training_bar() {
+    let Some(root) = super::flags::data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // `script` (util-linux, in every Debian) runs the program on a pseudo-terminal.
+    let command = format!(
+        "{} --data-dir {root} --max-epochs 1 --limit-train-batches 5 --limit-val-batches 20 \
+         --num-sanity-val-steps 0 --no-test",
+        env!("CARGO_BIN_EXE_mnist")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(tmp.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("running script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("validate mnist_val") && screen.contains("/20"),
+        "no validation bar: {screen}"
+    );
+}

@@ -157,7 +157,7 @@ impl Default for TrainerConfig {
             accelerator: Accelerator::Auto,
             devices: 1,
             num_nodes: 1,
-            seed: 0,
+            seed: lit_base::DEFAULT_SEED,
             accumulate_grad_batches: 1,
             gradient_clip: GradientClip::None,
             precision: "32-true".into(),

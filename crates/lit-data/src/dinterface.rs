@@ -200,7 +200,7 @@ impl DatasetRegistry {
 ///
 /// Keys read: `train_dataset` (a name), `val_datasets` and `test_datasets` (comma-separated names
 /// or lists), `predict_datasets` (defaults to the test sets), `batch_size` (64), `num_workers` (1),
-/// `seed` (0), and whatever the builders read themselves. Unknown names fail at construction,
+/// `seed` (1234), and whatever the builders read themselves. Unknown names fail at construction,
 /// before any data is read.
 pub struct DInterface {
     registry: DatasetRegistry,

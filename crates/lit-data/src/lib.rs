@@ -48,4 +48,4 @@ pub use error::{Error, Result};
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig, Shard};
 
 // The shared vocabulary, re-exported so that data code needs one import path.
-pub use lit_base::{Batch, Generator, HParams, Registry, Stage, UnknownChoice};
+pub use lit_base::{Batch, Generator, HParams, Registry, Stage, UnknownChoice, DEFAULT_SEED};

@@ -144,7 +144,7 @@ impl MInterface {
     /// precision), as Lightning's trainer hands a module its device and precision.
     ///
     /// Every choice is checked here, before any training: the model, loss, metric, optimizer and
-    /// scheduler names and their arguments. Weights are initialised from `seed` (default 0). The
+    /// scheduler names and their arguments. Weights are initialised from `seed` (default [`DEFAULT_SEED`]). The
     /// network's resolved `Config` is added to the hyperparameters, so `hparams()` is complete.
     pub fn new(
         registry: &ModelRegistry,

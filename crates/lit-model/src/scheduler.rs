@@ -31,7 +31,7 @@ pub static SCHEDULERS: LazyLock<Registry<Builder>> = LazyLock::new(|| {
         .with("cosine", |c, _, lr| {
             let decay = Decay::Cosine {
                 t_max: decay_steps(c, "cosine")?,
-                eta_min: c.lr_decay_min_lr,
+                eta_min: c.lr_decay_min_lr.unwrap_or(COSINE_MIN_LR),
             };
             scheduled(c, lr, Some(decay))
         })
@@ -135,7 +135,7 @@ fn plateau(c: &SchedulerHParams, hp: &HParams, lr: f64) -> Result<Option<Schedul
     p.patience = c.plateau_patience;
     p.threshold = c.plateau_threshold;
     p.cooldown = c.plateau_cooldown;
-    p.min_lr = c.lr_decay_min_lr;
+    p.min_lr = c.lr_decay_min_lr.unwrap_or(0.0);
     let monitor = c.plateau_monitor.clone().unwrap_or(default_key);
     let (_, frequency) = scheduling(c);
     Ok(Some(SchedulerConfig {
@@ -162,8 +162,9 @@ pub struct SchedulerHParams {
     pub lr_decay_steps: u64,
     /// The decay factor; unset: 0.5, or torch's 0.1 for `plateau`.
     pub lr_decay_rate: Option<f64>,
-    /// The floor of `cosine` (`eta_min`) and of `plateau`.
-    pub lr_decay_min_lr: f64,
+    /// The floor of `cosine` (`eta_min`) and of `plateau`; unset: 1e-5 for cosine, torch's 0
+    /// for plateau.
+    pub lr_decay_min_lr: Option<f64>,
     /// Linear warmup length, in scheduler steps.
     pub warmup_steps: u64,
     /// The warmup's first factor of the rate, in (0, 1].
@@ -188,7 +189,7 @@ impl Default for SchedulerHParams {
             lr_frequency: 1,
             lr_decay_steps: 20,
             lr_decay_rate: None,
-            lr_decay_min_lr: 1e-5,
+            lr_decay_min_lr: None,
             warmup_steps: 0,
             warmup_start_factor: 0.01,
             plateau_mode: Mode::Min,
@@ -199,6 +200,9 @@ impl Default for SchedulerHParams {
         }
     }
 }
+
+/// Cosine's floor when `lr_decay_min_lr` is unset (the `mnist` app's default of it).
+pub const COSINE_MIN_LR: f64 = 1e-5;
 
 impl SchedulerHParams {
     /// The decay factor of step, multi_step and exponential.

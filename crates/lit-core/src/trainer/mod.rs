@@ -329,9 +329,13 @@ impl Trainer {
             .unwrap_or_default();
         let zero =
             String::from_utf8_lossy(&self.strategy.broadcast(mine.into_bytes())?).into_owned();
-        let dir = Some(zero)
-            .filter(|d| !d.is_empty())
-            .map(std::path::PathBuf::from);
+        // Rank 0 keeps its own path as it is; the others take its text.
+        let dir = match dir {
+            Some(own) => Some(own),
+            None => Some(zero)
+                .filter(|d| !d.is_empty())
+                .map(std::path::PathBuf::from),
+        };
         self.state.log_dir = dir;
         Ok(())
     }
