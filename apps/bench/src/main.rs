@@ -34,6 +34,11 @@ use lit_model::init::SeededVarMap;
 use lit_model::optim::{named_params, Adam, AdamConfig, Optimizer};
 use lit_model::{MInterface, ModelRegistry, Net};
 
+mod resnet_row;
+mod table;
+use resnet_row::resnet_row;
+use table::{median, print_rows, Row};
+
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -414,136 +419,6 @@ fn main() -> anyhow::Result<()> {
     print_rows(&rows);
     println!();
     resnet_row(threads)
-}
-
-/// Steps of the ResNet row, on each side.
-const RESNET_STEPS: usize = 200;
-
-/// lit's Trainer on ResNet-8 against PyTorch's plain loop on the same network, as a ratio.
-fn resnet_row(threads: usize) -> anyhow::Result<()> {
-    println!(
-        "ResNet-8 (resnet), MNIST train, batch {BATCH}, Adam, f32, {threads} thread(s); \
-         {RESNET_STEPS} steps each"
-    );
-    let v = run_child(
-        &std::env::current_exe()?,
-        &[],
-        "lit-resnet",
-        RESNET_STEPS,
-        1,
-    )?;
-    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let lit_epoch = 60_000.0 * num(&v, "seconds") / num(&v, "samples");
-    println!(
-        "{:<22} {:>12} {:>14} {:>14}",
-        "variant", "samples/s", "s per epoch", "ratio"
-    );
-    let row = |name: &str, epoch: f64, base: f64| {
-        println!(
-            "{name:<22} {:>12.0} {:>14.2} {:>14.3}",
-            60_000.0 / epoch,
-            epoch,
-            epoch / base
-        );
-    };
-    match torch_resnet(threads) {
-        Ok(t) => {
-            let torch_epoch = 60_000.0 * num(&t, "seconds") / num(&t, "samples");
-            let version = t["torch"].as_str().unwrap_or("?");
-            row(&format!("pytorch {version}"), torch_epoch, torch_epoch);
-            row("lit", lit_epoch, torch_epoch);
-            println!(
-                "lit / PyTorch, time per epoch: {:.3} (below 1: lit is faster)",
-                lit_epoch / torch_epoch
-            );
-        }
-        Err(why) => {
-            row("lit", lit_epoch, lit_epoch);
-            println!("pytorch: not run ({why:#})");
-        }
-    }
-    Ok(())
-}
-
-/// PyTorch's loop (`scripts/resnet_torch.py bench`), when `$PYTHON` (or `python3`) has torch.
-fn torch_resnet(threads: usize) -> anyhow::Result<serde_json::Value> {
-    let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
-    let has_torch = Command::new(&python)
-        .args(["-c", "import torch"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_torch {
-        bail!(
-            "{} cannot import torch; set PYTHON to an interpreter that can",
-            python.to_string_lossy()
-        );
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/resnet_torch.py");
-    let dir = mnist::locate(Flavor::Mnist, &roots()).context("no MNIST data found")?;
-    let out = Command::new(&python)
-        .arg(&script)
-        .args(["bench", &dir.display().to_string()])
-        .args([
-            RESNET_STEPS.to_string(),
-            threads.to_string(),
-            BATCH.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("the PyTorch loop printed {line}"))
-}
-
-/// One variant's result: seconds per 60,000-image epoch and peak resident memory.
-struct Row {
-    variant: &'static str,
-    epoch_seconds: f64,
-    peak_mb: f64,
-}
-
-/// The table, with times relative to the bare loop on lit's kernels (the second row).
-fn print_rows(rows: &[Row]) {
-    println!(
-        "{:<10} {:>12} {:>14} {:>14} {:>10}",
-        "variant", "samples/s", "s per epoch", "peak MB", "ratio"
-    );
-    let base = rows[1].epoch_seconds;
-    for r in rows {
-        println!(
-            "{:<10} {:>12.0} {:>14.2} {:>14.0} {:>10.3}",
-            r.variant,
-            60_000.0 / r.epoch_seconds,
-            r.epoch_seconds,
-            r.peak_mb,
-            r.epoch_seconds / base
-        );
-    }
-    println!(
-        "framework overhead (lit / bare, same kernels): {:.3}",
-        rows[2].epoch_seconds / base
-    );
-    println!(
-        "lit's kernels against candle's (bare loops): {:.2}x faster",
-        rows[0].epoch_seconds / base
-    );
-}
-
-/// The median of `xs` (NaN when empty).
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// Full mode: 3-epoch runs, candle's once and lit's kernels' twice each, the bare loop and the

@@ -21,6 +21,7 @@ mod check_device;
 mod checks;
 mod cli;
 mod datasets;
+mod keys;
 mod models;
 mod output;
 mod parallel;
