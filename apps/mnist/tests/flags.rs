@@ -12,19 +12,21 @@ pub(crate) fn data() -> Option<String> {
     lit_testutil::data_root().map(|p| p.to_string_lossy().into_owned())
 }
 
+/// The small limits `ok` adds to every run (and the signal tests to theirs, so they compare).
+pub(crate) const LIMITS: [&str; 6] = [
+    "--limit-val-batches",
+    "2",
+    "--limit-test-batches",
+    "1",
+    "--num-sanity-val-steps",
+    "1",
+];
+
 /// Runs `mnist` with `args` plus small limits on real data and expects success; returns stdout.
 pub(crate) fn ok(dir: &Path, root: &str, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
-    all.extend([
-        "--data-dir",
-        root,
-        "--limit-val-batches",
-        "2",
-        "--limit-test-batches",
-        "1",
-        "--num-sanity-val-steps",
-        "1",
-    ]);
+    all.extend(["--data-dir", root]);
+    all.extend(LIMITS);
     let out = mnist(dir, &all);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

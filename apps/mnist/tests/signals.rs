@@ -29,16 +29,8 @@ const BASE: &[&str] = &[
 fn start(dir: &Path, root: &str, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mnist"))
         .args(args)
-        .args([
-            "--data-dir",
-            root,
-            "--limit-val-batches",
-            "2",
-            "--limit-test-batches",
-            "1",
-            "--num-sanity-val-steps",
-            "1",
-        ])
+        .args(["--data-dir", root])
+        .args(super::flags::LIMITS)
         .current_dir(dir)
         .env_remove("LIT_DATA_DIR")
         .env("RUST_LOG", "off")

@@ -94,7 +94,7 @@ impl Trainer {
         }
         self.callbacks(|c, s| c.on_train_end(s))?;
         self.callbacks_ordered(|c, s| c.on_fit_end(s))?;
-        self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
+        self.service_run(&mut run, false)?;
         self.flush()?;
         dm.teardown(Stage::Fit)?;
         Ok(())
@@ -221,7 +221,7 @@ impl Trainer {
         self.state.resume_point = (epoch, skip);
         self.state.epoch_interrupted = false;
         self.callbacks(|c, s| c.on_train_epoch_start(s))?;
-        self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
+        self.service_run(run, false)?;
         module.on_train_epoch_start(&mut run.ctx)?;
         let validate_epoch = (epoch + 1).is_multiple_of(self.config.check_val_every_n_epoch);
         let batches = run
@@ -260,11 +260,7 @@ impl Trainer {
             self.state.resume_point = (epoch + 1, 0);
         }
         self.callbacks_ordered(|c, s| c.on_train_epoch_end(s))?;
-        self.service(
-            run.opt.optimizer.as_ref(),
-            run.opt.scheduler.as_ref(),
-            Some(&mut run.ctx),
-        )?;
+        self.service_run(run, true)?;
         self.flush()
     }
 
@@ -281,7 +277,7 @@ impl Trainer {
         self.state.batch_idx = batch_idx;
         self.state.batch_size = batch.len();
         self.callbacks(|c, s| c.on_train_batch_start(s, batch, batch_idx))?;
-        self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), None)?;
+        self.service_run(run, false)?;
         run.ctx.begin_batch(0, batch.len());
         // Random layers (dropout) draw from the step's stream: seed, epoch, batch and process.
         let step = [epoch as u64, batch_idx as u64, self.strategy.rank() as u64];
@@ -329,11 +325,7 @@ impl Trainer {
             self.state.train_keys = run.ctx.logged_keys();
         }
         self.callbacks_ordered(|c, s| c.on_train_batch_end(s, batch_idx))?;
-        self.service(
-            run.opt.optimizer.as_ref(),
-            run.opt.scheduler.as_ref(),
-            Some(&mut run.ctx),
-        )
+        self.service_run(run, true)
     }
 
     /// The validation loop inside an epoch, every `val_check_interval` batches.

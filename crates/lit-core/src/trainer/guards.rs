@@ -10,6 +10,13 @@ use super::Trainer;
 use crate::{Error, Result};
 
 impl Trainer {
+    /// [`Trainer::service`] with the fit's optimizer and schedule, and (`with_ctx`) the
+    /// epoch's logged sums for a mid-epoch checkpoint.
+    pub(super) fn service_run(&mut self, run: &mut FitRun, with_ctx: bool) -> Result<()> {
+        let ctx = with_ctx.then_some(&mut run.ctx);
+        self.service(run.opt.optimizer.as_ref(), run.opt.scheduler.as_ref(), ctx)
+    }
+
     /// The training values of an epoch stopped before its last batch (`max_steps`, `max_time`,
     /// a signal), as Lightning logs them: the means over the batches run so far. The epoch stays
     /// open (no validation, no history entry); a resumed run logs its whole means again.
@@ -41,11 +48,7 @@ impl Trainer {
                 higher_is_better: false,
                 remove: Vec::new(),
             });
-        self.service(
-            run.opt.optimizer.as_ref(),
-            run.opt.scheduler.as_ref(),
-            Some(&mut run.ctx),
-        )?;
+        self.service_run(run, true)?;
         self.flush()
     }
 
