@@ -18,7 +18,7 @@ mod rng;
 
 pub use batch::{Batch, Stage};
 pub use collective::Collective;
-pub use error::{Error, Result};
+pub use error::{signal_name, Error, Result};
 pub use hparams::HParams;
 pub use registry::{Registry, UnknownChoice};
 pub use rng::{set_step, Generator};

@@ -9,7 +9,6 @@ mod accelerator;
 mod callback;
 pub mod checkpoint;
 mod config;
-mod error;
 mod grads;
 mod logger;
 pub mod precision;
@@ -23,8 +22,9 @@ pub mod trainer;
 pub use accelerator::Accelerator;
 pub use callback::Callback;
 pub use config::{GradientClip, Limit, TrainerConfig};
-pub use error::{Error, Result};
 pub use grads::clip_gradients;
+/// The one error type of lit (defined in lit-base), and its result.
+pub use lit_base::{Error, Result};
 pub use lit_data;
 pub use lit_model;
 pub use logger::{CsvLogger, Logger};

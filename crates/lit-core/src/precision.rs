@@ -33,7 +33,7 @@ pub trait Precision: Send {
 
     /// The batch on `device`, its float inputs in the compute type.
     fn convert_batch(&self, batch: Batch, device: &Device) -> Result<Batch> {
-        Ok(batch.to_device(device)?)
+        batch.to_device(device)
     }
 
     /// The gradients of `loss` (a precision that scales the loss scales it here).

@@ -33,12 +33,7 @@ pub const SIGUSR1: i32 = -1;
 
 /// The name of signal `signal` (`SIGTERM`), or `signal N`.
 pub fn name(signal: i32) -> String {
-    match signal {
-        SIGINT => "SIGINT".into(),
-        SIGTERM => "SIGTERM".into(),
-        SIGUSR1 => "SIGUSR1".into(),
-        n => format!("signal {n}"),
-    }
+    lit_base::signal_name(signal)
 }
 
 /// The process's handlers: what they set, and how many guards arm them.

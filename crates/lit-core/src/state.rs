@@ -169,6 +169,11 @@ impl TrainerState {
         &self.callback_metrics
     }
 
+    /// The latest value of one logged key (`callback_metrics[name]`), if it was logged.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.callback_metrics.get(name).copied()
+    }
+
     /// Keys shown in the progress display.
     pub fn progress_bar_keys(&self) -> &[String] {
         &self.progress_bar_keys

@@ -161,7 +161,7 @@ impl Strategy for DataParallel {
 
     /// A padded share, so every process takes as many steps.
     fn process_train_loader(&self, loader: DataLoader) -> Result<DataLoader> {
-        Ok(loader.sharded(self.shard(true))?)
+        loader.sharded(self.shard(true))
     }
 
     /// Disjoint, unpadded shares, so merged metrics cover every example exactly once.
@@ -182,7 +182,7 @@ impl Strategy for DataParallel {
     }
 
     fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
-        Ok(self.collective.all_reduce_sum_f64(values)?)
+        self.collective.all_reduce_sum_f64(values)
     }
 
     fn broadcast(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {

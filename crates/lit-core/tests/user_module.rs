@@ -46,7 +46,7 @@ impl LitModule for Threshold {
 
     fn validation_step(&mut self, batch: &Batch, _: usize, _: &mut StepContext) -> Result<()> {
         let logits = self.forward(&batch.input, false)?;
-        Ok(self.acc.update(&logits, &batch.target)?)
+        self.acc.update(&logits, &batch.target)
     }
 
     fn on_validation_epoch_end(&mut self, ctx: &mut StepContext) -> Result<()> {

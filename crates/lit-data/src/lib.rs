@@ -32,7 +32,6 @@ pub mod augment;
 mod datamodule;
 mod dataset;
 mod dinterface;
-mod error;
 pub mod idx;
 mod loader;
 pub mod mnist;
@@ -44,7 +43,8 @@ pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DEFAULT_NUM_WORKERS,
     DINTERFACE_KEYS,
 };
-pub use error::{Error, Result};
+/// The one error type of lit (defined in lit-base), and its result.
+pub use lit_base::{Error, Result};
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig, Shard};
 
 // The shared vocabulary, re-exported so that data code needs one import path.

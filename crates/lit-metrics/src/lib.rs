@@ -25,7 +25,6 @@ mod auroc;
 mod base;
 mod classification;
 mod collection;
-mod error;
 mod regression;
 mod sync;
 
@@ -37,6 +36,7 @@ pub use classification::{
     MulticlassRecall, StatScores,
 };
 pub use collection::MetricCollection;
-pub use error::{Error, Result};
+/// The one error type of lit (defined in lit-base), and its result.
+pub use lit_base::{Error, Result};
 pub use regression::{Regression, RegressionKind};
 pub use sync::{sync, AllGather};

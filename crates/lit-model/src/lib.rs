@@ -12,7 +12,6 @@
 //! - [`init`], [`nn`] and [`kernels`]: seeded initialisation, layers and the fast CPU kernels of
 //!   `lit-kernels`, re-exported.
 
-mod error;
 mod logging;
 pub mod loss;
 mod minterface;
@@ -22,8 +21,9 @@ mod registry;
 pub mod scheduler;
 mod sums;
 
-pub use error::{Error, Result};
 pub use lit_base::{is_buffer, set_step, Batch, HParams, Stage};
+/// The one error type of lit (defined in lit-base), and its result.
+pub use lit_base::{Error, Result};
 /// The fast CPU kernels (`lit-kernels`), re-exported.
 pub use lit_kernels as kernels;
 pub use lit_kernels::{init, nn};

@@ -72,6 +72,16 @@ impl LogOptions {
         }
     }
 
+    /// This step's value only (Lightning's default in `training_step`).
+    pub fn step() -> Self {
+        Self::for_stage(RunningStage::Train)
+    }
+
+    /// The mean over the epoch only (the default, and Lightning's outside `training_step`).
+    pub fn epoch() -> Self {
+        Self::default()
+    }
+
     /// The same options with the value shown in the progress display.
     pub fn prog_bar(mut self) -> Self {
         self.prog_bar = true;

@@ -28,6 +28,17 @@ impl std::fmt::Debug for Optimization {
     }
 }
 
+/// An optimizer without a schedule: `Ok(Adam::new(named_params(&self.varmap), config)?.into())`
+/// in `configure_optimizers`.
+impl<O: Optimizer + 'static> From<O> for Optimization {
+    fn from(optimizer: O) -> Self {
+        Self {
+            optimizer: Box::new(optimizer),
+            scheduler: None,
+        }
+    }
+}
+
 /// A model together with how it trains, validates, tests and predicts.
 ///
 /// The trainer calls these hooks; only `varmap`, `forward`, `training_step` and

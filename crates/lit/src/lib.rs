@@ -23,11 +23,11 @@
 pub use candle;
 pub use candle_nn;
 pub use lit_base as base;
+/// The one error of lit: every lit crate reports through it (a user's `LitModule`, data and
+/// `main` all return `lit::Result`), and candle's errors convert into it with `?`.
+pub use lit_base::{Error, Result};
 pub use lit_callbacks as callbacks;
 pub use lit_core as core;
-/// The error of a program built on lit: every lit crate's errors and candle's convert into it
-/// with `?` (it is the trainer's, `lit::core::Error`).
-pub use lit_core::{Error, Result};
 pub use lit_data as data;
 pub use lit_kernels as kernels;
 pub use lit_metrics as metrics;
@@ -44,13 +44,14 @@ pub mod prelude {
     pub use lit_callbacks::{
         EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar, Timer,
     };
-    pub use lit_core::{Callback, Limit, Trainer, TrainerConfig, TrainerState};
+    pub use lit_core::{threads, Callback, Limit, Trainer, TrainerConfig, TrainerState};
     pub use lit_data::{
-        Batch, DataLoader, DataLoaderConfig, DataModule, Dataset, HParams, Loaders, NamedLoader,
-        Sample, Stage, TensorDataset,
+        Batch, DataLoader, DataLoaderConfig, DataModule, Dataset, Generator, HParams, Loaders,
+        NamedLoader, Sample, Stage, TensorDataset,
     };
     pub use lit_metrics::{Average, Metric, MulticlassAccuracy};
-    pub use lit_model::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+    pub use lit_model::init::SeededVarMap;
+    pub use lit_model::optim::{named_params, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
     pub use lit_model::scheduler::Mode;
     pub use lit_model::{
         loss, nn, LitModule, LogOptions, MInterface, ModelRegistry, Net, Optimization, StepContext,

@@ -64,13 +64,7 @@ impl StepContext {
                 .flatten()
                 .next()
                 .map_or(Device::Cpu, |t| t.device().clone());
-            let gather = |bytes: &[u8]| {
-                c.all_gather_bytes(bytes)
-                    .map_err(|e| lit_metrics::Error::InvalidInput {
-                        metric: "sync",
-                        message: e.to_string(),
-                    })
-            };
+            let gather = |bytes: &[u8]| c.all_gather_bytes(bytes);
             lit_metrics::sync(metric, &device, &gather)?;
         }
         let value = metric.compute()?;
