@@ -2,7 +2,7 @@
 // Helpers outside #[test] functions panic on failure too, as tests do.
 #![allow(clippy::unwrap_used)]
 
-mod kernels;
+mod layers;
 mod logging;
 mod numerics;
 mod parallel;
