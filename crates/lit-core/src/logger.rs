@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use lit_data::HParams;
 
-use crate::{rundir, Result};
+use crate::{rundir, Error, Result};
 
 /// Receives logged values and writes them somewhere lasting.
 pub trait Logger {
@@ -32,13 +32,20 @@ pub trait Logger {
 }
 
 /// Writes `metrics.csv`: one row per logging call (each logging step, each epoch end), with
-/// `epoch` and `step` columns and a column per key, added as keys appear.
+/// `epoch` and `step` columns and a column per key, added as keys appear (fields quoted where
+/// they need it, as Python's `csv` module does).
+///
+/// Each flush appends the rows logged since the last one; only a key the file's header lacks
+/// makes it rewrite the file (atomically), with the new column, as Lightning's `CSVLogger` does.
 #[derive(Debug, Default)]
 pub struct CsvLogger {
     path: Option<PathBuf>,
     columns: BTreeSet<String>,
     rows: Vec<(usize, u64, BTreeMap<String, f64>)>,
-    dirty: bool,
+    /// How many of `rows` the file holds.
+    written: usize,
+    /// The columns of the file's header (empty before the first write).
+    header: Vec<String>,
 }
 
 impl CsvLogger {
@@ -47,24 +54,38 @@ impl CsvLogger {
         Self::default()
     }
 
-    fn render(&self) -> String {
-        let mut out = String::from("epoch,step");
-        for c in &self.columns {
-            out.push(',');
-            out.push_str(c);
+    /// `rows` as CSV in the columns of `columns`, with the header row when `header`.
+    fn render(
+        columns: &[String],
+        rows: &[(usize, u64, BTreeMap<String, f64>)],
+        header: bool,
+    ) -> std::result::Result<Vec<u8>, csv::Error> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        if header {
+            w.write_record(
+                ["epoch", "step"]
+                    .into_iter()
+                    .chain(columns.iter().map(String::as_str)),
+            )?;
         }
-        out.push('\n');
-        for (epoch, step, values) in &self.rows {
-            out.push_str(&format!("{epoch},{step}"));
-            for c in &self.columns {
-                out.push(',');
-                if let Some(v) = values.get(c) {
-                    out.push_str(&v.to_string());
-                }
-            }
-            out.push('\n');
+        for (epoch, step, values) in rows {
+            let cells = columns
+                .iter()
+                .map(|c| values.get(c).map(f64::to_string).unwrap_or_default());
+            w.write_record(
+                [epoch.to_string(), step.to_string()]
+                    .into_iter()
+                    .chain(cells),
+            )?;
         }
-        out
+        w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+    }
+
+    fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+        f.write_all(bytes)?;
+        f.sync_data()
     }
 }
 
@@ -89,20 +110,35 @@ impl Logger for CsvLogger {
         }
         self.columns.extend(metrics.keys().cloned());
         self.rows.push((epoch, step, metrics.clone()));
-        self.dirty = true;
         Ok(())
     }
 
-    /// Rewrites the whole file (atomically), since a new key adds a column to every row.
+    /// Appends the new rows, or rewrites the file (atomically) when a new key adds a column.
     fn flush(&mut self) -> Result<()> {
-        let Some(path) = &self.path else {
+        let Some(path) = self.path.clone() else {
             return Ok(());
         };
-        if !self.dirty {
+        if self.written == self.rows.len() {
             return Ok(());
         }
-        rundir::write_atomic(path, self.render().as_bytes())?;
-        self.dirty = false;
+        let columns: Vec<String> = self.columns.iter().cloned().collect();
+        let csv_error = |e: csv::Error| Error::Format {
+            path: path.clone(),
+            message: format!("writing CSV: {e}"),
+        };
+        if columns == self.header && path.is_file() {
+            let bytes =
+                Self::render(&columns, &self.rows[self.written..], false).map_err(csv_error)?;
+            Self::append(&path, &bytes).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        } else {
+            let bytes = Self::render(&columns, &self.rows, true).map_err(csv_error)?;
+            rundir::write_atomic(&path, &bytes)?;
+            self.header = columns;
+        }
+        self.written = self.rows.len();
         Ok(())
     }
 }

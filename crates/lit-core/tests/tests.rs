@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod logger;
 mod numerics;
 mod resume;
 mod trainer;
