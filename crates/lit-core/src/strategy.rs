@@ -6,6 +6,7 @@
 //! merged before they are logged, and logs and checkpoints written by rank 0 only. The processes
 //! talk through a [`Collective`] (MPI or NCCL, in `lit-distributed`).
 
+use lit_model::LoggedResults;
 use std::sync::Arc;
 
 use candle::{backprop::GradStore, DType, Device, Tensor, Var};

@@ -1,6 +1,7 @@
 //! Logging from steps: batch-size-weighted epoch means, named keys of several loaders.
 
 use candle::{Device, Tensor};
+use lit_model::LoggedResults;
 use lit_model::{LogOptions, RunningStage, StepContext};
 
 #[test]

@@ -2,6 +2,7 @@
 //! means over every process's examples, and a process that saw no batch of a set.
 
 use candle::{Device, Tensor};
+use lit_model::LoggedResults;
 use lit_model::{LogOptions, RunningStage, StepContext};
 use lit_testutil::ThreadCollective;
 

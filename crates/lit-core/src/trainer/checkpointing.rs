@@ -1,5 +1,6 @@
 //! Checkpoints in the fit loop: restoring a run from one, and writing those callbacks ask for.
 
+use lit_model::LoggedResults;
 use std::collections::BTreeMap;
 
 use lit_model::optim::Optimizer;

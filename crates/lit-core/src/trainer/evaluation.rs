@@ -1,6 +1,7 @@
 //! The evaluation loop (validation, test and the sanity check share it), and `validate` and
 //! `test`.
 
+use lit_model::LoggedResults;
 use std::collections::BTreeMap;
 
 use lit_data::{DataModule, NamedLoader, Stage};

@@ -1,6 +1,7 @@
 //! The fit loop (epochs) and the training epoch loop (batches), as Lightning's `fit_loop` and
 //! `training_epoch_loop`; the optimization step is [`OptimizationStep`].
 
+use lit_model::LoggedResults;
 use std::collections::BTreeMap;
 
 use candle::Device;

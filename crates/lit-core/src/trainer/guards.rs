@@ -3,6 +3,7 @@
 //! weights.
 
 use candle::{DType, Tensor};
+use lit_model::LoggedResults;
 use lit_model::StepContext;
 
 use super::fit::FitRun;

@@ -52,6 +52,7 @@ mod optimization;
 mod predict;
 mod setup;
 
+use lit_model::LoggedResults;
 use std::collections::BTreeMap;
 
 use candle::Device;
