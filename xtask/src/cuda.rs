@@ -275,3 +275,31 @@ pub(crate) fn dist(args: &[String]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Clippy over the workspace with `cuda` and `nccl` (through the `mnist` app's `nccl`, which
+/// turns on every crate's `cuda`) against the toolkit, so that a change that breaks the GPU
+/// build fails CI on a machine without a GPU. Only the compiler's checks run, nothing links, so
+/// the toolkit's `PATH` and roots are all it needs (`RUSTFLAGS` stay as they are, which keeps
+/// the other builds' artifacts valid).
+pub(crate) fn clippy() -> anyhow::Result<()> {
+    let root = install()?;
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(project_root()).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "mnist/nccl",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    for (k, v) in build_env(&root)? {
+        if k != "RUSTFLAGS" && k != "LIBRARY_PATH" {
+            cmd.env(k, v);
+        }
+    }
+    println!("== clippy with cuda and nccl against {}", root.display());
+    run_cmd(&mut cmd)
+}

@@ -394,7 +394,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The checks CI runs before its training run (`.ci/run` calls this): formatting, clippy (with
-/// the `mpi` feature too where MPI is installed), unused dependencies, then the tests.
+/// the `mpi` feature too where MPI is installed, and then with `cuda` and `nccl` against the
+/// toolkit `cuda-toolkit` installs), unused dependencies, then the tests.
 fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(
@@ -425,6 +426,8 @@ fn ci() -> anyhow::Result<()> {
             ],
             &[],
         )?;
+        // `nccl` needs MPI as well as the CUDA toolkit.
+        cuda::clippy()?;
     }
     unused_dependencies()?;
     test(&[])

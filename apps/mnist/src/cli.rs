@@ -408,6 +408,7 @@ pub(crate) fn resolve() -> anyhow::Result<Resolved> {
         // defaults where nothing set them.
         hparams.merge_missing(&lit_model::module_defaults());
         hparams.merge_missing(&crate::models::registry().config_defaults(&model_name));
+        hparams.merge_missing(&crate::datasets::registry().defaults());
     }
     Ok(Resolved {
         command,

@@ -23,21 +23,46 @@ use std::sync::Arc;
 
 use lit_data::mnist::{self, Flavor};
 use lit_data::{
-    AugmentConfig, Augmented, DataContext, Dataset, DatasetRegistry, Error, Result, TensorDataset,
-    Transform,
+    AugmentConfig, AugmentHParams, Augmented, DataContext, DataHParams, Dataset, DatasetRegistry,
+    Error, Result, TensorDataset,
 };
+use serde::{Deserialize, Serialize};
 
 /// Training images kept for training; the rest of the training file is the validation set.
 const TRAIN_SPLIT: usize = 55_000;
+
+/// The keys the MNIST-family datasets read besides the augmentation's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct MnistHParams {
+    /// The mean subtracted from each `x / 255`; unset: the dataset's own (MNIST 0.1307,
+    /// Fashion-MNIST 0.2860).
+    normalize_mean: Option<f64>,
+    /// The standard deviation divided by; unset: MNIST 0.3081, Fashion-MNIST 0.3530.
+    normalize_std: Option<f64>,
+    /// How far `*_val_shifted` moves each image, right and down.
+    shift_pixels: i64,
+}
+
+impl Default for MnistHParams {
+    fn default() -> Self {
+        Self {
+            normalize_mean: None,
+            normalize_std: None,
+            shift_pixels: 2,
+        }
+    }
+}
 
 fn normalisation(ctx: &DataContext, flavor: Flavor) -> Result<(f64, f64)> {
     let (mean, std) = match flavor {
         Flavor::Mnist => (0.1307, 0.3081),
         Flavor::FashionMnist => (0.2860, 0.3530),
     };
-    let (mean, std): (f64, f64) = (
-        ctx.hparams.get_or("normalize_mean", mean)?,
-        ctx.hparams.get_or("normalize_std", std)?,
+    let h: MnistHParams = ctx.hparams.to_config()?;
+    let (mean, std) = (
+        h.normalize_mean.unwrap_or(mean),
+        h.normalize_std.unwrap_or(std),
     );
     if !mean.is_finite() {
         return Err(Error::Invalid(format!(
@@ -95,32 +120,16 @@ fn val(ctx: &DataContext, flavor: Flavor) -> Result<TensorDataset> {
     loaded.data.narrow(TRAIN_SPLIT, n - TRAIN_SPLIT)
 }
 
-/// The training set's augmentation from the hyperparameters; `None` for none.
+/// The training set's augmentation from the hyperparameters; `None` for none. `auto` is
+/// `crop,flip` for Fashion-MNIST and none for MNIST, whose digits a mirror would change.
 fn augmentation(ctx: &DataContext, flavor: Flavor) -> Result<Option<AugmentConfig>> {
-    let h = &ctx.hparams;
-    if h.get_or("no_augment", false)? {
-        return Ok(None);
-    }
-    let list: String = h.get_or("augment", "auto".to_string())?;
-    let list = match (list.trim(), flavor) {
-        ("auto", Flavor::FashionMnist) => "crop,flip",
-        ("auto", Flavor::Mnist) => "none",
-        (other, _) => other,
+    let h: AugmentHParams = ctx.hparams.to_config()?;
+    let auto = match flavor {
+        Flavor::FashionMnist => "crop,flip",
+        Flavor::Mnist => "none",
     };
-    let transforms = Transform::parse_list(
-        list,
-        h.get_or("aug_padding", 2usize)?,
-        h.get_or("aug_degrees", 10.0)?,
-        h.get_or("aug_translate", 0.1)?,
-    )?;
-    if transforms.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(AugmentConfig {
-        transforms,
-        prob: h.get_or("aug_prob", 0.5)?,
-        seed: h.get_or("seed", lit_data::DEFAULT_SEED)?,
-    }))
+    let seed = ctx.hparams.to_config::<DataHParams>()?.seed;
+    h.to_augment(auto, seed)
 }
 
 fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
@@ -137,7 +146,7 @@ fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
     });
     r.register(&format!("{prefix}_val_shifted"), move |ctx| {
         let v = val(ctx, flavor)?;
-        let k = ctx.hparams.get_or::<i64>("shift_pixels", 2)?;
+        let k = ctx.hparams.to_config::<MnistHParams>()?.shift_pixels;
         // The stored pixels move; the border is background (0), normalised like every pixel.
         let shifted = mnist::shift_images(v.inputs(), k, k, 0.0)?;
         Ok(Arc::new(v.with_inputs(shifted)?) as Arc<dyn Dataset>)
@@ -150,17 +159,8 @@ fn register_flavor(r: &mut DatasetRegistry, prefix: &str, flavor: Flavor) {
 /// Every registered dataset.
 pub(crate) fn registry() -> DatasetRegistry {
     let mut r = DatasetRegistry::new();
-    r.declare_keys(&[
-        "normalize_mean",
-        "normalize_std",
-        "shift_pixels",
-        "augment",
-        "aug_prob",
-        "no_augment",
-        "aug_padding",
-        "aug_degrees",
-        "aug_translate",
-    ]);
+    r.declare_config::<MnistHParams>()
+        .declare_config::<AugmentHParams>();
     register_flavor(&mut r, "mnist", Flavor::Mnist);
     register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
     r

@@ -97,6 +97,15 @@ const CASES: &[Case] = &[
         &["--model-name", "standard_net", "--set", "hidd=256"],
         &["'hidd'", "did you mean 'hid'"],
     ),
+    // A dataset's key and the augmentation's, from their configs.
+    case(
+        &["--set", "normalise_std=0.3"],
+        &["'normalise_std'", "did you mean 'normalize_std'"],
+    ),
+    case(
+        &["--set", "aug_prb=0.3"],
+        &["'aug_prb'", "did you mean 'aug_prob'"],
+    ),
     case(
         &["--set", "hid=256"],
         &["unknown hyperparameter 'hid'", "example_net"],

@@ -158,6 +158,11 @@ fn hyperparameters_merge_defaults_config_file_flags_and_set() {
         "hid: 17",
         "batch_size: 64",
         "model_name: standard_net",
+        // The data side's keys, from its configs, with their defaults.
+        "aug_prob: 0.5",
+        "shift_pixels: 2",
+        "normalize_std: null",
+        "num_workers: 1",
     ] {
         assert!(yaml.lines().any(|l| l == line), "{line} not in:\n{yaml}");
     }

@@ -213,6 +213,48 @@ fn yaml_to_json(value: serde_yaml::Value, key: &str) -> Result<Value> {
     })
 }
 
+/// A serde `deserialize_with` for a list of names given as a list or as one comma-separated
+/// string (`val_datasets: a,b` or `[a, b]`), as [`HParams::get_list`] reads them.
+pub fn names<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        Text(String),
+        List(Vec<String>),
+    }
+    Ok(match <Names as serde::Deserialize>::deserialize(d)? {
+        Names::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Names::List(v) => v,
+    })
+}
+
+/// [`names`] for an optional list (unset stays `None`).
+pub fn optional_names<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    names(d).map(Some)
+}
+
+/// A config's keys with their defaults, as hyperparameters (what `--print-config` shows and
+/// what a misspelt key is compared with).
+pub fn defaults_of<T: Serialize + Default>() -> HParams {
+    HParams::from_serialize(&T::default()).expect("a config of plain data serialises")
+}
+
+/// A serde `serialize_with` writing a list of names as one comma-separated string, the form the
+/// command line takes (the inverse of [`names`]).
+pub fn names_as_text<S: serde::Serializer>(
+    names: &[String],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&names.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,14 +12,14 @@
 mod batch;
 mod collective;
 mod error;
-mod hparams;
+pub mod hparams;
 mod registry;
 mod rng;
 
 pub use batch::{Batch, Stage};
 pub use collective::Collective;
 pub use error::{signal_name, Error, Result};
-pub use hparams::HParams;
+pub use hparams::{defaults_of, HParams};
 pub use registry::{Registry, UnknownChoice};
 pub use rng::{set_step, Generator};
 

@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
+
+use crate::config::DataHParams;
 use crate::{
-    DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams, NamedLoader, Registry,
-    Result, Stage,
+    defaults_of, DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams, NamedLoader,
+    Registry, Result, Stage,
 };
 
 /// The environment variable naming the data root: a folder holding `mnist/`, `fashion-mnist/`, ...
@@ -104,22 +107,6 @@ impl DataContext {
     }
 }
 
-/// Loader threads when the hyperparameters give no `num_workers` (the app's default too).
-pub const DEFAULT_NUM_WORKERS: usize = 1;
-
-/// Every hyperparameter key `DInterface` and `DataContext` read themselves (datasets declare
-/// their own with [`DatasetRegistry::declare_keys`]).
-pub const DINTERFACE_KEYS: &[&str] = &[
-    "train_dataset",
-    "val_datasets",
-    "test_datasets",
-    "predict_datasets",
-    "batch_size",
-    "num_workers",
-    "seed",
-    "data_dir",
-];
-
 /// Builds a dataset from the context.
 pub type DatasetBuilder = Box<dyn Fn(&DataContext) -> Result<Arc<dyn Dataset>> + Send + Sync>;
 
@@ -127,14 +114,15 @@ pub type DatasetBuilder = Box<dyn Fn(&DataContext) -> Result<Arc<dyn Dataset>> +
 /// the datasets read.
 pub struct DatasetRegistry {
     builders: Registry<DatasetBuilder>,
-    keys: Vec<String>,
+    /// The keys the datasets read, with their defaults.
+    defaults: HParams,
 }
 
 impl Default for DatasetRegistry {
     fn default() -> Self {
         Self {
             builders: Registry::new("dataset"),
-            keys: Vec::new(),
+            defaults: HParams::new(),
         }
     }
 }
@@ -165,20 +153,29 @@ impl DatasetRegistry {
         self.builders.names()
     }
 
-    /// Declares hyperparameter keys that the registered datasets read (`normalize_mean`), so
-    /// that a config naming them is not refused as misspelt.
-    pub fn declare_keys(&mut self, keys: &[&str]) -> &mut Self {
-        self.keys.extend(keys.iter().map(|k| k.to_string()));
+    /// Declares the keys the registered datasets read, as a config whose fields are the keys
+    /// and whose `Default` gives their defaults (see [`crate::config`]): a config naming them is
+    /// not refused as misspelt, and `--print-config` shows them.
+    pub fn declare_config<T: Serialize + Default>(&mut self) -> &mut Self {
+        self.defaults.merge_missing(&defaults_of::<T>());
         self
     }
 
-    /// The keys the datasets read, with [`DINTERFACE_KEYS`].
+    /// Every key the data side reads ([`DataHParams`]' and the declared configs'), with its
+    /// default (null where it has none).
+    pub fn defaults(&self) -> HParams {
+        let mut all = defaults_of::<DataHParams>();
+        for (k, v) in self.defaults.iter() {
+            if !all.contains(k) {
+                all.set(k.clone(), v).expect("a JSON value serialises");
+            }
+        }
+        all
+    }
+
+    /// The keys the data side reads.
     pub fn keys(&self) -> Vec<String> {
-        DINTERFACE_KEYS
-            .iter()
-            .map(|k| k.to_string())
-            .chain(self.keys.iter().cloned())
-            .collect()
+        self.defaults().iter().map(|(k, _)| k.clone()).collect()
     }
 
     /// Fails with the list of registered names unless `name` is one.
@@ -231,14 +228,17 @@ impl std::fmt::Debug for DInterface {
 impl DInterface {
     /// A data module over `registry` configured by `hparams`.
     pub fn new(registry: DatasetRegistry, hparams: HParams) -> Result<Self> {
-        let train_name = hparams.get::<String>("train_dataset")?;
-        let val_names = hparams.get_list("val_datasets")?;
-        let test_names = hparams.get_list("test_datasets")?;
-        let predict_names = if hparams.contains("predict_datasets") {
-            hparams.get_list("predict_datasets")?
-        } else {
-            test_names.clone()
-        };
+        let DataHParams {
+            train_dataset: train_name,
+            val_datasets: val_names,
+            test_datasets: test_names,
+            predict_datasets,
+            batch_size,
+            num_workers,
+            seed,
+            data_dir: _,
+        } = hparams.to_config()?;
+        let predict_names = predict_datasets.unwrap_or_else(|| test_names.clone());
         for name in train_name
             .iter()
             .chain(&val_names)
@@ -247,15 +247,12 @@ impl DInterface {
         {
             registry.check(name)?;
         }
-        let batch_size = hparams.get_or::<usize>("batch_size", 64)?;
         if batch_size == 0 {
             return Err(Error::HParam {
                 key: "batch_size".into(),
                 message: "must be at least 1, got 0".into(),
             });
         }
-        let num_workers = hparams.get_or("num_workers", DEFAULT_NUM_WORKERS)?;
-        let seed = hparams.get_or("seed", lit_base::DEFAULT_SEED)?;
         let ctx = DataContext::new(hparams)?;
         Ok(Self {
             registry,

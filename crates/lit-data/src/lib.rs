@@ -29,6 +29,7 @@
 //! ```
 
 pub mod augment;
+pub mod config;
 mod datamodule;
 mod dataset;
 mod dinterface;
@@ -37,15 +38,15 @@ mod loader;
 pub mod mnist;
 
 pub use augment::{AugmentConfig, Augmented, Transform};
+pub use config::{AugmentHParams, DataHParams, DEFAULT_NUM_WORKERS};
 pub use datamodule::{DataModule, Loaders, NamedLoader};
 pub use dataset::{Dataset, InputMap, Sample, TensorDataset};
-pub use dinterface::{
-    DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV, DEFAULT_NUM_WORKERS,
-    DINTERFACE_KEYS,
-};
+pub use dinterface::{DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV};
 /// The one error type of lit (defined in lit-base), and its result.
 pub use lit_base::{Error, Result};
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig, Shard};
 
 // The shared vocabulary, re-exported so that data code needs one import path.
-pub use lit_base::{Batch, Generator, HParams, Registry, Stage, UnknownChoice, DEFAULT_SEED};
+pub use lit_base::{
+    defaults_of, Batch, Generator, HParams, Registry, Stage, UnknownChoice, DEFAULT_SEED,
+};

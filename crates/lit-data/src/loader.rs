@@ -3,9 +3,10 @@
 use std::sync::{mpsc, Arc};
 use std::thread;
 
-use crate::{Batch, Dataset, Error, Generator, Result};
+use crate::{Batch, Dataset, Error, Generator, Result, DEFAULT_NUM_WORKERS, DEFAULT_SEED};
 
-/// How a [`DataLoader`] batches its dataset.
+/// How a [`DataLoader`] batches its dataset. The defaults are torch's `DataLoader`'s, except the
+/// worker threads and the seed, which are the run's ([`DEFAULT_NUM_WORKERS`], [`DEFAULT_SEED`]).
 #[derive(Debug, Clone)]
 pub struct DataLoaderConfig {
     /// Examples per batch (at least 1).
@@ -47,9 +48,9 @@ impl Default for DataLoaderConfig {
             batch_size: 1,
             shuffle: false,
             drop_last: false,
-            num_workers: 0,
+            num_workers: DEFAULT_NUM_WORKERS,
             prefetch_factor: 2,
-            seed: 0,
+            seed: DEFAULT_SEED,
             shard: None,
         }
     }

@@ -27,9 +27,10 @@ pub use lit_base::{Error, Result};
 /// The fast CPU kernels (`lit-kernels`), re-exported.
 pub use lit_kernels as kernels;
 pub use lit_kernels::{init, nn};
-pub use logging::{LogOptions, RunningStage, StepContext};
+pub use logging::{LogOptions, LoggedResults, RunningStage, StepContext};
 pub use minterface::{
-    module_defaults, module_keys, MInterface, DEFAULT_SEED, METRICS, TOP_K_METRIC,
+    module_defaults, module_keys, MInterface, MInterfaceHParams, DEFAULT_SEED, METRICS,
+    TOP_K_METRIC,
 };
 pub use module::{LitModule, Optimization};
 pub use registry::{BoxedNet, ModelRegistry, Net};

@@ -2,6 +2,7 @@
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
 use lit_base::{Batch, HParams, Registry, Stage};
@@ -83,18 +84,40 @@ fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
     Ok((key, build(c)))
 }
 
+/// The keys `MInterface` reads itself (its loss, optimizer and schedule read theirs, the network
+/// its `Config`): one default per key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MInterfaceHParams {
+    /// The registered network to build.
+    pub model_name: Option<String>,
+    /// The seed of the initial weights.
+    pub seed: u64,
+    /// The classes the metrics count.
+    pub num_classes: usize,
+    /// The metrics of validation and test, a list or comma-separated names of [`METRICS`].
+    #[serde(
+        deserialize_with = "lit_base::hparams::names",
+        serialize_with = "lit_base::hparams::names_as_text"
+    )]
+    pub metric: Vec<String>,
+}
+
+impl Default for MInterfaceHParams {
+    fn default() -> Self {
+        Self {
+            model_name: None,
+            seed: DEFAULT_SEED,
+            num_classes: 10,
+            metric: vec!["accuracy".into()],
+        }
+    }
+}
+
 /// Every hyperparameter key `MInterface` reads itself or through its loss, optimizer and schedule,
 /// with its default (the network's own `Config` keys come from the model registry).
 pub fn module_defaults() -> HParams {
-    let mut d = HParams::new();
-    for (key, value) in [
-        ("model_name", serde_json::Value::Null),
-        ("seed", DEFAULT_SEED.into()),
-        ("num_classes", 10.into()),
-        ("metric", "accuracy".into()),
-    ] {
-        d.set(key, value).expect("a key");
-    }
+    let mut d = lit_base::defaults_of::<MInterfaceHParams>();
     d.merge_missing(&crate::loss::defaults());
     d.merge_missing(&optim::defaults());
     d.merge_missing(&scheduler::defaults());
@@ -152,25 +175,23 @@ impl MInterface {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        let name = hparams
-            .get::<String>("model_name")?
-            .ok_or_else(|| Error::HParam {
-                key: "model_name".into(),
-                message: format!(
-                    "no model chosen; registered models: {}",
-                    registry.names().join(", ")
-                ),
-            })?;
+        let own: MInterfaceHParams = hparams.to_config()?;
+        let name = own.model_name.ok_or_else(|| Error::HParam {
+            key: "model_name".into(),
+            message: format!(
+                "no model chosen; registered models: {}",
+                registry.names().join(", ")
+            ),
+        })?;
         registry.check(&name)?;
-        let seed = hparams.get_or("seed", DEFAULT_SEED)?;
         let varmap = VarMap::new();
-        let vb = SeededVarMap::var_builder(&varmap, seed, dtype, device);
+        let vb = SeededVarMap::var_builder(&varmap, own.seed, dtype, device);
         let (net, resolved) = registry.build(&name, &hparams, vb)?;
         hparams.merge_missing(&resolved);
         let loss = Loss::from_hparams(&hparams)?;
-        let num_classes = hparams.get_or("num_classes", 10usize)?;
-        let metric_names = match hparams.get_list("metric")? {
-            names if names.is_empty() => vec!["accuracy".to_string()],
+        let num_classes = own.num_classes;
+        let metric_names = match own.metric {
+            names if names.is_empty() => MInterfaceHParams::default().metric,
             names => names,
         };
         for m in &metric_names {

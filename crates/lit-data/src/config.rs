@@ -1,0 +1,108 @@
+//! The data side's hyperparameters as typed configs: what [`DInterface`](crate::DInterface)
+//! reads ([`DataHParams`]) and the training augmentation's keys ([`AugmentHParams`]). Their
+//! fields are the keys, their `Default`s the one default of each key; a dataset's own keys are
+//! declared the same way with [`DatasetRegistry::declare_config`](crate::DatasetRegistry::declare_config).
+
+use lit_base::hparams::{names, optional_names};
+use serde::{Deserialize, Serialize};
+
+use crate::{AugmentConfig, Result, Transform, DEFAULT_SEED};
+
+/// Loader threads when the hyperparameters give no `num_workers` (the app's default too).
+pub const DEFAULT_NUM_WORKERS: usize = 1;
+
+/// The keys [`DInterface`](crate::DInterface) and [`DataContext`](crate::DataContext) read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataHParams {
+    /// The training set's registered name.
+    pub train_dataset: Option<String>,
+    /// Validation sets, a list or a comma-separated string of registered names.
+    #[serde(deserialize_with = "names")]
+    pub val_datasets: Vec<String>,
+    /// Test sets, as `val_datasets`.
+    #[serde(deserialize_with = "names")]
+    pub test_datasets: Vec<String>,
+    /// Sets `predict` runs on; unset: the test sets.
+    #[serde(deserialize_with = "optional_names")]
+    pub predict_datasets: Option<Vec<String>>,
+    /// Examples per batch.
+    pub batch_size: usize,
+    /// Loader threads (0: batches gathered on the training thread).
+    pub num_workers: usize,
+    /// The seed of the data order (and of the augmentation).
+    pub seed: u64,
+    /// The folder holding the datasets' files (see [`DataContext`](crate::DataContext)).
+    pub data_dir: Option<String>,
+}
+
+impl Default for DataHParams {
+    fn default() -> Self {
+        Self {
+            train_dataset: None,
+            val_datasets: Vec::new(),
+            test_datasets: Vec::new(),
+            predict_datasets: None,
+            batch_size: 64,
+            num_workers: DEFAULT_NUM_WORKERS,
+            seed: DEFAULT_SEED,
+            data_dir: None,
+        }
+    }
+}
+
+/// The training augmentation's keys (see [`crate::augment`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AugmentHParams {
+    /// Comma-separated transforms (`crop`, `flip`, `affine`, `none`), or `auto`: the dataset's
+    /// own choice.
+    pub augment: String,
+    /// The probability that each transform applies to an example.
+    pub aug_prob: f64,
+    /// No augmentation, whatever `augment` says.
+    pub no_augment: bool,
+    /// `crop`'s padding in pixels.
+    pub aug_padding: usize,
+    /// `affine`'s largest rotation in degrees.
+    pub aug_degrees: f64,
+    /// `affine`'s largest translation, as a fraction of the image.
+    pub aug_translate: f64,
+}
+
+impl Default for AugmentHParams {
+    fn default() -> Self {
+        Self {
+            augment: "auto".into(),
+            aug_prob: 0.5,
+            no_augment: false,
+            aug_padding: 2,
+            aug_degrees: 10.0,
+            aug_translate: 0.1,
+        }
+    }
+}
+
+impl AugmentHParams {
+    /// The augmentation these keys ask for, `auto` read as `auto_list`, seeded by `seed`;
+    /// `None` for none.
+    pub fn to_augment(&self, auto_list: &str, seed: u64) -> Result<Option<AugmentConfig>> {
+        if self.no_augment {
+            return Ok(None);
+        }
+        let list = match self.augment.trim() {
+            "auto" => auto_list,
+            other => other,
+        };
+        let transforms =
+            Transform::parse_list(list, self.aug_padding, self.aug_degrees, self.aug_translate)?;
+        if transforms.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(AugmentConfig {
+            transforms,
+            prob: self.aug_prob,
+            seed,
+        }))
+    }
+}
