@@ -34,8 +34,15 @@ pub(crate) fn run(args: Vec<String>) -> anyhow::Result<()> {
         match a.as_str() {
             "--from" => from = Some(PathBuf::from(it.next().context("--from needs a folder")?)),
             "--fashion" => fashion = true,
+            "--image-folder" => {
+                let dir = it
+                    .next()
+                    .context("--image-folder needs a folder to write into")?;
+                return crate::image_folder::write(Path::new(&dir));
+            }
             other => bail!(
-                "cargo xtask data: unknown option '{other}'; usage: data [--from DIR] [--fashion]"
+                "cargo xtask data: unknown option '{other}'; usage: data [--from DIR] [--fashion] \
+                 | data --image-folder DIR"
             ),
         }
     }

@@ -8,7 +8,8 @@
 //! - `fixtures`: regenerate `tests/fixtures/` with PyTorch (`python3` with torch, torchmetrics and
 //!   safetensors).
 //! - `data [--from DIR] [--fashion]`: put MNIST (or Fashion-MNIST) into `data/`, copied from DIR
-//!   or downloaded with curl, and check it against SHA256SUMS.
+//!   or downloaded with curl, and check it against SHA256SUMS. `data --image-folder DIR` writes
+//!   the shipped MNIST and Fashion-MNIST out as PNG class folders (and a 32 x 32 RGB variant).
 //! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
 //!   undo that.
 //! - `bench [--full | --allocators | --ddp]`: lit's Trainer against a bare Candle loop, or on
@@ -38,6 +39,7 @@ use anyhow::{bail, Context};
 
 mod cuda;
 mod data;
+mod image_folder;
 mod model;
 mod tidy;
 

@@ -7,6 +7,7 @@
 //! | `mnist_val_shifted` | `mnist_val` with every image moved `shift_pixels` (default 2) pixels right and down, the border filled with background |
 //! | `mnist_test` | the 10,000 MNIST test images |
 //! | `fashion_mnist_*` | the same four for Fashion-MNIST |
+//! | `image_folder` | images in class folders under `data_root` ([`lit_data::image_folder`]): `train/` for training, `val/` (or a `val_split` of `train/`) for validation, `test/` for testing |
 //!
 //! The training sets are augmented ([`lit_data::Augmented`]): `augment` lists the transforms
 //! (`crop`, `flip`, `affine`; `auto`, the default, is `crop,flip` for Fashion-MNIST and none for
@@ -21,10 +22,11 @@
 
 use std::sync::Arc;
 
+use lit_data::image_folder::{self, ImageFolderHParams};
 use lit_data::mnist::{self, Flavor};
 use lit_data::{
     AugmentConfig, AugmentHParams, Augmented, DataContext, DataHParams, Dataset, DatasetRegistry,
-    Error, Result, TensorDataset,
+    Error, Result, Split, TensorDataset,
 };
 use serde::{Deserialize, Serialize};
 
@@ -163,5 +165,23 @@ pub(crate) fn registry() -> DatasetRegistry {
         .declare_config::<AugmentHParams>();
     register_flavor(&mut r, "mnist", Flavor::Mnist);
     register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
+    r.declare_config::<ImageFolderHParams>();
+    r.register("image_folder", |ctx| {
+        let data = image_folder::build(ctx)?;
+        if ctx.split != Split::Train {
+            return Ok(data as Arc<dyn Dataset>);
+        }
+        let seed = ctx.hparams.to_config::<DataHParams>()?.seed;
+        Ok(
+            match ctx
+                .hparams
+                .to_config::<AugmentHParams>()?
+                .to_augment("none", seed)?
+            {
+                Some(cfg) => Arc::new(Augmented::new(data, cfg)?) as Arc<dyn Dataset>,
+                None => data as Arc<dyn Dataset>,
+            },
+        )
+    });
     r
 }

@@ -25,7 +25,7 @@ pub(crate) fn refuse_nulls(file: &HParams, defaults: &HParams, source: &str) -> 
 
 /// Every key a run understands: the options, what the module and data interfaces read, and the
 /// chosen network's own `Config`.
-fn known_keys(model_name: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) fn known_keys(model_name: &str) -> anyhow::Result<Vec<String>> {
     let mut keys: Vec<String> = HParams::from_serialize(&RunArgs::default())?
         .iter()
         .map(|(k, _)| k.clone())

@@ -20,6 +20,7 @@ macro_rules! out {
 mod check_device;
 mod checks;
 mod cli;
+mod data_info;
 mod datasets;
 mod keys;
 mod models;
@@ -391,12 +392,37 @@ fn run_with(
         }
         None => {}
     }
+    // Built before any data is read, so a bad choice fails first; built again when the data
+    // decides one of its keys otherwise (another input shape, the classes).
     let mut module = MInterface::new(
         &models::registry(),
-        run_hparams,
+        run_hparams.clone(),
         trainer.device(),
         trainer.param_dtype(),
     )?;
+    let model_name = run_hparams.get::<String>("model_name")?.unwrap_or_default();
+    let data_info = data_info::record(
+        &mut run_hparams,
+        &datamodule,
+        match resolved.command {
+            "validate" => lit_data::Stage::Validate,
+            "test" => lit_data::Stage::Test,
+            "predict" => lit_data::Stage::Predict,
+            _ => lit_data::Stage::Fit,
+        },
+        &resolved.explicit,
+        &model_name,
+        args.ckpt_path.is_some(),
+    )?;
+    if data_info::changes(&lit_model::LitModule::hparams(&module), &run_hparams) {
+        trainer = trainer.with_hparams(run_hparams.clone());
+        module = MInterface::new(
+            &models::registry(),
+            run_hparams,
+            trainer.device(),
+            trainer.param_dtype(),
+        )?;
+    }
     if resolved.command != "fit" && args.ckpt_path.is_none() {
         tracing::warn!(
             "{} without --ckpt-path runs the untrained network",
@@ -449,7 +475,10 @@ fn run_with(
                     return Ok(());
                 }
             };
-            lit_core::rundir::write_output(&path, output::predictions_csv(&outputs)?.as_bytes())?;
+            lit_core::rundir::write_output(
+                &path,
+                output::predictions_csv(&outputs, data_info.as_ref())?.as_bytes(),
+            )?;
             out!("predictions written to {}", path.display());
         }
         other => bail!("unknown command {other}"),

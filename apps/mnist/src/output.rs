@@ -85,17 +85,28 @@ pub(crate) fn print_table(title: &str, values: &BTreeMap<String, f64>) {
 
 /// `dataset,index,prediction,prob_0,...`: the class with the highest score and the softmax of
 /// the scores (the class probabilities of a classifier trained with cross-entropy).
-pub(crate) fn predictions_csv(outputs: &[(String, candle::Tensor)]) -> anyhow::Result<String> {
-    use std::fmt::Write;
+pub(crate) fn predictions_csv(
+    outputs: &[(String, candle::Tensor)],
+    info: Option<&lit_data::DataInfo>,
+) -> anyhow::Result<String> {
     let classes = outputs
         .first()
         .map_or(0, |(_, t)| t.dims().last().copied().unwrap_or(0));
-    let mut csv = String::from("dataset,index,prediction");
-    for c in 0..classes {
-        write!(csv, ",prob_{c}")?;
+    // The first set's files and the classes' names, when the data names them (image folders).
+    let files = info.map_or(&[][..], |i| i.files.as_slice());
+    let names = info.map_or(&[][..], |i| i.classes.as_slice());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["dataset".to_string(), "index".into()];
+    if !files.is_empty() {
+        header.push("file".into());
     }
-    csv.push('\n');
-    for (name, scores) in outputs {
+    header.push("prediction".into());
+    if !names.is_empty() {
+        header.push("class".into());
+    }
+    header.extend((0..classes).map(|c| format!("prob_{c}")));
+    w.write_record(&header)?;
+    for (set, (name, scores)) in outputs.iter().enumerate() {
         let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(candle::DType::F32)?)?
             .to_vec2::<f32>()?;
         for (i, row) in probs.iter().enumerate() {
@@ -104,12 +115,18 @@ pub(crate) fn predictions_csv(outputs: &[(String, candle::Tensor)]) -> anyhow::R
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map_or(0, |(c, _)| c);
-            write!(csv, "{name},{i},{best}")?;
-            for p in row {
-                write!(csv, ",{p}")?;
+            let mut record = vec![name.clone(), i.to_string()];
+            if !files.is_empty() {
+                let file = files.get(i).filter(|_| set == 0);
+                record.push(file.map_or(String::new(), |f| f.display().to_string()));
             }
-            csv.push('\n');
+            record.push(best.to_string());
+            if !names.is_empty() {
+                record.push(names.get(best).cloned().unwrap_or_default());
+            }
+            record.extend(row.iter().map(f32::to_string));
+            w.write_record(&record)?;
         }
     }
-    Ok(csv)
+    Ok(String::from_utf8(w.into_inner()?)?)
 }

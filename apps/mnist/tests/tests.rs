@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 mod bad_checkpoints;
 mod bad_inputs;
 mod flags;
+mod image_folder;
 mod outputs;
 mod parallel;
 mod signals;

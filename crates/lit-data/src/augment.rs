@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle::{DType, Device, Tensor};
 use lit_base::Generator;
 
-use crate::{Batch, Dataset, Error, Result, Sample, TensorDataset};
+use crate::{Batch, DataInfo, Dataset, Error, Result, Sample, TensorDataset};
 
 /// One random transform of an image (`C x H x W`, background 0 in stored pixel values).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -226,6 +226,10 @@ impl Dataset for Augmented {
 
     fn get(&self, index: usize) -> Result<Sample> {
         self.inner.get(index)
+    }
+
+    fn info(&self) -> Option<DataInfo> {
+        self.inner.info()
     }
 
     fn get_batch(&self, indices: &[usize]) -> Result<Batch> {

@@ -13,6 +13,21 @@ pub struct Sample {
     pub target: Tensor,
 }
 
+/// What a dataset tells the model about its examples, as Lightning users pass
+/// `datamodule.num_classes` to a model: the shape of one input and the class names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataInfo {
+    /// One example's input shape: `(C, H, W)` for images, `(F)` for feature vectors.
+    pub input_shape: Vec<usize>,
+    /// The class names in index order (class 0 first); empty when the dataset names none.
+    pub classes: Vec<String>,
+    /// The per-channel mean and standard deviation the inputs are normalised with, when the
+    /// dataset computed them (so that the run records them).
+    pub normalization: Option<(Vec<f64>, Vec<f64>)>,
+    /// The file each example was read from, in index order; empty when not read from files.
+    pub files: Vec<std::path::PathBuf>,
+}
+
 /// A map-style dataset: a length and random access by index, as PyTorch's `Dataset`.
 ///
 /// Implement `len` and `get`; override [`Dataset::get_batch`] when a whole batch can be gathered
@@ -28,6 +43,12 @@ pub trait Dataset: Send + Sync {
 
     /// The example at `index`.
     fn get(&self, index: usize) -> Result<Sample>;
+
+    /// The shape of an input and the class names, when the dataset knows them; the data
+    /// interface passes them on to the model's config.
+    fn info(&self) -> Option<DataInfo> {
+        None
+    }
 
     /// The examples at `indices` as epoch `epoch` presents them; the loader calls this. A dataset
     /// that transforms its examples at random (augmentation, [`crate::Augmented`]) seeds the
@@ -63,24 +84,75 @@ pub struct TensorDataset {
     inputs: Tensor,
     targets: Tensor,
     map: Option<InputMap>,
+    /// What [`Dataset::info`] reports besides the input shape.
+    meta: DataInfo,
 }
 
 /// What a [`TensorDataset`] does to each gathered input batch: `x.to_dtype(dtype) * scale +
-/// offset`, such as `u8` pixels to `(x / 255 - mean) / std` in `f32`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// offset`, such as `u8` pixels to `(x / 255 - mean) / std` in `f32`. `scale` and `offset` hold
+/// one value for every element, or one per channel: along the channel dimension of images
+/// (`(N, C, H, W)` batches, `(C, H, W)` examples) or the last dimension of feature vectors
+/// (`(N, F)`, `(F)`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct InputMap {
     /// The type of the batches handed out.
     pub dtype: DType,
-    /// The factor.
-    pub scale: f64,
-    /// The offset added after scaling.
-    pub offset: f64,
+    /// The factor: one, or one per channel.
+    pub scale: Vec<f64>,
+    /// The offset added after scaling: one, or one per channel.
+    pub offset: Vec<f64>,
 }
 
 impl InputMap {
+    /// The same `scale` and `offset` for every element.
+    pub fn uniform(dtype: DType, scale: f64, offset: f64) -> Self {
+        Self {
+            dtype,
+            scale: vec![scale],
+            offset: vec![offset],
+        }
+    }
+
+    /// Pixels in `[0, max]` to `(x / max - mean[c]) / std[c]`, channel by channel (one mean and
+    /// standard deviation for all channels when each list holds one).
+    pub fn normalize(dtype: DType, max: f64, mean: &[f64], std: &[f64]) -> Self {
+        Self {
+            dtype,
+            scale: std.iter().map(|s| 1.0 / (max * s)).collect(),
+            offset: mean.iter().zip(std).map(|(m, s)| -m / s).collect(),
+        }
+    }
+
     /// Applies the map to a gathered batch (or sample).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.to_dtype(self.dtype)?.affine(self.scale, self.offset)?)
+        let x = x.to_dtype(self.dtype)?;
+        if let ([scale], [offset]) = (self.scale.as_slice(), self.offset.as_slice()) {
+            return Ok(x.affine(*scale, *offset)?);
+        }
+        let rank = x.rank();
+        let dim = if rank >= 3 {
+            rank - 3
+        } else {
+            rank.saturating_sub(1)
+        };
+        let channels = x.dim(dim)?;
+        if self.scale.len() != channels || self.offset.len() != channels {
+            return Err(Error::Invalid(format!(
+                "input map: {} scales and {} offsets for {channels} channels of an input of shape \
+                 {:?}",
+                self.scale.len(),
+                self.offset.len(),
+                x.dims()
+            )));
+        }
+        let mut shape = vec![1; rank];
+        shape[dim] = channels;
+        let column = |v: &[f64]| -> Result<Tensor> {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Ok(Tensor::from_vec(v, shape.as_slice(), x.device())?.to_dtype(self.dtype)?)
+        };
+        Ok(x.broadcast_mul(&column(&self.scale)?)?
+            .broadcast_add(&column(&self.offset)?)?)
     }
 }
 
@@ -97,6 +169,7 @@ impl TensorDataset {
             inputs,
             targets,
             map: None,
+            meta: DataInfo::default(),
         })
     }
 
@@ -106,15 +179,23 @@ impl TensorDataset {
         self
     }
 
+    /// The same data described by `meta` (its classes, normalisation and files; the input
+    /// shape comes from the tensors).
+    pub fn with_info(mut self, meta: DataInfo) -> Self {
+        self.meta = meta;
+        self
+    }
+
     /// The map applied to each input batch, if any.
-    pub fn input_map(&self) -> Option<InputMap> {
-        self.map
+    pub fn input_map(&self) -> Option<&InputMap> {
+        self.map.as_ref()
     }
 
     /// The same map and targets over other stored inputs (for example shifted images).
     pub fn with_inputs(&self, inputs: Tensor) -> Result<Self> {
         Ok(Self {
-            map: self.map,
+            map: self.map.clone(),
+            meta: self.meta.clone(),
             ..Self::new(inputs, self.targets.clone())?
         })
     }
@@ -129,7 +210,16 @@ impl TensorDataset {
     /// The examples `start..start + len`, sharing storage with `self`.
     pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
         Ok(Self {
-            map: self.map,
+            map: self.map.clone(),
+            meta: DataInfo {
+                files: self
+                    .meta
+                    .files
+                    .get(start..start + len)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                ..self.meta.clone()
+            },
             ..Self::new(
                 self.inputs.narrow(0, start, len)?,
                 self.targets.narrow(0, start, len)?,
@@ -151,6 +241,13 @@ impl TensorDataset {
 impl Dataset for TensorDataset {
     fn len(&self) -> usize {
         self.inputs.dims().first().copied().unwrap_or(0)
+    }
+
+    fn info(&self) -> Option<DataInfo> {
+        Some(DataInfo {
+            input_shape: self.inputs.dims().get(1..).unwrap_or_default().to_vec(),
+            ..self.meta.clone()
+        })
     }
 
     fn get(&self, index: usize) -> Result<Sample> {

@@ -9,15 +9,33 @@ use serde::Serialize;
 
 use crate::config::DataHParams;
 use crate::{
-    defaults_of, DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams, NamedLoader,
-    Registry, Result, Stage,
+    defaults_of, DataInfo, DataLoader, DataLoaderConfig, DataModule, Dataset, Error, HParams,
+    NamedLoader, Registry, Result, Stage,
 };
 
 /// The environment variable naming the data root: a folder holding `mnist/`, `fashion-mnist/`, ...
 pub const DATA_DIR_ENV: &str = "LIT_DATA_DIR";
 
-/// What a dataset builder gets: the run's hyperparameters, the data roots to search, and a cache
-/// so that datasets cut from the same files (train and validation splits) read them once.
+/// The part of the data a dataset is built for: one name (`image_folder`) serves several, each
+/// taking its own split of the same files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The training set.
+    Train,
+    /// A validation set.
+    Val,
+    /// A test set.
+    Test,
+    /// A set `predict` runs on.
+    Predict,
+}
+
+type Cache = Arc<Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>>;
+
+/// What a dataset builder gets: the run's hyperparameters, the data roots to search, the split it
+/// builds, and a cache so that datasets cut from the same files (train and validation splits)
+/// read them once.
+#[derive(Clone)]
 pub struct DataContext {
     /// The run's hyperparameters.
     pub hparams: HParams,
@@ -26,7 +44,9 @@ pub struct DataContext {
     /// Whether `roots` is the user's explicit choice (`data_dir`), which allows no fallback to
     /// system folders or downloads.
     pub explicit: bool,
-    cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    /// The split being built.
+    pub split: Split,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for DataContext {
@@ -77,8 +97,17 @@ impl DataContext {
             hparams,
             roots,
             explicit: explicit.is_some(),
-            cache: Mutex::new(HashMap::new()),
+            split: Split::Train,
+            cache: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// The same context (and cache) building `split`.
+    pub fn for_split(&self, split: Split) -> Self {
+        Self {
+            split,
+            ..self.clone()
+        }
     }
 
     /// The value cached under `key`, built by `make` the first time.
@@ -271,11 +300,31 @@ impl DInterface {
         })
     }
 
-    fn build_all(&self, names: &[String]) -> Result<Vec<(String, Arc<dyn Dataset>)>> {
+    fn build_all(&self, names: &[String], split: Split) -> Result<Vec<(String, Arc<dyn Dataset>)>> {
+        let ctx = self.ctx.for_split(split);
         names
             .iter()
-            .map(|n| Ok((n.clone(), self.registry.build(n, &self.ctx)?)))
+            .map(|n| Ok((n.clone(), self.registry.build(n, &ctx)?)))
             .collect()
+    }
+
+    /// What the data of `stage` tells the model (see [`DataInfo`]): the training set's for
+    /// `fit`, else the first set of the stage; `None` when none is named or it does not say.
+    /// The dataset is built through the context's cache, so `setup` reads nothing twice.
+    pub fn info(&self, stage: Stage) -> Result<Option<DataInfo>> {
+        let first = match stage {
+            Stage::Fit => self.train_name.as_ref().map(|n| (n, Split::Train)),
+            Stage::Validate => self.val_names.first().map(|n| (n, Split::Val)),
+            Stage::Test => self.test_names.first().map(|n| (n, Split::Test)),
+            Stage::Predict => self.predict_names.first().map(|n| (n, Split::Predict)),
+        };
+        match first {
+            Some((name, split)) => Ok(self
+                .registry
+                .build(name, &self.ctx.for_split(split))?
+                .info()),
+            None => Ok(None),
+        }
     }
 
     fn loader(&self, dataset: &Arc<dyn Dataset>, shuffle: bool) -> Result<DataLoader> {
@@ -316,12 +365,15 @@ impl DataModule for DInterface {
                         self.registry.names().join(", ")
                     ),
                 })?;
-                self.train = Some(self.registry.build(&name, &self.ctx)?);
-                self.val = self.build_all(&self.val_names)?;
+                self.train = Some(
+                    self.registry
+                        .build(&name, &self.ctx.for_split(Split::Train))?,
+                );
+                self.val = self.build_all(&self.val_names, Split::Val)?;
             }
-            Stage::Validate => self.val = self.build_all(&self.val_names)?,
-            Stage::Test => self.test = self.build_all(&self.test_names)?,
-            Stage::Predict => self.predict = self.build_all(&self.predict_names)?,
+            Stage::Validate => self.val = self.build_all(&self.val_names, Split::Val)?,
+            Stage::Test => self.test = self.build_all(&self.test_names, Split::Test)?,
+            Stage::Predict => self.predict = self.build_all(&self.predict_names, Split::Predict)?,
         }
         Ok(())
     }

@@ -34,14 +34,17 @@ mod datamodule;
 mod dataset;
 mod dinterface;
 pub mod idx;
+pub mod image_folder;
 mod loader;
 pub mod mnist;
 
 pub use augment::{AugmentConfig, Augmented, Transform};
 pub use config::{AugmentHParams, DataHParams, DEFAULT_NUM_WORKERS};
 pub use datamodule::{DataModule, Loaders, NamedLoader};
-pub use dataset::{Dataset, InputMap, Sample, TensorDataset};
-pub use dinterface::{DInterface, DataContext, DatasetBuilder, DatasetRegistry, DATA_DIR_ENV};
+pub use dataset::{DataInfo, Dataset, InputMap, Sample, TensorDataset};
+pub use dinterface::{
+    DInterface, DataContext, DatasetBuilder, DatasetRegistry, Split, DATA_DIR_ENV,
+};
 /// The one error type of lit (defined in lit-base), and its result.
 pub use lit_base::{Error, Result};
 pub use loader::{BatchIter, DataLoader, DataLoaderConfig, Shard};

@@ -276,11 +276,11 @@ pub fn to_dataset(split: &RawSplit, mean: f64, std: f64, device: &Device) -> Res
         .to_dtype(DType::U32)?
         .to_device(device)?;
     Ok(
-        TensorDataset::new(images, labels)?.with_input_map(crate::InputMap {
-            dtype: DType::F32,
-            scale: 1.0 / (255.0 * std),
-            offset: -mean / std,
-        }),
+        TensorDataset::new(images, labels)?.with_input_map(crate::InputMap::uniform(
+            DType::F32,
+            1.0 / (255.0 * std),
+            -mean / std,
+        )),
     )
 }
 

@@ -2,6 +2,8 @@
 // Helpers outside #[test] functions panic on failure too, as tests do.
 #![allow(clippy::unwrap_used)]
 
+mod image_folder;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! The template's ExampleNet: a small CNN for 28x28 single-channel images.
+//! The template's ExampleNet: a small CNN, for 28x28 single-channel images by default and for any
+//! size and channel count its `Config` names (the data interface passes them on).
 //!
 //! Layers use PyTorch's default initialisation ([`lit_model::nn`]).
 //!
@@ -13,7 +14,7 @@
 //! | 4, 5 | ReLU, MaxPool2d(2) |
 //! | 6 | Conv2d(32, 64, 3, padding 1) |
 //! | 7, 8 | ReLU, Flatten |
-//! | 9 | Linear(7 * 7 * 64, 128) |
+//! | 9 | Linear((H / 4) * (W / 4) * 64, 128) (7 * 7 * 64 for 28 x 28) |
 //! | 10 | ReLU |
 //! | 11 | Linear(128, num_classes) |
 
@@ -28,6 +29,10 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Input channels (1 for MNIST).
     pub in_channels: usize,
+    /// Input height in pixels (at least 4).
+    pub input_height: usize,
+    /// Input width in pixels (at least 4).
+    pub input_width: usize,
     /// Output classes.
     pub num_classes: usize,
 }
@@ -36,6 +41,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             in_channels: 1,
+            input_height: 28,
+            input_width: 28,
             num_classes: 10,
         }
     }
@@ -55,6 +62,14 @@ impl lit_model::Net for ExampleNet {
     type Config = Config;
 
     fn new(config: &Config, vb: VarBuilder) -> candle::Result<Self> {
+        let (h, w) = (config.input_height / 4, config.input_width / 4);
+        if h == 0 || w == 0 {
+            candle::bail!(
+                "example_net: input of {} x {} pixels; the two poolings need at least 4 x 4",
+                config.input_height,
+                config.input_width
+            );
+        }
         let vb = vb.pp("model");
         let same = Conv2dConfig {
             padding: 1,
@@ -64,7 +79,7 @@ impl lit_model::Net for ExampleNet {
             conv0: conv2d(config.in_channels, 16, 3, same, vb.pp("0"))?,
             conv3: conv2d(16, 32, 3, same, vb.pp("3"))?,
             conv6: conv2d(32, 64, 3, same, vb.pp("6"))?,
-            fc9: linear(7 * 7 * 64, 128, vb.pp("9"))?,
+            fc9: linear(h * w * 64, 128, vb.pp("9"))?,
             fc11: linear(128, config.num_classes, vb.pp("11"))?,
         })
     }

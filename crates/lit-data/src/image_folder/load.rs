@@ -1,0 +1,229 @@
+//! Decoding a folder's images on every core, the split of `train/`, the normalisation and the
+//! dataset itself.
+
+use std::path::PathBuf;
+
+use candle::{DType, Device, Tensor};
+
+use super::{decode, Decoded, ImageFolderHParams};
+use crate::{DataInfo, Error, Generator, InputMap, Result, TensorDataset};
+
+/// Decodes `files` (with their `labels`) to one shape: `like`'s channels and size (the training
+/// images', for validation and test folders), else from the keys and the first image.
+pub(super) fn decode_all(
+    files: Vec<PathBuf>,
+    labels: Vec<u32>,
+    h: &ImageFolderHParams,
+    like: Option<(usize, usize, usize)>,
+) -> Result<Decoded> {
+    let first = files
+        .first()
+        .ok_or_else(|| Error::Invalid("image_folder: no images".into()))?;
+    let channels = match (like, h.channels) {
+        (Some((c, _, _)), _) => c,
+        (None, Some(c @ (1 | 3))) => c,
+        (None, Some(c)) => {
+            return Err(Error::HParam {
+                key: "channels".into(),
+                message: format!("expected 1 (gray) or 3 (RGB), got {c}"),
+            })
+        }
+        (None, None) => {
+            if decode::is_gray(&decode::open(first)?) {
+                1
+            } else {
+                3
+            }
+        }
+    };
+    let size = h.image_size;
+    if size == Some(0) {
+        return Err(Error::HParam {
+            key: "image_size".into(),
+            message: "expected a side of at least 1 pixel, got 0".into(),
+        });
+    }
+    let images = decode_parallel(&files, channels, size)?;
+    let (hh, ww) = match like {
+        Some((_, lh, lw)) => (lh, lw),
+        None => (images[0].1, images[0].2),
+    };
+    let mut pixels = Vec::with_capacity(files.len() * channels * hh * ww);
+    for ((p, ih, iw), path) in images.into_iter().zip(&files) {
+        if (ih, iw) != (hh, ww) {
+            return Err(Error::Format {
+                path: path.clone(),
+                message: format!(
+                    "is {iw} x {ih} pixels but the first training image ({}) is {ww} x {hh}; \
+                     set image_size to bring every image to one size",
+                    first.display()
+                ),
+            });
+        }
+        pixels.extend_from_slice(&p);
+    }
+    Ok(Decoded {
+        pixels,
+        labels,
+        shape: (channels, hh, ww),
+        files,
+    })
+}
+
+type Pixels = (Vec<u8>, usize, usize);
+
+/// Every file decoded, in order, on as many threads as the machine has cores.
+fn decode_parallel(files: &[PathBuf], channels: usize, size: Option<usize>) -> Result<Vec<Pixels>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|f| Ok(decode::pixels(decode::open(f)?, channels, size)))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| Error::Invalid("image decoding panicked".into()))??,
+            );
+        }
+        Ok(out)
+    })
+}
+
+/// `train/`'s examples split into training and validation positions by a seeded permutation
+/// (both sorted), the validation share `val_split`.
+pub(super) fn split_indices(
+    n: usize,
+    h: &ImageFolderHParams,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(h.val_split.is_finite() && (0.0..1.0).contains(&h.val_split)) {
+        return Err(Error::HParam {
+            key: "val_split".into(),
+            message: format!("expected a fraction in [0, 1), got {}", h.val_split),
+        });
+    }
+    let n_val = (n as f64 * h.val_split).round() as usize;
+    let perm = Generator::stream(seed, "val_split", 0).permutation(n);
+    let mut val = perm[..n_val].to_vec();
+    let mut train = perm[n_val..].to_vec();
+    val.sort_unstable();
+    train.sort_unstable();
+    Ok((train, val))
+}
+
+/// The mean and standard deviation per channel that batches are normalised with: the keys', or
+/// those of the training examples `train` (pixels scaled to [0, 1], population deviation).
+pub(super) fn normalisation(
+    h: &ImageFolderHParams,
+    data: &Decoded,
+    train: &[usize],
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let c = data.shape.0;
+    let check = |key: &str, v: &[f64], positive: bool| -> Result<()> {
+        if v.len() != 1 && v.len() != c {
+            return Err(Error::HParam {
+                key: key.into(),
+                message: format!(
+                    "expected one value or {c} (one per channel), got {}",
+                    v.len()
+                ),
+            });
+        }
+        if let Some(bad) = v
+            .iter()
+            .find(|x| !x.is_finite() || (positive && **x <= 0.0))
+        {
+            return Err(Error::HParam {
+                key: key.into(),
+                message: format!(
+                    "expected finite values{}, got {bad}",
+                    if positive { " > 0" } else { "" }
+                ),
+            });
+        }
+        Ok(())
+    };
+    if let (Some(mean), Some(std)) = (&h.normalize_mean, &h.normalize_std) {
+        check("normalize_mean", mean, false)?;
+        check("normalize_std", std, true)?;
+        return Ok((mean.clone(), std.clone()));
+    }
+    let (mut mean, mut std) = stats(data, train);
+    if let Some(m) = &h.normalize_mean {
+        check("normalize_mean", m, false)?;
+        mean = m.clone();
+    }
+    if let Some(s) = &h.normalize_std {
+        check("normalize_std", s, true)?;
+        std = s.clone();
+    }
+    Ok((mean, std))
+}
+
+/// Per-channel mean and population standard deviation of `indices`' pixels, scaled to [0, 1].
+fn stats(data: &Decoded, indices: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let (c, h, w) = data.shape;
+    let plane = h * w;
+    let mut sum = vec![0u64; c];
+    let mut sq = vec![0u64; c];
+    for &i in indices {
+        let img = &data.pixels[i * c * plane..(i + 1) * c * plane];
+        for ch in 0..c {
+            for &p in &img[ch * plane..(ch + 1) * plane] {
+                sum[ch] += u64::from(p);
+                sq[ch] += u64::from(p) * u64::from(p);
+            }
+        }
+    }
+    let n = (indices.len() * plane).max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|&s| s as f64 / n / 255.0).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(&q, m)| {
+            ((q as f64 / n / (255.0 * 255.0)) - m * m)
+                .max(0.0)
+                .sqrt()
+                .max(1e-6)
+        })
+        .collect();
+    (mean, std)
+}
+
+/// The examples at `indices` as `u8` images normalised batch by batch.
+pub(super) fn to_dataset(
+    data: &Decoded,
+    indices: &[usize],
+    classes: &[String],
+    mean: &[f64],
+    std: &[f64],
+) -> Result<TensorDataset> {
+    let (c, h, w) = data.shape;
+    let per = c * h * w;
+    let mut pixels = Vec::with_capacity(indices.len() * per);
+    let mut labels = Vec::with_capacity(indices.len());
+    for &i in indices {
+        pixels.extend_from_slice(&data.pixels[i * per..(i + 1) * per]);
+        labels.push(data.labels[i]);
+    }
+    let n = indices.len();
+    let images = Tensor::from_vec(pixels, (n, c, h, w), &Device::Cpu)?;
+    let labels = Tensor::from_vec(labels, n, &Device::Cpu)?;
+    Ok(TensorDataset::new(images, labels)?
+        .with_input_map(InputMap::normalize(DType::F32, 255.0, mean, std))
+        .with_info(DataInfo {
+            input_shape: Vec::new(),
+            classes: classes.to_vec(),
+            normalization: Some((mean.to_vec(), std.to_vec())),
+            files: indices.iter().map(|&i| data.files[i].clone()).collect(),
+        }))
+}

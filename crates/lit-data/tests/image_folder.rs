@@ -1,0 +1,244 @@
+//! `image_folder` on PNG files written here: classes, splits, conversions, sizes, the
+//! normalisation, and an error naming the file or folder for each bad input.
+
+use std::path::Path;
+
+use lit_data::image_folder;
+use lit_data::{DataContext, Dataset, HParams, Split};
+
+/// A gray `side x side` PNG whose pixels are all `value`.
+fn gray(path: &Path, side: u32, value: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::GrayImage::from_pixel(side, side, image::Luma([value]))
+        .save(path)
+        .unwrap();
+}
+
+/// An RGB `w x h` PNG of one colour.
+fn rgb(path: &Path, w: u32, h: u32, c: [u8; 3]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(w, h, image::Rgb(c))
+        .save(path)
+        .unwrap();
+}
+
+fn context(root: &Path, extra: &[(&str, serde_json::Value)], split: Split) -> DataContext {
+    let mut h = HParams::new();
+    h.set("data_root", root.display().to_string()).unwrap();
+    for (k, v) in extra {
+        h.set(*k, v.clone()).unwrap();
+    }
+    DataContext::new(h).unwrap().for_split(split)
+}
+
+fn build(
+    root: &Path,
+    extra: &[(&str, serde_json::Value)],
+    split: Split,
+) -> lit_data::Result<std::sync::Arc<lit_data::TensorDataset>> {
+    image_folder::build(&context(root, extra, split))
+}
+
+fn error(root: &Path, extra: &[(&str, serde_json::Value)], split: Split) -> String {
+    build(root, extra, split).unwrap_err().to_string()
+}
+
+/// Two classes in the order `sorted` gives them, 5 images each, all pixels of the class's
+/// value (`b_cat` 200, `a_dog` 50).
+fn two_classes(root: &Path) {
+    for i in 0..5 {
+        gray(&root.join(format!("b_cat/{i}.png")), 6, 200);
+        gray(&root.join(format!("a_dog/{i}.PNG")), 6, 50);
+    }
+}
+
+#[test]
+fn classes_are_sorted_and_train_is_split_by_a_seeded_val_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_classes(tmp.path());
+    let train = build(tmp.path(), &[("val_split", 0.2.into())], Split::Train).unwrap();
+    let val = build(tmp.path(), &[("val_split", 0.2.into())], Split::Val).unwrap();
+    assert_eq!((train.len(), val.len()), (8, 2));
+    let info = train.info().unwrap();
+    // torchvision: ImageFolder(root).class_to_idx == {"a_dog": 0, "b_cat": 1}
+    assert_eq!(info.classes, ["a_dog", "b_cat"]);
+    assert_eq!(info.input_shape, [1, 6, 6]);
+    // Every file once, in one of the two splits.
+    let mut files: Vec<_> = info
+        .files
+        .iter()
+        .chain(&val.info().unwrap().files)
+        .cloned()
+        .collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 10);
+    // Each label matches its folder, and the pixels their class.
+    let b = train.get_batch(&(0..8).collect::<Vec<_>>()).unwrap();
+    let labels = b.target.to_vec1::<u32>().unwrap();
+    for (l, f) in labels.iter().zip(&info.files) {
+        let folder = f.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        assert_eq!(info.classes[*l as usize], folder);
+    }
+    // The same seed gives the same split; another seed another one (for 10 images, likely).
+    let again = build(tmp.path(), &[("val_split", 0.2.into())], Split::Val).unwrap();
+    assert_eq!(again.info().unwrap().files, val.info().unwrap().files);
+}
+
+#[test]
+fn batches_are_normalised_with_the_training_split_statistics() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_classes(tmp.path());
+    let hp = [("val_split", 0.0.into())];
+    let train = build(tmp.path(), &hp, Split::Train).unwrap();
+    // Half the pixels 50/255, half 200/255: mean 125/255, population std 75/255.
+    let (mean, std) = train.info().unwrap().normalization.unwrap();
+    assert!((mean[0] - 125.0 / 255.0).abs() < 1e-9, "{mean:?}");
+    assert!((std[0] - 75.0 / 255.0).abs() < 1e-9, "{std:?}");
+    let x = train.get_batch(&[0]).unwrap().input;
+    let v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // An a_dog image: (50 - 125) / 75 = -1.
+    assert!(v.iter().all(|p| (p + 1.0).abs() < 1e-6), "{v:?}");
+    // Given values win, one per channel or one for all.
+    let given = [
+        ("val_split", 0.0.into()),
+        ("normalize_mean", 0.5.into()),
+        ("normalize_std", serde_json::json!([0.25])),
+    ];
+    let x = build(tmp.path(), &given, Split::Train)
+        .unwrap()
+        .get_batch(&[0])
+        .unwrap()
+        .input;
+    let v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!((v[0] - ((50.0 / 255.0 - 0.5) / 0.25) as f32).abs() < 1e-6);
+}
+
+#[test]
+fn rgb_images_become_pils_gray_or_stay_rgb_and_are_resized_and_cropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    rgb(&tmp.path().join("train/x/0.png"), 10, 6, [200, 100, 50]);
+    rgb(&tmp.path().join("train/y/0.png"), 10, 6, [0, 0, 255]);
+    let gray = build(
+        tmp.path(),
+        &[
+            ("channels", 1.into()),
+            ("normalize_mean", 0.0.into()),
+            ("normalize_std", 1.0.into()),
+        ],
+        Split::Train,
+    )
+    .unwrap();
+    assert_eq!(gray.info().unwrap().input_shape, [1, 6, 10]);
+    // PIL: Image.new("RGB", (1, 1), (200, 100, 50)).convert("L").getpixel((0, 0)) -> 124
+    let v = gray
+        .get_batch(&[0])
+        .unwrap()
+        .input
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!((v[0] - 124.0 / 255.0).abs() < 1e-6, "{}", v[0] * 255.0);
+    // Unset channels: 3 for colour images; image_size: the shorter side resized, the centre cropped.
+    let sized = build(tmp.path(), &[("image_size", 4.into())], Split::Train).unwrap();
+    assert_eq!(sized.info().unwrap().input_shape, [3, 4, 4]);
+    assert_eq!(sized.len(), 2);
+}
+
+#[test]
+fn val_and_test_folders_take_the_training_classes_and_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    for part in ["train", "val", "test"] {
+        gray(&tmp.path().join(format!("{part}/a/0.png")), 5, 10);
+        gray(&tmp.path().join(format!("{part}/b/0.png")), 5, 20);
+    }
+    assert_eq!(build(tmp.path(), &[], Split::Train).unwrap().len(), 2);
+    assert_eq!(build(tmp.path(), &[], Split::Val).unwrap().len(), 2);
+    assert_eq!(build(tmp.path(), &[], Split::Test).unwrap().len(), 2);
+    gray(&tmp.path().join("test/c/0.png"), 5, 20);
+    let e = error(tmp.path(), &[], Split::Test);
+    assert!(
+        e.contains("test/c") && e.contains("class 'c' is not one of the training classes (a, b)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_folders_and_files_are_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // No data_root.
+    let e = image_folder::build(&DataContext::new(HParams::new()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data_root") && e.contains("train/<class>/"),
+        "{e}"
+    );
+    // A missing root.
+    let e = error(&root.join("nothing"), &[], Split::Train);
+    assert!(e.contains("nothing") && e.contains("No such file"), "{e}");
+    // An empty root.
+    let e = error(root, &[], Split::Train);
+    assert!(e.contains("holds no class folders"), "{e}");
+    // A class folder with no images.
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    gray(&root.join("full/0.png"), 4, 1);
+    let e = error(root, &[], Split::Train);
+    assert!(e.contains("empty") && e.contains("holds no images"), "{e}");
+    std::fs::remove_dir(root.join("empty")).unwrap();
+    // A corrupt image.
+    std::fs::write(root.join("full/1.png"), b"not a png").unwrap();
+    let e = error(root, &[], Split::Train);
+    assert!(
+        e.contains("full/1.png") && e.contains("not a readable PNG, JPEG or BMP image"),
+        "{e}"
+    );
+    // A truncated one.
+    let good = std::fs::read(root.join("full/0.png")).unwrap();
+    std::fs::write(root.join("full/1.png"), &good[..good.len() / 2]).unwrap();
+    let e = error(root, &[], Split::Train);
+    assert!(e.contains("full/1.png"), "{e}");
+    // Two sizes without image_size.
+    gray(&root.join("full/1.png"), 5, 1);
+    let e = error(root, &[], Split::Train);
+    assert!(
+        e.contains("full/1.png") && e.contains("is 5 x 5 pixels") && e.contains("image_size"),
+        "{e}"
+    );
+    // Channels that cannot be made.
+    let e = error(root, &[("channels", 4.into())], Split::Train);
+    assert!(
+        e.contains("channels") && e.contains("expected 1 (gray) or 3 (RGB), got 4"),
+        "{e}"
+    );
+    // A split left empty, and no test folder.
+    let e = error(
+        root,
+        &[("image_size", 4.into()), ("val_split", 0.01.into())],
+        Split::Val,
+    );
+    assert!(
+        e.contains("val_split") && e.contains("raise val_split"),
+        "{e}"
+    );
+    let e = error(root, &[("image_size", 4.into())], Split::Test);
+    assert!(
+        e.contains("test") && e.contains("image_folder tests on data_root/test/<class>/"),
+        "{e}"
+    );
+    // Recorded classes that the folders no longer hold.
+    let e = error(
+        root,
+        &[
+            ("image_size", 4.into()),
+            ("classes", serde_json::json!(["full", "other"])),
+        ],
+        Split::Train,
+    );
+    assert!(
+        e.contains("classes") && e.contains("trained on the classes full, other"),
+        "{e}"
+    );
+}
