@@ -155,10 +155,12 @@ struct Timing {
 }
 
 fn bare(steps: usize, epochs: usize, candle_kernels: bool) -> anyhow::Result<Timing> {
+    // Batches gathered on the loop's own thread, as a bare loop does (no prefetching worker).
     let config = DataLoaderConfig {
         batch_size: BATCH,
         shuffle: true,
         seed: SEED,
+        num_workers: 0,
         ..Default::default()
     };
     let loader = DataLoader::new(train_set()?, config)?;

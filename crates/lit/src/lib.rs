@@ -46,8 +46,8 @@ pub mod prelude {
     };
     pub use lit_core::{threads, Callback, Limit, Trainer, TrainerConfig, TrainerState};
     pub use lit_data::{
-        Batch, DataLoader, DataLoaderConfig, DataModule, Dataset, Generator, HParams, Loaders,
-        NamedLoader, Sample, Stage, TensorDataset,
+        Batch, DataContext, DataInfo, DataLoader, DataLoaderConfig, DataModule, Dataset, Generator,
+        HParams, Loaders, NamedLoader, Sample, Split, Stage, TensorDataset,
     };
     pub use lit_metrics::{Average, Metric, MulticlassAccuracy};
     pub use lit_model::init::SeededVarMap;
