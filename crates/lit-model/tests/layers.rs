@@ -2,29 +2,7 @@
 //! type, against the f32 kernels.
 
 use candle::{Device, Tensor, Var};
-use lit_base::Generator;
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::from_vec(
-        Generator::new(seed).normal(n, 0.0, 1.0),
-        shape,
-        &Device::Cpu,
-    )
-    .unwrap()
-}
-
-fn close(a: &Tensor, b: &Tensor, what: &str) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-4 * y.abs().max(1.0),
-            "{what}[{i}]: {x} vs {y}"
-        );
-    }
-}
+use lit_testutil::{assert_tensor_close as close, random_tensor as random};
 
 #[test]
 fn layers_off_the_fast_path_match_the_kernels() {

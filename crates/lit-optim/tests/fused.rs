@@ -1,29 +1,7 @@
 //! The fused AdamW update against candle's own AdamW.
 
-use candle::{Device, Tensor, Var};
-use lit_base::Generator;
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::from_vec(
-        Generator::new(seed).normal(n, 0.0, 1.0),
-        shape,
-        &Device::Cpu,
-    )
-    .unwrap()
-}
-
-fn close(a: &Tensor, b: &Tensor, what: &str) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-4 * y.abs().max(1.0),
-            "{what}[{i}]: {x} vs {y}"
-        );
-    }
-}
+use candle::Var;
+use lit_testutil::{assert_tensor_close as close, random_tensor as random};
 
 #[test]
 fn fused_adamw_matches_candles_adamw() {

@@ -10,8 +10,10 @@
 #![allow(clippy::print_stderr)]
 
 mod collective;
+mod tensors;
 
 pub use collective::ThreadCollective;
+pub use tensors::{assert_tensor_close, random_tensor};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
