@@ -72,6 +72,17 @@ fn write_set(src: &Path, dest: &Path, classes: &[&str; 10], rgb: bool) -> anyhow
     let (test_images, _, _) = read_images(&src.join("t10k-images-idx3-ubyte"))?;
     let test_labels = read_labels(&src.join("t10k-labels-idx1-ubyte"))?;
     let per = rows * cols;
+    for (what, n_images, n_labels) in [
+        ("train", images.len() / per.max(1), labels.len()),
+        ("t10k", test_images.len() / per.max(1), test_labels.len()),
+    ] {
+        if n_images != n_labels {
+            bail!(
+                "{}: {what} has {n_images} images but {n_labels} labels",
+                src.display()
+            );
+        }
+    }
     let split = TRAIN_SPLIT.min(labels.len());
     // Written to a temporary folder and renamed, so an interrupted export leaves no half set.
     let tmp = dest.with_extension("partial");

@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     }
     let command = args.remove(0);
     absolutize_env("LIT_DATA_DIR")?;
+    let _ = CALLER_DIR.set(env::current_dir().context("reading the current folder")?);
     env::set_current_dir(project_root()).context("entering the project root")?;
     match command.as_str() {
         "train" => train(args),
@@ -105,6 +106,9 @@ pub(crate) fn project_root() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_default()
 }
+
+/// The folder the command was given in (xtask then runs in the project root).
+pub(crate) static CALLER_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Makes a relative path in `var` absolute against the caller's folder, before we change folder.
 fn absolutize_env(var: &str) -> anyhow::Result<()> {

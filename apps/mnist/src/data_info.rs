@@ -43,6 +43,20 @@ const KEYS: [&str; 8] = [
     "normalize_std",
 ];
 
+/// The data's keys a checkpoint carries beside the network's own (see `restore`).
+pub(crate) const RESTORED: [&str; 4] =
+    ["num_classes", "classes", "normalize_mean", "normalize_std"];
+
+/// The keys whose value from the user or a checkpoint must agree with the data's: the input
+/// shape and the class count (the normalisation given overrides the data's by design).
+const MUST_AGREE: [&str; 5] = [
+    "in_channels",
+    "input_height",
+    "input_width",
+    "in_features",
+    "num_classes",
+];
+
 /// Whether `after` (the hyperparameters with the data's keys) gives one of them another value
 /// than `module` (a module's complete hyperparameters, built before the data was read).
 pub(crate) fn changes(module: &HParams, after: &HParams) -> bool {
@@ -51,24 +65,38 @@ pub(crate) fn changes(module: &HParams, after: &HParams) -> bool {
 }
 
 /// Sets `info`'s keys in `hparams` where `reads` says a part of the run reads the key and
-/// `fixed` does not hold it (the keys the user gave, and those a checkpoint restored).
+/// `fixed` does not name where its value came from (the user, a checkpoint); a fixed input shape
+/// or class count that contradicts the data is an error naming both.
 pub(crate) fn apply(
     hparams: &mut HParams,
     info: &DataInfo,
     reads: impl Fn(&str) -> bool,
-    fixed: impl Fn(&str) -> bool,
+    fixed: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
     for (key, value) in values(info) {
-        if reads(key) && !fixed(key) {
-            hparams.set(key, value)?;
+        if !reads(key) {
+            continue;
+        }
+        match fixed(key) {
+            None => hparams.set(key, value)?,
+            Some(source) => {
+                let ours = hparams.get::<serde_json::Value>(key)?;
+                if MUST_AGREE.contains(&key) && ours.as_ref().is_some_and(|v| *v != value) {
+                    anyhow::bail!(
+                        "{source} gives {key} = {}, but the data has {key} = {value}; leave it \
+                         out to take the data's",
+                        ours.unwrap_or_default()
+                    );
+                }
+            }
         }
     }
     Ok(())
 }
 
 /// Records what `datamodule`'s data says in `hparams` (see [`apply`]) for a run of the network
-/// `model_name`; with `from_checkpoint`, the network's keys and the classes stay the
-/// checkpoint's. Returns what the data said.
+/// `model_name`; with `from_checkpoint`, the network's keys, the classes and the statistics the
+/// checkpoint holds stay the checkpoint's. Returns what the data said.
 pub(crate) fn record(
     hparams: &mut HParams,
     datamodule: &lit_data::DInterface,
@@ -83,14 +111,20 @@ pub(crate) fn record(
     let known = crate::keys::known_keys(model_name)?;
     let models = crate::models::registry();
     let network = models.config_keys(model_name);
+    let before = hparams.clone();
     apply(
         hparams,
         &info,
         |k| known.iter().any(|n| n == k),
-        |k| {
-            explicit.iter().any(|(e, _)| e == k)
-                || (from_checkpoint
-                    && (network.iter().any(|n| n == k) || k == "num_classes" || k == "classes"))
+        |k| match explicit.iter().find(|(e, _)| e == k) {
+            Some((_, source)) => Some(source.clone()),
+            None if from_checkpoint
+                && (network.iter().any(|n| n == k) || RESTORED.contains(&k))
+                && before.raw(k).is_some() =>
+            {
+                Some("the checkpoint".into())
+            }
+            None => None,
         },
     )?;
     Ok(Some(info))

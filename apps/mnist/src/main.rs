@@ -412,7 +412,7 @@ fn run_with(
         },
         &resolved.explicit,
         &model_name,
-        args.ckpt_path.is_some(),
+        ckpt_path(args)?.is_some(),
     )?;
     if data_info::changes(&lit_model::LitModule::hparams(&module), &run_hparams) {
         trainer = trainer.with_hparams(run_hparams.clone());

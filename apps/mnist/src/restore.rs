@@ -24,6 +24,9 @@ pub(crate) fn network_hparams(
     let registry = crate::models::registry();
     let mut keys = vec!["model_name".to_string()];
     keys.extend(registry.config_keys(&model).iter().cloned());
+    // What the training data decided and the network depends on: its classes and the
+    // statistics its inputs were normalised with.
+    keys.extend(crate::data_info::RESTORED.iter().map(|k| k.to_string()));
     for key in keys {
         let theirs = match saved.get::<serde_json::Value>(&key)? {
             Some(v) if !v.is_null() => v,

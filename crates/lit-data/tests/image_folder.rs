@@ -144,6 +144,34 @@ fn rgb_images_become_pils_gray_or_stay_rgb_and_are_resized_and_cropped() {
     let sized = build(tmp.path(), &[("image_size", 4.into())], Split::Train).unwrap();
     assert_eq!(sized.info().unwrap().input_shape, [3, 4, 4]);
     assert_eq!(sized.len(), 2);
+    // Per channel: a mean as comma-separated text, one std for all three channels.
+    let given = [
+        ("normalize_mean", "0.5, 0.25, 0".into()),
+        ("normalize_std", 0.5.into()),
+    ];
+    let rgb = build(tmp.path(), &given, Split::Train).unwrap();
+    let (mean, std) = rgb.info().unwrap().normalization.unwrap();
+    assert_eq!((mean, std), (vec![0.5, 0.25, 0.0], vec![0.5; 3]));
+    let v = rgb
+        .get_batch(&[0])
+        .unwrap()
+        .input
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // Channel c of the (200, 100, 50) image: (x / 255 - mean[c]) / 0.5, 60 pixels a channel.
+    for (c, (x, m)) in [(200.0, 0.5), (100.0, 0.25), (50.0, 0.0)]
+        .iter()
+        .enumerate()
+    {
+        let want = ((x / 255.0 - m) / 0.5) as f32;
+        assert!(
+            (v[c * 60] - want).abs() < 1e-5,
+            "channel {c}: {} vs {want}",
+            v[c * 60]
+        );
+    }
 }
 
 #[test]

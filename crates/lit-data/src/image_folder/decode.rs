@@ -37,13 +37,27 @@ pub(crate) fn open(path: &Path) -> Result<DynamicImage> {
     })
 }
 
-/// Whether the image holds gray levels only (PIL modes `L`, `LA`, `I;16`).
-pub(crate) fn is_gray(image: &DynamicImage) -> bool {
-    !image.color().has_color()
+/// Whether the image at `path` holds gray levels only (with or without alpha), from its header.
+pub(crate) fn header_is_gray(path: &Path) -> Result<bool> {
+    use image::ImageDecoder;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let decoder = image::ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)?
+        .into_decoder()
+        .map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            message: format!("not a readable PNG, JPEG or BMP image ({e})"),
+        })?;
+    Ok(!decoder.color_type().has_color())
 }
 
-/// The image as `channels` (1: PIL's `L`, `(R * 299 + G * 587 + B * 114) / 1000`; 3: `RGB`,
-/// gray replicated), alpha dropped, resized so its shorter side is `size` and center-cropped to
+/// The image as `channels` (1: PIL's `L`, ITU-R 601-2 luma in Pillow's rounded fixed point,
+/// `(R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16`; 3: `RGB`, gray replicated), alpha dropped, resized so its shorter side is `size` and center-cropped to
 /// `size x size` when a size is given; the pixels in `(C, H, W)` order, with the height and
 /// width.
 pub(crate) fn pixels(
@@ -81,7 +95,8 @@ fn luma(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// torchvision's `Resize(size)` then `CenterCrop(size)`: the shorter side scaled to `size`
-/// (bilinear, antialiased when shrinking), then the centre `size x size`.
+/// (bilinear, antialiased when shrinking, as the `image` crate's triangle filter does: pixel
+/// values may differ from PIL's by a level or two), then the centre `size x size`.
 fn resize_center_crop(image: DynamicImage, size: u32) -> DynamicImage {
     let (w, h) = image.dimensions();
     if w == size && h == size {
@@ -100,9 +115,9 @@ fn resize_center_crop(image: DynamicImage, size: u32) -> DynamicImage {
     };
     let resized = image.resize_exact(nw.max(size), nh.max(size), FilterType::Triangle);
     let (rw, rh) = resized.dimensions();
-    // torchvision rounds the offsets: int(round((h - size) / 2)).
-    let left = ((f64::from(rw - size)) / 2.0).round() as u32;
-    let top = ((f64::from(rh - size)) / 2.0).round() as u32;
+    // torchvision's offsets: int(round((h - size) / 2)), Python's round (half to even).
+    let left = (f64::from(rw - size) / 2.0).round_ties_even() as u32;
+    let top = (f64::from(rh - size) / 2.0).round_ties_even() as u32;
     resized.crop_imm(left, top, size, size)
 }
 

@@ -29,7 +29,7 @@ pub(super) fn decode_all(
             })
         }
         (None, None) => {
-            if decode::is_gray(&decode::open(first)?) {
+            if all_gray(&files)? {
                 1
             } else {
                 3
@@ -51,12 +51,15 @@ pub(super) fn decode_all(
     let mut pixels = Vec::with_capacity(files.len() * channels * hh * ww);
     for ((p, ih, iw), path) in images.into_iter().zip(&files) {
         if (ih, iw) != (hh, ww) {
+            let others = match like {
+                Some(_) => "the training images are".to_string(),
+                None => format!("the first image ({}) is", first.display()),
+            };
             return Err(Error::Format {
                 path: path.clone(),
                 message: format!(
-                    "is {iw} x {ih} pixels but the first training image ({}) is {ww} x {hh}; \
-                     set image_size to bring every image to one size",
-                    first.display()
+                    "is {iw} x {ih} pixels but {others} {ww} x {hh}; set image_size to bring \
+                     every image to one size"
                 ),
             });
         }
@@ -71,6 +74,33 @@ pub(super) fn decode_all(
 }
 
 type Pixels = (Vec<u8>, usize, usize);
+
+/// Whether every file holds gray levels only, from the files' headers (nothing decoded), on
+/// every core.
+fn all_gray(files: &[PathBuf]) -> Result<bool> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|f| decode::header_is_gray(f))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut gray = true;
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| Error::Invalid("reading image headers panicked".into()))??;
+            gray &= part.into_iter().all(|g| g);
+        }
+        Ok(gray)
+    })
+}
 
 /// Every file decoded, in order, on as many threads as the machine has cores.
 fn decode_parallel(files: &[PathBuf], channels: usize, size: Option<usize>) -> Result<Vec<Pixels>> {
@@ -128,6 +158,8 @@ pub(super) fn normalisation(
     train: &[usize],
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let c = data.shape.0;
+    // One value stands for every channel.
+    let per_channel = |v: Vec<f64>| if v.len() == 1 { vec![v[0]; c] } else { v };
     let check = |key: &str, v: &[f64], positive: bool| -> Result<()> {
         if v.len() != 1 && v.len() != c {
             return Err(Error::HParam {
@@ -155,7 +187,7 @@ pub(super) fn normalisation(
     if let (Some(mean), Some(std)) = (&h.normalize_mean, &h.normalize_std) {
         check("normalize_mean", mean, false)?;
         check("normalize_std", std, true)?;
-        return Ok((mean.clone(), std.clone()));
+        return Ok((per_channel(mean.clone()), per_channel(std.clone())));
     }
     let (mut mean, mut std) = stats(data, train);
     if let Some(m) = &h.normalize_mean {
@@ -166,7 +198,7 @@ pub(super) fn normalisation(
         check("normalize_std", s, true)?;
         std = s.clone();
     }
-    Ok((mean, std))
+    Ok((per_channel(mean), per_channel(std)))
 }
 
 /// Per-channel mean and population standard deviation of `indices`' pixels, scaled to [0, 1].

@@ -5,7 +5,7 @@
 //! Without `val/`, validation takes a seeded `val_split` fraction of `train/` and training the
 //! rest. Classes are `train/`'s folder names in sorted order (torchvision's `class_to_idx`), and
 //! the images of a class in sorted file-name order. PNG, JPEG and BMP are read, converted to
-//! `channels` (1 as PIL's `L`, 3 as `RGB`; unset: 1 when the first image is gray, else 3), and
+//! `channels` (1 as PIL's `L`, 3 as `RGB`; unset: 1 when every image is gray, else 3), and
 //! brought to `image_size` (the shorter side resized, then the centre cropped; unset: the images'
 //! own size, which must then be the same for all). Images are decoded once, on every core, and
 //! kept as `u8`; each batch is normalised as it is gathered with `normalize_mean` and
@@ -28,7 +28,7 @@ use crate::{DataContext, DataHParams, Error, Result, Split, TensorDataset};
 pub struct ImageFolderHParams {
     /// The folder holding `train/<class>/` (and `val/`, `test/`), or the class folders.
     pub data_root: Option<String>,
-    /// 1 (gray, PIL's `L`) or 3 (`RGB`); unset: from the first image.
+    /// 1 (gray, PIL's `L`) or 3 (`RGB`); unset: 1 when every image is gray, else 3.
     pub channels: Option<usize>,
     /// The side of the square images the network gets; unset: the images' own size.
     pub image_size: Option<usize>,
@@ -61,17 +61,27 @@ impl Default for ImageFolderHParams {
     }
 }
 
-/// One number or a list of numbers.
+/// One number, a list of numbers, or comma-separated numbers (`0.485,0.456,0.406`).
 fn numbers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<f64>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Numbers {
         One(f64),
         List(Vec<f64>),
+        Text(String),
     }
     Ok(Some(match Numbers::deserialize(d)? {
         Numbers::One(x) => vec![x],
         Numbers::List(v) => v,
+        Numbers::Text(s) => s
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "expected a number or comma-separated numbers, got '{s}' ({e})"
+                ))
+            })?,
     }))
 }
 
@@ -228,10 +238,19 @@ fn decoded(
     classes: &[String],
     like: Option<(usize, usize, usize)>,
 ) -> Result<Arc<Decoded>> {
-    let key = format!("image_folder:{}", dir.display());
+    let key = format!(
+        "image_folder:{}:{:?}:{:?}:{like:?}",
+        dir.display(),
+        h.channels,
+        h.image_size
+    );
     ctx.cached(&key, || {
         let mut files = Vec::new();
         let mut labels = Vec::new();
+        if like.is_some() {
+            // A val/ or test/ folder: class folders, as train/ (named in the error when not).
+            self::classes(dir)?;
+        }
         for class_dir in read_dir(dir)?.into_iter().filter(|p| p.is_dir()) {
             let name = class_dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let label = classes
