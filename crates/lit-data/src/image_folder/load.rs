@@ -75,53 +75,35 @@ pub(super) fn decode_all(
 
 type Pixels = (Vec<u8>, usize, usize);
 
-/// Whether every file holds gray levels only, from the files' headers (nothing decoded), on
-/// every core.
+/// Whether every file holds gray levels only, from the files' headers (nothing decoded).
 fn all_gray(files: &[PathBuf]) -> Result<bool> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|f| decode::header_is_gray(f))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut gray = true;
-        for h in handles {
-            let part = h
-                .join()
-                .map_err(|_| Error::Invalid("reading image headers panicked".into()))??;
-            gray &= part.into_iter().all(|g| g);
-        }
-        Ok(gray)
+    Ok(par_map(files, |f| decode::header_is_gray(f))?
+        .into_iter()
+        .all(|g| g))
+}
+
+/// Every file decoded, in order.
+fn decode_parallel(files: &[PathBuf], channels: usize, size: Option<usize>) -> Result<Vec<Pixels>> {
+    par_map(files, |f| {
+        Ok(decode::pixels(decode::open(f)?, channels, size))
     })
 }
 
-/// Every file decoded, in order, on as many threads as the machine has cores.
-fn decode_parallel(files: &[PathBuf], channels: usize, size: Option<usize>) -> Result<Vec<Pixels>> {
+/// `f` of every file, in order, on as many threads as the machine has cores.
+fn par_map<T: Send>(files: &[PathBuf], f: impl Fn(&PathBuf) -> Result<T> + Sync) -> Result<Vec<T>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|f| Ok(decode::pixels(decode::open(f)?, channels, size)))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Result<Vec<_>>>()))
             .collect();
         let mut out = Vec::with_capacity(files.len());
         for h in handles {
             out.extend(
                 h.join()
-                    .map_err(|_| Error::Invalid("image decoding panicked".into()))??,
+                    .map_err(|_| Error::Invalid("reading images panicked".into()))??,
             );
         }
         Ok(out)
