@@ -69,7 +69,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Regenerates `tests/fixtures/` with PyTorch: the optimizer, schedule, loss, metric and
-/// ExampleNet references, then the layer references (batch norm, pooling, residual block).
+/// ExampleNet references, the layer references (batch norm, pooling, residual block), then with
+/// scikit-learn the table split and its linear-regression reference.
 fn fixtures() -> anyhow::Result<()> {
     let python = env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
     run_cmd(
@@ -89,7 +90,8 @@ fn fixtures() -> anyhow::Result<()> {
         );
     }
     fs::write("tests/fixtures/layers.json", out.stdout)
-        .context("writing tests/fixtures/layers.json")
+        .context("writing tests/fixtures/layers.json")?;
+    run_cmd(Command::new(&python).arg("tests/fixtures/make_table_fixtures.py"))
 }
 
 fn one_name(args: &[String]) -> anyhow::Result<&str> {

@@ -61,11 +61,19 @@ impl RunArgs {
                 self.save_top_k
             );
         }
-        if self.num_classes < 2 {
-            bail!(
-                "hyperparameter 'num_classes': expected at least 2, got {}",
-                self.num_classes
-            );
+        // One output is a regression's; classes need two.
+        let classifying = self
+            .metric
+            .split(',')
+            .map(str::trim)
+            .find(|m| !lit_model::REGRESSION_METRIC_NAMES.contains(m));
+        match (self.num_classes, classifying) {
+            (0, _) => bail!("hyperparameter 'num_classes': expected at least 1, got 0"),
+            (1, Some(m)) => bail!(
+                "hyperparameter 'num_classes': the metric {m} counts classes, which needs at \
+                 least 2, got 1 (one output is a regression's)"
+            ),
+            _ => {}
         }
         if self.batch_size == 0 {
             bail!("hyperparameter 'batch_size': expected at least 1, got 0");

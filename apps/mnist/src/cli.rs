@@ -206,12 +206,14 @@ pub(crate) struct RunArgs {
         &lit_core::PRECISIONS
     ))]
     pub(crate) precision: String,
-    /// The logged key that early stopping and checkpoints watch (default: val_acc, or
-    /// val_acc/<first validation set> with several).
+    /// The logged key that early stopping and checkpoints watch (default: val_acc, or val_loss
+    /// when accuracy is not a metric; with several validation sets, that of the first:
+    /// val_acc/<set>).
     #[arg(long)]
     pub(crate) monitor: Option<String>,
-    /// Whether a higher (max) or lower (min) monitored value is better.
-    #[arg(long, default_value = "max", value_parser = ["max", "min"])]
+    /// Whether a higher (max) or lower (min) monitored value is better (default: min for a loss
+    /// or an error such as val_loss and val_mse, max for the rest).
+    #[arg(long, default_value = "max", hide_default_value = true, value_parser = ["max", "min"])]
     pub(crate) mode: String,
     /// Stop after this many validation checks without improvement (0: no early stopping).
     #[arg(long, default_value_t = 10, allow_negative_numbers = true)]

@@ -4,7 +4,8 @@
 //! chosen network's `Config` or the module reads the key and nothing the user gave or the
 //! checkpoint holds already decides it.
 
-use lit_data::{DataInfo, HParams};
+use lit_data::{DataInfo, HParams, Task};
+use lit_model::REGRESSION_METRICS;
 
 /// The keys `info` decides, with their values.
 fn values(info: &DataInfo) -> Vec<(&'static str, serde_json::Value)> {
@@ -24,6 +25,15 @@ fn values(info: &DataInfo) -> Vec<(&'static str, serde_json::Value)> {
         out.push(("num_classes", info.classes.len().into()));
         out.push(("classes", info.classes.clone().into()));
     }
+    if let Task::Regression { mean, std } = info.task {
+        // One output per example, at the targets' scale, with a regression's loss and metrics.
+        out.push(("task", "regression".into()));
+        out.push(("num_classes", 1.into()));
+        out.push(("target_mean", mean.into()));
+        out.push(("target_std", std.into()));
+        out.push(("loss", "mse".into()));
+        out.push(("metric", REGRESSION_METRICS.join(",").into()));
+    }
     if let Some((mean, std)) = &info.normalization {
         out.push(("normalize_mean", mean.clone().into()));
         out.push(("normalize_std", std.clone().into()));
@@ -32,7 +42,12 @@ fn values(info: &DataInfo) -> Vec<(&'static str, serde_json::Value)> {
 }
 
 /// The keys the data may decide.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 13] = [
+    "task",
+    "target_mean",
+    "target_std",
+    "loss",
+    "metric",
     "in_channels",
     "input_height",
     "input_width",
@@ -44,8 +59,18 @@ const KEYS: [&str; 8] = [
 ];
 
 /// The data's keys a checkpoint carries beside the network's own (see `restore`).
-pub(crate) const RESTORED: [&str; 4] =
-    ["num_classes", "classes", "normalize_mean", "normalize_std"];
+pub(crate) const RESTORED: [&str; 7] = [
+    "task",
+    "num_classes",
+    "classes",
+    "normalize_mean",
+    "normalize_std",
+    "target_mean",
+    "target_std",
+];
+
+/// The module's keys a checkpoint carries that the user may change when testing it.
+pub(crate) const RESTORED_UNLESS_GIVEN: [&str; 2] = ["loss", "metric"];
 
 /// The keys whose value from the user or a checkpoint must agree with the data's: the input
 /// shape and the class count (the normalisation given overrides the data's by design).
@@ -127,5 +152,34 @@ pub(crate) fn record(
             None => None,
         },
     )?;
+    if matches!(info.task, Task::Regression { .. }) {
+        regression_choices(hparams)?;
+    }
     Ok(Some(info))
+}
+
+/// Refuses a classification loss or metric the user chose for a regression target.
+fn regression_choices(hparams: &HParams) -> anyhow::Result<()> {
+    let own: lit_model::MInterfaceHParams = hparams.to_config()?;
+    let loss = hparams.get::<String>("loss")?.unwrap_or_default();
+    if !lit_data::table::REGRESSION_LOSSES.contains(&loss.as_str()) {
+        anyhow::bail!(
+            "--loss {loss}: the data's target is a value (a regression), which takes the loss \
+             {}",
+            lit_data::table::REGRESSION_LOSSES.join(", ")
+        );
+    }
+    let regression = lit_model::REGRESSION_METRIC_NAMES;
+    if let Some(bad) = own
+        .metric
+        .iter()
+        .find(|m| !regression.contains(&m.as_str()))
+    {
+        anyhow::bail!(
+            "--metric {bad}: the data's target is a value (a regression), which takes the metrics \
+             {}",
+            regression.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! | `mnist_test` | the 10,000 MNIST test images |
 //! | `fashion_mnist_*` | the same four for Fashion-MNIST |
 //! | `image_folder` | images in class folders under `data_root` ([`lit_data::image_folder`]): `train/` for training, `val/` (or a `val_split` of `train/`) for validation, `test/` for testing |
+//! | `csv` | a table's rows ([`lit_data::table`]): `csv_path` for training, `val_csv_path` / `test_csv_path` (or seeded `val_split` / `test_split` fractions of `csv_path`) for validation and testing; `target_column` predicted from `feature_columns` |
 //!
 //! The training sets are augmented ([`lit_data::Augmented`]): `augment` lists the transforms
 //! (`crop`, `flip`, `affine`; `auto`, the default, is `crop,flip` for Fashion-MNIST and none for
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use lit_data::image_folder::{self, ImageFolderHParams};
 use lit_data::mnist::{self, Flavor};
+use lit_data::table::{self, CsvHParams};
 use lit_data::{
     AugmentConfig, AugmentHParams, Augmented, DataContext, DataHParams, Dataset, DatasetRegistry,
     Error, Result, Split, TensorDataset,
@@ -165,6 +167,8 @@ pub(crate) fn registry() -> DatasetRegistry {
         .declare_config::<AugmentHParams>();
     register_flavor(&mut r, "mnist", Flavor::Mnist);
     register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
+    r.declare_config::<CsvHParams>();
+    r.register("csv", |ctx| Ok(table::build(ctx)? as Arc<dyn Dataset>));
     r.declare_config::<ImageFolderHParams>();
     r.register("image_folder", |ctx| {
         let data = image_folder::build(ctx)?;

@@ -17,6 +17,7 @@ macro_rules! out {
     };
 }
 
+mod callbacks;
 mod check_device;
 mod checks;
 mod cli;
@@ -31,13 +32,9 @@ mod restore;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use lit_callbacks::{
-    Curves, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar,
-    TensorBoardLogger, Timer,
-};
+use lit_callbacks::{ProgressBar, TensorBoardLogger};
 use lit_core::{Accelerator, GradientClip, Limit, Trainer, TrainerConfig};
 use lit_data::DInterface;
-use lit_model::scheduler::Mode;
 use lit_model::MInterface;
 
 // glibc's allocator returns freed tensor buffers to the kernel and faults them back in on the next
@@ -174,61 +171,6 @@ fn limit(value: &Option<String>, flag: &str) -> anyhow::Result<Limit> {
 
 /// The template's callbacks: summary, learning-rate monitor, early stopping, checkpoints, plus the
 /// time limit and the curves.
-fn add_fit_callbacks(trainer: &mut Trainer, args: &cli::RunArgs) -> anyhow::Result<()> {
-    let mode = match args.mode.as_str() {
-        "max" => Mode::Max,
-        "min" => Mode::Min,
-        other => bail!("--mode {other}: expected max or min"),
-    };
-    let monitor = args.monitor.clone().unwrap_or_else(|| {
-        let vals: Vec<&str> = args
-            .val_datasets
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if vals.len() > 1 {
-            format!("val_acc/{}", vals[0])
-        } else {
-            "val_acc".into()
-        }
-    });
-    trainer.add_callback(Box::new(ModelSummary::new()));
-    trainer.add_callback(Box::new(LearningRateMonitor::new(
-        args.lr_monitor_every_step,
-    )));
-    if let Some(t) = &args.max_time {
-        let d = Timer::parse(t).with_context(|| {
-            format!("--max-time {t}: expected DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds")
-        })?;
-        trainer.add_callback(Box::new(Timer::new(d)));
-    }
-    if args.early_stopping_patience > 0 {
-        let mut stopping = EarlyStopping::new(monitor.clone(), mode)
-            .patience(args.early_stopping_patience)
-            .min_delta(args.min_delta);
-        stopping.stopping_threshold = args.stopping_threshold;
-        stopping.divergence_threshold = args.divergence_threshold;
-        stopping.strict = !args.no_strict;
-        trainer.add_callback(Box::new(stopping));
-    } else if args.stopping_threshold.is_some() || args.divergence_threshold.is_some() {
-        bail!("--stopping-threshold and --divergence-threshold belong to early stopping, which --early-stopping-patience 0 turns off");
-    }
-    if let Some(name) = &args.checkpoint_filename {
-        lit_callbacks::check_filename(name)?;
-    }
-    let mut checkpoints = ModelCheckpoint::monitored(monitor, mode);
-    checkpoints.filename = args.checkpoint_filename.clone();
-    checkpoints.save_top_k = args.save_top_k;
-    checkpoints.save_last = !args.no_save_last;
-    checkpoints.every_n_train_steps = args.checkpoint_every_n_train_steps;
-    checkpoints.save_weights_only = args.save_weights_only;
-    checkpoints.strict = !args.no_strict;
-    trainer.add_callback(Box::new(checkpoints));
-    trainer.add_callback(Box::new(Curves::new()));
-    Ok(())
-}
-
 /// The checkpoint `--ckpt-path` names: `auto` is the newest `last` or none (a fresh start).
 fn ckpt_path(args: &cli::RunArgs) -> anyhow::Result<Option<std::path::PathBuf>> {
     let Some(spec) = &args.ckpt_path else {
@@ -374,9 +316,6 @@ fn run_with(
         };
         trainer = trainer.with_callback(bar);
     }
-    if resolved.command == "fit" {
-        add_fit_callbacks(&mut trainer, args)?;
-    }
     if args.deterministic && !trainer.device().is_cpu() {
         bail!("--deterministic: GPU kernels (atomics, cuDNN autotuning) are not bit-reproducible; use --accelerator cpu");
     }
@@ -418,10 +357,13 @@ fn run_with(
         trainer = trainer.with_hparams(run_hparams.clone());
         module = MInterface::new(
             &models::registry(),
-            run_hparams,
+            run_hparams.clone(),
             trainer.device(),
             trainer.param_dtype(),
         )?;
+    }
+    if resolved.command == "fit" {
+        callbacks::add_fit_callbacks(&mut trainer, args, &run_hparams, &resolved.explicit)?;
     }
     if resolved.command != "fit" && args.ckpt_path.is_none() {
         tracing::warn!(

@@ -10,6 +10,7 @@ pub(crate) fn registry() -> ModelRegistry {
     r.register::<example_net::ExampleNet>("example_net");
     r.register::<standard_net::StandardNet>("standard_net");
     r.register::<resnet::ResNet>("resnet");
+    r.register::<mlp::Mlp>("mlp");
     // lit:register-models
     r
 }

@@ -84,11 +84,15 @@ pub(crate) fn print_table(title: &str, values: &BTreeMap<String, f64>) {
 }
 
 /// `dataset,index,prediction,prob_0,...`: the class with the highest score and the softmax of
-/// the scores (the class probabilities of a classifier trained with cross-entropy).
+/// the scores (the class probabilities of a classifier trained with cross-entropy); for a
+/// regression, `dataset,index,prediction` with the predicted value.
 pub(crate) fn predictions_csv(
     outputs: &[(String, candle::Tensor)],
     info: Option<&lit_data::DataInfo>,
 ) -> anyhow::Result<String> {
+    if info.is_some_and(|i| matches!(i.task, lit_data::Task::Regression { .. })) {
+        return values_csv(outputs);
+    }
     let classes = outputs
         .first()
         .map_or(0, |(_, t)| t.dims().last().copied().unwrap_or(0));
@@ -124,6 +128,33 @@ pub(crate) fn predictions_csv(
             if !names.is_empty() {
                 record.push(names.get(best).cloned().unwrap_or_default());
             }
+            record.extend(row.iter().map(f32::to_string));
+            w.write_record(&record)?;
+        }
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// `dataset,index,prediction`: a regression's predicted values (several per example are
+/// `prediction_0`, `prediction_1`, ...).
+fn values_csv(outputs: &[(String, candle::Tensor)]) -> anyhow::Result<String> {
+    let width = outputs
+        .first()
+        .map_or(1, |(_, t)| t.dims().last().copied().unwrap_or(1));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["dataset".to_string(), "index".into()];
+    match width {
+        1 => header.push("prediction".into()),
+        n => header.extend((0..n).map(|k| format!("prediction_{k}"))),
+    }
+    w.write_record(&header)?;
+    for (name, values) in outputs {
+        let rows = values
+            .to_dtype(candle::DType::F32)?
+            .flatten_from(1)?
+            .to_vec2::<f32>()?;
+        for (i, row) in rows.iter().enumerate() {
+            let mut record = vec![name.clone(), i.to_string()];
             record.extend(row.iter().map(f32::to_string));
             w.write_record(&record)?;
         }

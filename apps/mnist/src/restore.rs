@@ -46,6 +46,14 @@ pub(crate) fn network_hparams(
         }
         resolved.hparams.set(key, theirs)?;
     }
+    // The loss and the metrics the network was trained and judged with, unless given now.
+    for key in crate::data_info::RESTORED_UNLESS_GIVEN {
+        let given = resolved.explicit.iter().any(|(k, _)| k == key);
+        match saved.get::<serde_json::Value>(key)? {
+            Some(v) if !v.is_null() && !given => resolved.hparams.set(key, v)?,
+            _ => {}
+        }
+    }
     resolved.args = crate::cli::typed(&resolved.hparams, &resolved.args)?;
     Ok(())
 }

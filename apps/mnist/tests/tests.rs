@@ -13,6 +13,7 @@ mod image_folder;
 mod outputs;
 mod parallel;
 mod signals;
+mod table;
 
 fn mnist(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mnist"))

@@ -4,7 +4,7 @@
 //! declared the same way with [`DatasetRegistry::declare_config`](crate::DatasetRegistry::declare_config).
 
 use lit_base::hparams::{names, optional_names};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{AugmentConfig, Result, Transform, DEFAULT_SEED};
 
@@ -105,4 +105,29 @@ impl AugmentHParams {
             seed,
         }))
     }
+}
+
+/// Reads an optional list of numbers given as one number, a list, or comma-separated text
+/// (`0.485,0.456,0.406`), as the per-channel `normalize_mean` and `normalize_std` are given.
+pub fn numbers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<f64>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Numbers {
+        One(f64),
+        List(Vec<f64>),
+        Text(String),
+    }
+    Ok(Some(match Numbers::deserialize(d)? {
+        Numbers::One(x) => vec![x],
+        Numbers::List(v) => v,
+        Numbers::Text(s) => s
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "expected a number or comma-separated numbers, got '{s}' ({e})"
+                ))
+            })?,
+    }))
 }

@@ -26,6 +26,24 @@ pub struct DataInfo {
     pub normalization: Option<(Vec<f64>, Vec<f64>)>,
     /// The file each example was read from, in index order; empty when not read from files.
     pub files: Vec<std::path::PathBuf>,
+    /// What the targets are: class indices, or values to regress on.
+    pub task: Task,
+}
+
+/// What a dataset's targets are.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Task {
+    /// Class indices (`u32`, one per example): the classes are [`DataInfo::classes`].
+    #[default]
+    Classification,
+    /// Values (`f32`, shape `(1)` per example), with the training split's mean and population
+    /// standard deviation, which a model may use to bring its outputs to the targets' scale.
+    Regression {
+        /// The training targets' mean.
+        mean: f64,
+        /// The training targets' standard deviation (1 when they are all equal).
+        std: f64,
+    },
 }
 
 /// A map-style dataset: a length and random access by index, as PyTorch's `Dataset`.

@@ -37,11 +37,12 @@ pub mod idx;
 pub mod image_folder;
 mod loader;
 pub mod mnist;
+pub mod table;
 
 pub use augment::{AugmentConfig, Augmented, Transform};
 pub use config::{AugmentHParams, DataHParams, DEFAULT_NUM_WORKERS};
 pub use datamodule::{DataModule, Loaders, NamedLoader};
-pub use dataset::{DataInfo, Dataset, InputMap, Sample, TensorDataset};
+pub use dataset::{DataInfo, Dataset, InputMap, Sample, Task, TensorDataset};
 pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, Split, DATA_DIR_ENV,
 };

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod image_folder;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::Arc;

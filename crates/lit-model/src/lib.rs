@@ -30,7 +30,7 @@ pub use lit_kernels::{init, nn};
 pub use logging::{LogOptions, LoggedResults, RunningStage, StepContext};
 pub use minterface::{
     module_defaults, module_keys, MInterface, MInterfaceHParams, DEFAULT_SEED, METRICS,
-    TOP_K_METRIC,
+    REGRESSION_METRICS, REGRESSION_METRIC_NAMES, TOP_K_METRIC,
 };
 pub use module::{LitModule, Optimization};
 pub use registry::{BoxedNet, ModelRegistry, Net};

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use lit_base::{Batch, HParams, Registry, Stage};
 use lit_metrics::{
     Average, Metric, MulticlassAccuracy, MulticlassAuroc, MulticlassF1Score, MulticlassPrecision,
-    MulticlassRecall,
+    MulticlassRecall, Regression, RegressionKind,
 };
 
 use crate::init::SeededVarMap;
@@ -45,7 +45,21 @@ pub static METRICS: LazyLock<Registry<MetricBuilder>> = LazyLock::new(|| {
         .with("auroc", |c| {
             Box::new(MulticlassAuroc::new(c, Average::Macro))
         })
+        // Regression metrics, of outputs and targets of the same shape.
+        .with("mse", |_| Box::new(Regression::new(RegressionKind::Mse)))
+        .with("rmse", |_| Box::new(Regression::new(RegressionKind::Rmse)))
+        .with("mae", |_| Box::new(Regression::new(RegressionKind::Mae)))
+        .with("r2", |_| Box::new(Regression::new(RegressionKind::R2)))
+        .with("pearson", |_| {
+            Box::new(Regression::new(RegressionKind::Pearson))
+        })
 });
+
+/// The regression metrics among [`METRICS`]: they compare outputs with values, not classes.
+pub const REGRESSION_METRIC_NAMES: [&str; 5] = ["mse", "rmse", "mae", "r2", "pearson"];
+
+/// The metrics of a regression run when `--metric` is not given.
+pub const REGRESSION_METRICS: [&str; 3] = ["mse", "mae", "r2"];
 
 /// The pattern of the top-k accuracies, shown with [`METRICS`]' names.
 pub const TOP_K_METRIC: &str = "top<k>_accuracy";
@@ -84,6 +98,21 @@ fn make_metric(name: &str, c: usize) -> Result<(String, Box<dyn Metric>)> {
     Ok((key, build(c)))
 }
 
+/// The `(std, mean)` the outputs are brought to, checked: both keys or neither.
+fn output_scale(h: &MInterfaceHParams) -> Result<Option<(f64, f64)>> {
+    match (h.target_mean, h.target_std) {
+        (None, None) => Ok(None),
+        (Some(m), Some(s)) if m.is_finite() && s.is_finite() && s > 0.0 => Ok(Some((s, m))),
+        (m, s) => Err(Error::HParam {
+            key: "target_std".into(),
+            message: format!(
+                "expected a finite target_mean and a target_std > 0 together, got target_mean \
+                 {m:?} and target_std {s:?}"
+            ),
+        }),
+    }
+}
+
 /// The keys `MInterface` reads itself (its loss, optimizer and schedule read theirs, the network
 /// its `Config`): one default per key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +130,12 @@ pub struct MInterfaceHParams {
         serialize_with = "lit_base::hparams::names_as_text"
     )]
     pub metric: Vec<String>,
+    /// A regression's target mean: the network's outputs are scaled by `target_std` and shifted
+    /// by it, so a network that outputs values near 0 and 1 starts at the targets' scale (the
+    /// data records the training targets' statistics; unset: outputs as they are).
+    pub target_mean: Option<f64>,
+    /// A regression's target standard deviation, as `target_mean`.
+    pub target_std: Option<f64>,
 }
 
 impl Default for MInterfaceHParams {
@@ -110,6 +145,8 @@ impl Default for MInterfaceHParams {
             seed: DEFAULT_SEED,
             num_classes: 10,
             metric: vec!["accuracy".into()],
+            target_mean: None,
+            target_std: None,
         }
     }
 }
@@ -148,6 +185,8 @@ pub struct MInterface {
     val_metrics: Vec<Metrics>,
     test_metrics: Vec<Metrics>,
     hparams: HParams,
+    /// `(std, mean)` of a regression's targets, which the outputs are scaled and shifted by.
+    output_scale: Option<(f64, f64)>,
     /// The optimizer and schedule built with the module, until the first fit takes them.
     optimization: Option<Optimization>,
 }
@@ -176,6 +215,7 @@ impl MInterface {
         dtype: DType,
     ) -> Result<Self> {
         let own: MInterfaceHParams = hparams.to_config()?;
+        let output_scale = output_scale(&own)?;
         let name = own.model_name.ok_or_else(|| Error::HParam {
             key: "model_name".into(),
             message: format!(
@@ -210,7 +250,18 @@ impl MInterface {
             val_metrics: Vec::new(),
             test_metrics: Vec::new(),
             hparams,
+            output_scale,
             optimization: Some(optimization),
+        })
+    }
+
+    /// The network's outputs in f32 (losses and metrics run in f32 whatever the compute type,
+    /// as autocast runs them), at the targets' scale for a regression.
+    fn outputs(&self, input: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.net.forward_t(input, train)?.to_dtype(DType::F32)?;
+        Ok(match self.output_scale {
+            Some((std, mean)) => y.affine(std, mean)?,
+            None => y,
         })
     }
 
@@ -243,10 +294,7 @@ impl MInterface {
     }
 
     fn eval_step(&mut self, batch: &Batch, ctx: &mut StepContext, prefix: &str) -> Result<()> {
-        let logits = self
-            .net
-            .forward_t(&batch.input, false)?
-            .to_dtype(DType::F32)?;
+        let logits = self.outputs(&batch.input, false)?;
         let loss = self.loss.compute(&logits, &batch.target)?;
         ctx.log(
             &format!("{prefix}_loss"),
@@ -285,7 +333,7 @@ impl LitModule for MInterface {
     }
 
     fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.net.forward_t(input, train)?.to_dtype(DType::F32)?)
+        self.outputs(input, train)
     }
 
     fn hparams(&self) -> HParams {
@@ -307,11 +355,7 @@ impl LitModule for MInterface {
         _batch_idx: usize,
         ctx: &mut StepContext,
     ) -> Result<Tensor> {
-        // Losses and metrics run in f32 whatever the compute type, as autocast runs them.
-        let logits = self
-            .net
-            .forward_t(&batch.input, true)?
-            .to_dtype(DType::F32)?;
+        let logits = self.outputs(&batch.input, true)?;
         let loss = self.loss.compute(&logits, &batch.target)?;
         ctx.log(
             "train_loss",

@@ -239,5 +239,6 @@ pub(super) fn to_dataset(
             classes: classes.to_vec(),
             normalization: Some((mean.to_vec(), std.to_vec())),
             files: indices.iter().map(|&i| data.files[i].clone()).collect(),
+            task: crate::Task::Classification,
         }))
 }

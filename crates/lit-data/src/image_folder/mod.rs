@@ -18,7 +18,7 @@ mod decode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::{DataContext, DataHParams, Error, Result, Split, TensorDataset};
 
@@ -36,10 +36,10 @@ pub struct ImageFolderHParams {
     pub val_split: f64,
     /// The mean subtracted from `x / 255`: one value or one per channel; unset: the training
     /// split's.
-    #[serde(deserialize_with = "numbers")]
+    #[serde(deserialize_with = "crate::config::numbers")]
     pub normalize_mean: Option<Vec<f64>>,
     /// The standard deviation divided by, as `normalize_mean`.
-    #[serde(deserialize_with = "numbers")]
+    #[serde(deserialize_with = "crate::config::numbers")]
     pub normalize_std: Option<Vec<f64>>,
     /// The class names in index order, as a run recorded them from `train/`; when given, the
     /// folders must hold these classes (so a checkpoint's class indices keep their meaning).
@@ -59,30 +59,6 @@ impl Default for ImageFolderHParams {
             classes: None,
         }
     }
-}
-
-/// One number, a list of numbers, or comma-separated numbers (`0.485,0.456,0.406`).
-fn numbers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<f64>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Numbers {
-        One(f64),
-        List(Vec<f64>),
-        Text(String),
-    }
-    Ok(Some(match Numbers::deserialize(d)? {
-        Numbers::One(x) => vec![x],
-        Numbers::List(v) => v,
-        Numbers::Text(s) => s
-            .split(',')
-            .map(|x| x.trim().parse::<f64>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "expected a number or comma-separated numbers, got '{s}' ({e})"
-                ))
-            })?,
-    }))
 }
 
 /// A folder of class folders, decoded.
