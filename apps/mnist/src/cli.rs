@@ -123,10 +123,11 @@ pub(crate) struct RunArgs {
     pub(crate) val_datasets: String,
     #[arg(long, default_value = "mnist_test", help = datasets_help("Test sets, comma-separated"))]
     pub(crate) test_datasets: String,
-    /// Random transforms of the training images, comma-separated: crop, flip, affine, or none;
-    /// auto is the training set's own (crop,flip for Fashion-MNIST, none for MNIST's digits).
-    /// Their sizes are hyperparameters: --set aug_padding=2 (pixels), --set aug_degrees=10,
-    /// --set aug_translate=0.1 (of the image).
+    /// Random transforms of the training images, comma-separated: crop, flip, affine,
+    /// resized_crop, or none; auto is the training set's own (crop,flip for Fashion-MNIST, none
+    /// for MNIST's digits and image folders). Their sizes are hyperparameters: --set
+    /// aug_padding=2 (pixels), --set aug_degrees=10, --set aug_translate=0.1 (of the image),
+    /// --set aug_scale=0.08 (resized_crop's smallest fraction of the area).
     #[arg(long, default_value = "auto")]
     pub(crate) augment: String,
     /// The probability that each transform applies to a training example.

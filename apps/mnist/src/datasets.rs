@@ -11,10 +11,10 @@
 //! | `csv` | a table's rows ([`lit_data::table`]): `csv_path` for training, `val_csv_path` / `test_csv_path` (or seeded `val_split` / `test_split` fractions of `csv_path`) for validation and testing; `target_column` predicted from `feature_columns` |
 //!
 //! The training sets are augmented ([`lit_data::Augmented`]): `augment` lists the transforms
-//! (`crop`, `flip`, `affine`; `auto`, the default, is `crop,flip` for Fashion-MNIST and none for
+//! (`crop`, `flip`, `affine`, `resized_crop`; `auto`, the default, is `crop,flip` for Fashion-MNIST and none for
 //! MNIST, whose digits a mirror would change), each applied to an example with probability
-//! `aug_prob`, with sizes `aug_padding` (2 pixels), `aug_degrees` (10) and `aug_translate` (0.1 of
-//! the image); `no_augment` turns it off. Validation and test sets are never transformed.
+//! `aug_prob`, with sizes `aug_padding` (2 pixels), `aug_degrees` (10), `aug_translate` (0.1 of
+//! the image) and `aug_scale` (0.08, the smallest fraction of the area `resized_crop` keeps); `no_augment` turns it off. Validation and test sets are never transformed.
 //!
 //! Images are held as their `u8` pixels and normalised batch by batch, in the loader's worker
 //! threads, as `(x / 255 - mean) / std` with `normalize_mean` and `normalize_std` (defaults: MNIST

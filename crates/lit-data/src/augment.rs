@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle::{DType, Device, Tensor};
 use lit_base::Generator;
 
-use crate::{Batch, DataInfo, Dataset, Error, Result, Sample, TensorDataset};
+use crate::{AugmentHParams, Batch, DataInfo, Dataset, Error, Result, Sample, TensorDataset};
 
 /// One random transform of an image (`C x H x W`, background 0 in stored pixel values).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,18 +33,33 @@ pub enum Transform {
         /// The largest move, as a fraction of the width (horizontally) and height.
         translate: f64,
     },
+    /// Crops a window of a random fraction of the area, from `U(min_scale, 1)`, and a random
+    /// aspect ratio in [3/4, 4/3], and resizes it back to the image's size, bilinearly
+    /// (torchvision's `RandomResizedCrop(size, scale=(min_scale, 1))`).
+    ResizedCrop {
+        /// The smallest fraction of the image's area a window covers.
+        min_scale: f64,
+    },
 }
 
 /// The widest crop padding, in pixels, on each side.
 pub const MAX_PADDING: usize = 1024;
 
 /// The transform names [`Transform::parse_list`] accepts.
-pub const TRANSFORMS: [&str; 3] = ["crop", "flip", "affine"];
+pub const TRANSFORMS: [&str; 4] = ["crop", "flip", "affine", "resized_crop"];
 
 impl Transform {
-    /// The transform a name stands for, with the sizes given (`degrees` and `translate` finite and
-    /// not negative).
-    pub fn from_name(name: &str, padding: usize, degrees: f64, translate: f64) -> Result<Self> {
+    /// The transform a name stands for, with the sizes `h` gives (`aug_padding`, `aug_degrees`
+    /// and `aug_translate` finite and not negative, `aug_scale` in (0, 1]).
+    pub fn from_name(name: &str, h: &AugmentHParams) -> Result<Self> {
+        let (padding, degrees, translate) = (h.aug_padding, h.aug_degrees, h.aug_translate);
+        if !(h.aug_scale > 0.0 && h.aug_scale <= 1.0) {
+            return Err(Error::Invalid(format!(
+                "aug_scale: expected the smallest fraction of the area a crop keeps, in (0, 1], \
+                 got {}",
+                h.aug_scale
+            )));
+        }
         for (key, v) in [("aug_degrees", degrees), ("aug_translate", translate)] {
             if !v.is_finite() || v < 0.0 {
                 return Err(Error::Invalid(format!(
@@ -68,6 +83,9 @@ impl Transform {
             "crop" => Ok(Self::Crop { padding }),
             "flip" => Ok(Self::HorizontalFlip),
             "affine" => Ok(Self::Affine { degrees, translate }),
+            "resized_crop" => Ok(Self::ResizedCrop {
+                min_scale: h.aug_scale,
+            }),
             other => Err(Error::Invalid(format!(
                 "augment: unknown transform '{other}'; expected a comma-separated list of {}, or \
                  none",
@@ -76,19 +94,15 @@ impl Transform {
         }
     }
 
-    /// Parses a comma-separated list of [`TRANSFORMS`] (`none` or empty: no transform).
-    pub fn parse_list(
-        list: &str,
-        padding: usize,
-        degrees: f64,
-        translate: f64,
-    ) -> Result<Vec<Self>> {
+    /// Parses a comma-separated list of [`TRANSFORMS`] (`none` or empty: no transform) with the
+    /// sizes `h` gives.
+    pub fn parse_list(list: &str, h: &AugmentHParams) -> Result<Vec<Self>> {
         let list = list.trim();
         if list.is_empty() || list == "none" {
             return Ok(Vec::new());
         }
         list.split(',')
-            .map(|name| Self::from_name(name, padding, degrees, translate))
+            .map(|name| Self::from_name(name, h))
             .collect()
     }
 
@@ -108,6 +122,10 @@ impl Transform {
                 let tx = g.uniform_one(-translate, translate) * w as f64;
                 let ty = g.uniform_one(-translate, translate) * h as f64;
                 affine(img, (c, h, w), angle, (tx, ty));
+            }
+            Self::ResizedCrop { min_scale } => {
+                let window = crate::resized_crop::window(h, w, min_scale, g);
+                crate::resized_crop::crop_resize(img, (c, h, w), window);
             }
         }
     }
@@ -361,20 +379,35 @@ mod tests {
 
     #[test]
     fn unknown_transforms_and_probabilities_are_named() {
-        let err = Transform::parse_list("crop,rotate", 2, 10.0, 0.1)
+        let sizes = AugmentHParams::default();
+        let err = Transform::parse_list("crop,rotate", &sizes)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("'rotate'") && err.contains("crop, flip, affine"),
             "{err}"
         );
-        assert!(Transform::parse_list("none", 2, 10.0, 0.1)
-            .unwrap()
-            .is_empty());
-        let err = Transform::parse_list("affine", 2, -5.0, 0.1)
+        assert!(Transform::parse_list("none", &sizes).unwrap().is_empty());
+        let bad = AugmentHParams {
+            aug_degrees: -5.0,
+            ..sizes.clone()
+        };
+        let err = Transform::parse_list("affine", &bad)
             .unwrap_err()
             .to_string();
         assert!(err.contains("aug_degrees") && err.contains("-5"), "{err}");
+        let bad = AugmentHParams {
+            aug_scale: 0.0,
+            ..sizes.clone()
+        };
+        let err = Transform::parse_list("resized_crop", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aug_scale") && err.contains("(0, 1]"), "{err}");
+        assert_eq!(
+            Transform::parse_list("resized_crop", &sizes).unwrap(),
+            [Transform::ResizedCrop { min_scale: 0.08 }]
+        );
         let inner = Arc::new(dataset(0.5, vec![]).inner.as_ref().clone());
         let err = Augmented::new(
             inner,

@@ -55,8 +55,8 @@ impl Default for DataHParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AugmentHParams {
-    /// Comma-separated transforms (`crop`, `flip`, `affine`, `none`), or `auto`: the dataset's
-    /// own choice.
+    /// Comma-separated transforms (`crop`, `flip`, `affine`, `resized_crop`, `none`), or
+    /// `auto`: the dataset's own choice.
     pub augment: String,
     /// The probability that each transform applies to an example.
     pub aug_prob: f64,
@@ -68,6 +68,8 @@ pub struct AugmentHParams {
     pub aug_degrees: f64,
     /// `affine`'s largest translation, as a fraction of the image.
     pub aug_translate: f64,
+    /// `resized_crop`'s smallest fraction of the image's area.
+    pub aug_scale: f64,
 }
 
 impl Default for AugmentHParams {
@@ -79,6 +81,7 @@ impl Default for AugmentHParams {
             aug_padding: 2,
             aug_degrees: 10.0,
             aug_translate: 0.1,
+            aug_scale: 0.08,
         }
     }
 }
@@ -94,8 +97,7 @@ impl AugmentHParams {
             "auto" => auto_list,
             other => other,
         };
-        let transforms =
-            Transform::parse_list(list, self.aug_padding, self.aug_degrees, self.aug_translate)?;
+        let transforms = Transform::parse_list(list, self)?;
         if transforms.is_empty() {
             return Ok(None);
         }

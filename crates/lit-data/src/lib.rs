@@ -37,6 +37,7 @@ pub mod idx;
 pub mod image_folder;
 mod loader;
 pub mod mnist;
+mod resized_crop;
 pub mod table;
 
 pub use augment::{AugmentConfig, Augmented, Transform};
