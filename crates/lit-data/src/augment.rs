@@ -1,6 +1,6 @@
 //! Data augmentation as a dataset transform, seeded per epoch and example.
 //!
-//! [`Augmented`] wraps an image [`TensorDataset`] and, for each example a loader gathers, applies
+//! [`Augmented`] wraps an image dataset ([`StoredImages`], such as a [`crate::TensorDataset`]) and, for each example a loader gathers, applies
 //! random transforms drawn from the stream `("augment", epoch, index)` of the run's seed. An
 //! epoch's data therefore depends only on the seed, the epoch and the example: not on the number
 //! of loader workers, on which process of a data-parallel run loads it, or on whether the run was
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle::{DType, Device, Tensor};
 use lit_base::Generator;
 
-use crate::{AugmentHParams, Batch, DataInfo, Dataset, Error, Result, Sample, TensorDataset};
+use crate::{AugmentHParams, Batch, DataInfo, Dataset, Error, Result, Sample, StoredImages};
 
 /// One random transform of an image (`C x H x W`, background 0 in stored pixel values).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,19 +195,27 @@ pub struct AugmentConfig {
 /// An image dataset whose examples are transformed at random, per epoch and example, when a
 /// loader gathers them ([`Dataset::get_batch_at`]); `get` and `get_batch` hand out the images
 /// untransformed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Augmented {
-    inner: Arc<TensorDataset>,
+    inner: Arc<dyn StoredImages>,
     config: AugmentConfig,
 }
 
+impl std::fmt::Debug for Augmented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Augmented")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Augmented {
-    /// `inner` (images `(N, C, H, W)`) with `config`'s transforms.
-    pub fn new(inner: Arc<TensorDataset>, config: AugmentConfig) -> Result<Self> {
-        if inner.inputs().rank() != 4 {
+    /// `inner` (images `(N, C, H, W)`, such as a [`crate::TensorDataset`]) with `config`'s transforms.
+    pub fn new(inner: Arc<dyn StoredImages>, config: AugmentConfig) -> Result<Self> {
+        let shape = inner.info().map(|i| i.input_shape).unwrap_or_default();
+        if shape.len() != 3 {
             return Err(Error::Invalid(format!(
-                "augment: expected images of shape (N, C, H, W), got {:?}",
-                inner.inputs().dims()
+                "augment: expected images of shape (N, C, H, W), got examples of shape {shape:?}"
             )));
         }
         if !(0.0..=1.0).contains(&config.prob) {
@@ -255,10 +263,12 @@ impl Dataset for Augmented {
     }
 
     fn get_batch_at(&self, indices: &[usize], epoch: u64) -> Result<Batch> {
-        let ids: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-        let ids = Tensor::from_vec(ids, indices.len(), self.inner.inputs().device())?;
-        let images = self.inner.inputs().index_select(&ids, 0)?;
-        let (b, c, h, w) = images.dims4()?;
+        let Batch {
+            input: stored,
+            target,
+        } = self.inner.stored_batch(indices)?;
+        let (b, c, h, w) = stored.dims4()?;
+        let images = &stored;
         let mut pixels = images
             .to_dtype(DType::F32)?
             .flatten_all()?
@@ -276,24 +286,21 @@ impl Dataset for Augmented {
             }
         }
         let input = Tensor::from_vec(pixels, (b, c, h, w), &Device::Cpu)?;
-        let stored = self.inner.inputs();
-        let input = match self.inner.input_map() {
+        let input = match self.inner.stored_map() {
             Some(m) => m.apply(&input)?,
             // Interpolated values round to the nearest stored integer.
             None if !stored.dtype().is_float() => input.round()?.to_dtype(stored.dtype())?,
             None => input.to_dtype(stored.dtype())?,
         };
         let input = input.to_device(stored.device())?;
-        Ok(Batch {
-            input,
-            target: self.inner.targets().index_select(&ids, 0)?,
-        })
+        Ok(Batch { input, target })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TensorDataset;
 
     fn dataset(prob: f64, transforms: Vec<Transform>) -> Augmented {
         let images: Vec<u8> = (0..4 * 5 * 5).map(|i| (i % 251) as u8).collect();
@@ -408,7 +415,7 @@ mod tests {
             Transform::parse_list("resized_crop", &sizes).unwrap(),
             [Transform::ResizedCrop { min_scale: 0.08 }]
         );
-        let inner = Arc::new(dataset(0.5, vec![]).inner.as_ref().clone());
+        let inner = Arc::clone(&dataset(0.5, vec![]).inner);
         let err = Augmented::new(
             inner,
             AugmentConfig {

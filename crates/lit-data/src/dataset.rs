@@ -92,6 +92,33 @@ pub trait Dataset: Send + Sync {
     }
 }
 
+/// An image dataset whose stored pixels a transform can reach before they are normalised: what
+/// [`crate::Augmented`] wraps. [`TensorDataset`] stores them in memory; an image folder too large
+/// for memory decodes them from its files batch by batch.
+pub trait StoredImages: Dataset {
+    /// The stored images at `indices`, `(N, C, H, W)` (such as `u8` pixels), and their targets,
+    /// before [`StoredImages::stored_map`].
+    fn stored_batch(&self, indices: &[usize]) -> Result<Batch>;
+
+    /// The map that turns stored images into the network's inputs, if any.
+    fn stored_map(&self) -> Option<&InputMap>;
+}
+
+impl StoredImages for TensorDataset {
+    fn stored_batch(&self, indices: &[usize]) -> Result<Batch> {
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(idx, indices.len(), self.inputs.device())?;
+        Ok(Batch {
+            input: self.inputs.index_select(&idx, 0)?,
+            target: self.targets.index_select(&idx, 0)?,
+        })
+    }
+
+    fn stored_map(&self) -> Option<&InputMap> {
+        self.map.as_ref()
+    }
+}
+
 /// A dataset held as two tensors whose first dimension indexes the examples.
 ///
 /// Batches are one `index_select` on each tensor. The inputs may be kept in their stored type

@@ -43,7 +43,7 @@ pub mod table;
 pub use augment::{AugmentConfig, Augmented, Transform};
 pub use config::{AugmentHParams, DataHParams, DEFAULT_NUM_WORKERS};
 pub use datamodule::{DataModule, Loaders, NamedLoader};
-pub use dataset::{DataInfo, Dataset, InputMap, Sample, Task, TensorDataset};
+pub use dataset::{DataInfo, Dataset, InputMap, Sample, StoredImages, Task, TensorDataset};
 pub use dinterface::{
     DInterface, DataContext, DatasetBuilder, DatasetRegistry, Split, DATA_DIR_ENV,
 };

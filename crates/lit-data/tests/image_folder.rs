@@ -35,12 +35,12 @@ fn build(
     root: &Path,
     extra: &[(&str, serde_json::Value)],
     split: Split,
-) -> lit_data::Result<std::sync::Arc<lit_data::TensorDataset>> {
+) -> lit_data::Result<std::sync::Arc<dyn lit_data::StoredImages>> {
     image_folder::build(&context(root, extra, split))
 }
 
 fn error(root: &Path, extra: &[(&str, serde_json::Value)], split: Split) -> String {
-    build(root, extra, split).unwrap_err().to_string()
+    build(root, extra, split).err().unwrap().to_string()
 }
 
 /// Two classes in the order `sorted` gives them, 5 images each, all pixels of the class's
@@ -198,7 +198,8 @@ fn bad_folders_and_files_are_named_in_the_error() {
     let root = tmp.path();
     // No data_root.
     let e = image_folder::build(&DataContext::new(HParams::new()).unwrap())
-        .unwrap_err()
+        .err()
+        .unwrap()
         .to_string();
     assert!(
         e.contains("data_root") && e.contains("train/<class>/"),
@@ -267,6 +268,84 @@ fn bad_folders_and_files_are_named_in_the_error() {
     );
     assert!(
         e.contains("classes") && e.contains("trained on the classes full, other"),
+        "{e}"
+    );
+}
+
+/// Every example of `data` as one batch: its inputs and targets.
+fn everything(data: &dyn lit_data::StoredImages) -> (Vec<f32>, Vec<u32>) {
+    let b = data
+        .get_batch(&(0..data.len()).collect::<Vec<_>>())
+        .unwrap();
+    (
+        b.input.flatten_all().unwrap().to_vec1().unwrap(),
+        b.target.to_vec1().unwrap(),
+    )
+}
+
+#[test]
+fn a_folder_over_the_memory_budget_decodes_batch_by_batch_to_the_same_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for i in 0..6 {
+        rgb(
+            &root.join(format!("train/red/{i}.png")),
+            9,
+            7,
+            [200, 10 * i as u8, 0],
+        );
+        rgb(
+            &root.join(format!("train/blue/{i}.png")),
+            9,
+            7,
+            [0, 20, 150 + i as u8],
+        );
+    }
+    rgb(&root.join("test/red/0.png"), 9, 7, [190, 0, 0]);
+    let lazy = [("image_memory_mb", 0.into()), ("val_split", 0.25.into())];
+    let eager = [("val_split", 0.25.into())];
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let a = build(root, &eager, split).unwrap();
+        let b = build(root, &lazy, split).unwrap();
+        let (ia, ib) = (a.info().unwrap(), b.info().unwrap());
+        assert_eq!(ia, ib, "{split:?}");
+        assert_eq!(ia.input_shape, [3, 7, 9]);
+        let ((xa, ya), (xb, yb)) = (everything(a.as_ref()), everything(b.as_ref()));
+        assert_eq!(ya, yb);
+        let close = xa.iter().zip(&xb).all(|(p, q)| (p - q).abs() < 1e-5);
+        assert!(close, "{split:?}");
+    }
+    // The transforms reach the decoded pixels: a flip with probability 1 mirrors each row.
+    let b = build(root, &lazy, Split::Train).unwrap();
+    let cfg = lit_data::AugmentConfig {
+        transforms: vec![lit_data::Transform::HorizontalFlip],
+        prob: 1.0,
+        seed: 0,
+    };
+    let aug = lit_data::Augmented::new(b.clone(), cfg).unwrap();
+    let x = aug.get_batch_at(&[0], 0).unwrap().input;
+    let plain = b.get_batch(&[0]).unwrap().input;
+    assert_eq!(
+        x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        plain
+            .flip(&[3])
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    );
+    // A file broken after the listing is named when its batch is gathered.
+    let train = build(
+        root,
+        &[("image_memory_mb", 0.into()), ("val_split", 0.0.into())],
+        Split::Train,
+    )
+    .unwrap();
+    std::fs::write(root.join("train/blue/0.png"), b"not a png").unwrap();
+    let e = train.get_batch(&[0]).err().unwrap().to_string();
+    assert!(
+        e.contains("blue/0.png") && e.contains("not a readable"),
         "{e}"
     );
 }

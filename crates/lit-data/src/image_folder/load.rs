@@ -19,30 +19,11 @@ pub(super) fn decode_all(
     let first = files
         .first()
         .ok_or_else(|| Error::Invalid("image_folder: no images".into()))?;
-    let channels = match (like, h.channels) {
-        (Some((c, _, _)), _) => c,
-        (None, Some(c @ (1 | 3))) => c,
-        (None, Some(c)) => {
-            return Err(Error::HParam {
-                key: "channels".into(),
-                message: format!("expected 1 (gray) or 3 (RGB), got {c}"),
-            })
-        }
-        (None, None) => {
-            if all_gray(&files)? {
-                1
-            } else {
-                3
-            }
-        }
+    let channels = match like {
+        Some((c, _, _)) => c,
+        None => channels(h, &files)?,
     };
     let size = h.image_size;
-    if size == Some(0) {
-        return Err(Error::HParam {
-            key: "image_size".into(),
-            message: "expected a side of at least 1 pixel, got 0".into(),
-        });
-    }
     let images = decode_parallel(&files, channels, size)?;
     let (hh, ww) = match like {
         Some((_, lh, lw)) => (lh, lw),
@@ -75,6 +56,19 @@ pub(super) fn decode_all(
 
 type Pixels = (Vec<u8>, usize, usize);
 
+/// The channels `h` asks for: 1 or 3, or unset: 1 when every file is gray, else 3.
+pub(super) fn channels(h: &ImageFolderHParams, files: &[PathBuf]) -> Result<usize> {
+    match h.channels {
+        Some(c @ (1 | 3)) => Ok(c),
+        Some(c) => Err(Error::HParam {
+            key: "channels".into(),
+            message: format!("expected 1 (gray) or 3 (RGB), got {c}"),
+        }),
+        None if all_gray(files)? => Ok(1),
+        None => Ok(3),
+    }
+}
+
 /// Whether every file holds gray levels only, from the files' headers (nothing decoded).
 fn all_gray(files: &[PathBuf]) -> Result<bool> {
     Ok(par_map(files, |f| decode::header_is_gray(f))?
@@ -90,7 +84,10 @@ fn decode_parallel(files: &[PathBuf], channels: usize, size: Option<usize>) -> R
 }
 
 /// `f` of every file, in order, on as many threads as the machine has cores.
-fn par_map<T: Send>(files: &[PathBuf], f: impl Fn(&PathBuf) -> Result<T> + Sync) -> Result<Vec<T>> {
+pub(super) fn par_map<T: Send>(
+    files: &[PathBuf],
+    f: impl Fn(&PathBuf) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(threads).max(1);
     let f = &f;
@@ -133,13 +130,13 @@ pub(super) fn split_indices(
 }
 
 /// The mean and standard deviation per channel that batches are normalised with: the keys', or
-/// those of the training examples `train` (pixels scaled to [0, 1], population deviation).
+/// `stats` of the training examples (pixels scaled to [0, 1], population deviation), computed
+/// only when a key does not give them.
 pub(super) fn normalisation(
     h: &ImageFolderHParams,
-    data: &Decoded,
-    train: &[usize],
+    c: usize,
+    stats: impl FnOnce() -> Result<(Vec<f64>, Vec<f64>)>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let c = data.shape.0;
     // One value stands for every channel.
     let per_channel = |v: Vec<f64>| if v.len() == 1 { vec![v[0]; c] } else { v };
     let check = |key: &str, v: &[f64], positive: bool| -> Result<()> {
@@ -171,7 +168,7 @@ pub(super) fn normalisation(
         check("normalize_std", std, true)?;
         return Ok((per_channel(mean.clone()), per_channel(std.clone())));
     }
-    let (mut mean, mut std) = stats(data, train);
+    let (mut mean, mut std) = stats()?;
     if let Some(m) = &h.normalize_mean {
         check("normalize_mean", m, false)?;
         mean = m.clone();
@@ -184,7 +181,7 @@ pub(super) fn normalisation(
 }
 
 /// Per-channel mean and population standard deviation of `indices`' pixels, scaled to [0, 1].
-fn stats(data: &Decoded, indices: &[usize]) -> (Vec<f64>, Vec<f64>) {
+pub(super) fn stats(data: &Decoded, indices: &[usize]) -> (Vec<f64>, Vec<f64>) {
     let (c, h, w) = data.shape;
     let plane = h * w;
     let mut sum = vec![0u64; c];

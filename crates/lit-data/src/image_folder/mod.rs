@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DataContext, DataHParams, Error, Result, Split, TensorDataset};
+use crate::{DataContext, DataHParams, Error, Result, Split, StoredImages};
 
 /// The keys `image_folder` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,9 @@ pub struct ImageFolderHParams {
     /// folders must hold these classes (so a checkpoint's class indices keep their meaning).
     #[serde(deserialize_with = "lit_base::hparams::optional_names")]
     pub classes: Option<Vec<String>>,
+    /// The most memory, in MiB, the training folder's decoded images may take; a folder above
+    /// it is decoded batch by batch in the loader's worker threads instead (`--num-workers`).
+    pub image_memory_mb: usize,
 }
 
 impl Default for ImageFolderHParams {
@@ -57,6 +60,7 @@ impl Default for ImageFolderHParams {
             normalize_mean: None,
             normalize_std: None,
             classes: None,
+            image_memory_mb: 4096,
         }
     }
 }
@@ -69,8 +73,9 @@ struct Decoded {
     files: Vec<PathBuf>,
 }
 
-/// Builds the `image_folder` dataset for the context's split.
-pub fn build(ctx: &DataContext) -> Result<Arc<TensorDataset>> {
+/// Builds the `image_folder` dataset for the context's split: decoded once and kept in memory
+/// when the training folder fits `image_memory_mb`, else decoded batch by batch.
+pub fn build(ctx: &DataContext) -> Result<Arc<dyn StoredImages>> {
     let h: ImageFolderHParams = ctx.hparams.to_config()?;
     let root = root(&h)?;
     let layout = Layout::of(&root)?;
@@ -86,22 +91,67 @@ pub fn build(ctx: &DataContext) -> Result<Arc<TensorDataset>> {
             ),
         });
     }
-    let train = decoded(ctx, &h, &layout.train, &classes, None)?;
-    let n = train.labels.len();
-    let (train_indices, val_indices) = match layout.val {
-        Some(_) => ((0..n).collect(), Vec::new()),
-        None => {
-            let seed = ctx.hparams.to_config::<DataHParams>()?.seed;
-            split_indices(n, &h, seed)?
-        }
-    };
-    let (mean, std) = normalisation(&h, &train, &train_indices)?;
+    if h.image_size == Some(0) {
+        return Err(Error::HParam {
+            key: "image_size".into(),
+            message: "expected a side of at least 1 pixel, got 0".into(),
+        });
+    }
+    let train = listing(ctx, &layout.train, &classes, false)?;
+    if !fits(&h, &train)? {
+        return lazy::build(ctx, &h, &layout, &classes, train);
+    }
+    let train = decoded(ctx, &h, &layout.train, &train, None)?;
+    let (train_indices, val_indices) = split(ctx, &h, &layout, train.labels.len())?;
+    let (mean, std) = normalisation(&h, train.shape.0, || {
+        Ok(load::stats(&train, &train_indices))
+    })?;
+    let shape = train.shape;
+    let (data, indices) = pick(
+        ctx,
+        &h,
+        &layout,
+        (train, train_indices, val_indices),
+        |dir| {
+            let list = listing(ctx, dir, &classes, true)?;
+            let data = decoded(ctx, &h, dir, &list, Some(shape))?;
+            let n = data.labels.len();
+            Ok((data, (0..n).collect()))
+        },
+    )?;
+    Ok(Arc::new(to_dataset(
+        &data, &indices, &classes, &mean, &std,
+    )?))
+}
+
+/// The training and validation positions among `n` training images: all and none with a
+/// `val/` folder, else a seeded `val_split`.
+pub(super) fn split(
+    ctx: &DataContext,
+    h: &ImageFolderHParams,
+    layout: &Layout,
+    n: usize,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    match layout.val {
+        Some(_) => Ok(((0..n).collect(), Vec::new())),
+        None => split_indices(n, h, ctx.hparams.to_config::<DataHParams>()?.seed),
+    }
+}
+
+/// The data and positions of the context's split: `train`'s (data, training positions,
+/// validation positions), or `other` of the `val/` or `test/` folder.
+pub(super) fn pick<T: Clone>(
+    ctx: &DataContext,
+    h: &ImageFolderHParams,
+    layout: &Layout,
+    (train, train_indices, val_indices): (T, Vec<usize>, Vec<usize>),
+    other: impl FnOnce(&Path) -> Result<(T, Vec<usize>)>,
+) -> Result<(T, Vec<usize>)> {
+    let n = train_indices.len() + val_indices.len();
     let (data, indices) = match (ctx.split, &layout.val, &layout.test) {
-        (Split::Train, _, _) => (Arc::clone(&train), train_indices),
-        (Split::Val, None, _) => (Arc::clone(&train), val_indices),
-        (Split::Val, Some(dir), _) | (Split::Test | Split::Predict, _, Some(dir)) => {
-            all(decoded(ctx, &h, dir, &classes, Some(train.shape))?)
-        }
+        (Split::Train, _, _) => (train, train_indices),
+        (Split::Val, None, _) => (train, val_indices),
+        (Split::Val, Some(dir), _) | (Split::Test | Split::Predict, _, Some(dir)) => other(dir)?,
         (Split::Test | Split::Predict, _, None) => {
             return Err(Error::Missing {
                 path: layout.root.join("test"),
@@ -123,12 +173,26 @@ pub fn build(ctx: &DataContext) -> Result<Arc<TensorDataset>> {
             ),
         });
     }
-    to_dataset(&data, &indices, &classes, &mean, &std).map(Arc::new)
+    Ok((data, indices))
 }
 
-fn all(d: Arc<Decoded>) -> (Arc<Decoded>, Vec<usize>) {
-    let n = d.labels.len();
-    (d, (0..n).collect())
+/// Whether the training folder's images, decoded, fit `image_memory_mb` (three channels
+/// counted unless `channels` says one; the size `image_size` or the first image's).
+fn fits(h: &ImageFolderHParams, train: &Listing) -> Result<bool> {
+    let c = h.channels.unwrap_or(3) as u64;
+    let (ih, iw) = match (h.image_size, train.files.first()) {
+        (Some(s), _) => (s as u64, s as u64),
+        (None, Some(first)) => {
+            let (w, h) = image::image_dimensions(first).map_err(|e| Error::Format {
+                path: first.clone(),
+                message: format!("not a readable PNG, JPEG or BMP image ({e})"),
+            })?;
+            (u64::from(h), u64::from(w))
+        }
+        (None, None) => return Ok(true),
+    };
+    let bytes = train.files.len() as u64 * c * ih * iw;
+    Ok(bytes <= h.image_memory_mb as u64 * (1 << 20))
 }
 
 fn root(h: &ImageFolderHParams) -> Result<PathBuf> {
@@ -153,9 +217,9 @@ fn root(h: &ImageFolderHParams) -> Result<PathBuf> {
 }
 
 /// Where each split's class folders are.
-struct Layout {
+pub(super) struct Layout {
     root: PathBuf,
-    train: PathBuf,
+    pub(super) train: PathBuf,
     val: Option<PathBuf>,
     test: Option<PathBuf>,
 }
@@ -205,25 +269,24 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The image files of a folder of class folders, in order, with their labels.
+pub(super) struct Listing {
+    pub(super) files: Vec<PathBuf>,
+    pub(super) labels: Vec<u32>,
+}
+
 /// The images of `dir`'s class folders with their labels (a folder not among `classes` is an
-/// error naming it), decoded once per run (cached in the context).
-fn decoded(
+/// error naming it; with `check`, `dir` must hold class folders), listed once per run.
+pub(super) fn listing(
     ctx: &DataContext,
-    h: &ImageFolderHParams,
     dir: &Path,
     classes: &[String],
-    like: Option<(usize, usize, usize)>,
-) -> Result<Arc<Decoded>> {
-    let key = format!(
-        "image_folder:{}:{:?}:{:?}:{like:?}",
-        dir.display(),
-        h.channels,
-        h.image_size
-    );
-    ctx.cached(&key, || {
+    check: bool,
+) -> Result<Arc<Listing>> {
+    ctx.cached(&format!("image_folder-list:{}", dir.display()), || {
         let mut files = Vec::new();
         let mut labels = Vec::new();
-        if like.is_some() {
+        if check {
             // A val/ or test/ folder: class folders, as train/ (named in the error when not).
             self::classes(dir)?;
         }
@@ -255,9 +318,31 @@ fn decoded(
             labels.extend(std::iter::repeat_n(label as u32, images.len()));
             files.extend(images);
         }
-        decode_all(files, labels, h, like)
+        Ok(Listing { files, labels })
     })
 }
 
+/// `list`'s images decoded, once per run (cached in the context): to `like` (the training
+/// images' shape) for a `val/` or `test/` folder.
+fn decoded(
+    ctx: &DataContext,
+    h: &ImageFolderHParams,
+    dir: &Path,
+    list: &Listing,
+    like: Option<(usize, usize, usize)>,
+) -> Result<Arc<Decoded>> {
+    let key = format!(
+        "image_folder:{}:{:?}:{:?}:{like:?}",
+        dir.display(),
+        h.channels,
+        h.image_size
+    );
+    ctx.cached(&key, || {
+        decode_all(list.files.clone(), list.labels.clone(), h, like)
+    })
+}
+
+mod lazy;
 mod load;
+pub use lazy::LazyImages;
 use load::{decode_all, normalisation, split_indices, to_dataset};
