@@ -56,7 +56,33 @@ fn monitor(
     Ok((monitor, mode))
 }
 
-/// Adds `fit`'s callbacks as the command line asks.
+/// `--max-time` as a duration.
+fn max_time(args: &cli::RunArgs) -> anyhow::Result<Option<std::time::Duration>> {
+    args.max_time
+        .as_ref()
+        .map(|t| {
+            Timer::parse(t).with_context(|| {
+                format!("--max-time {t}: expected DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds")
+            })
+        })
+        .transpose()
+}
+
+/// Refuses a bad callback option before any data is read.
+pub(crate) fn check(args: &cli::RunArgs) -> anyhow::Result<()> {
+    max_time(args)?;
+    if args.early_stopping_patience == 0
+        && (args.stopping_threshold.is_some() || args.divergence_threshold.is_some())
+    {
+        bail!("--stopping-threshold and --divergence-threshold belong to early stopping, which --early-stopping-patience 0 turns off");
+    }
+    if let Some(name) = &args.checkpoint_filename {
+        lit_callbacks::check_filename(name)?;
+    }
+    Ok(())
+}
+
+/// Adds `fit`'s callbacks as the command line asks (after [`check`]).
 pub(crate) fn add_fit_callbacks(
     trainer: &mut Trainer,
     args: &cli::RunArgs,
@@ -68,10 +94,7 @@ pub(crate) fn add_fit_callbacks(
     trainer.add_callback(Box::new(LearningRateMonitor::new(
         args.lr_monitor_every_step,
     )));
-    if let Some(t) = &args.max_time {
-        let d = Timer::parse(t).with_context(|| {
-            format!("--max-time {t}: expected DD:HH:MM:SS, HH:MM:SS, MM:SS or seconds")
-        })?;
+    if let Some(d) = max_time(args)? {
         trainer.add_callback(Box::new(Timer::new(d)));
     }
     if args.early_stopping_patience > 0 {
@@ -82,11 +105,6 @@ pub(crate) fn add_fit_callbacks(
         stopping.divergence_threshold = args.divergence_threshold;
         stopping.strict = !args.no_strict;
         trainer.add_callback(Box::new(stopping));
-    } else if args.stopping_threshold.is_some() || args.divergence_threshold.is_some() {
-        bail!("--stopping-threshold and --divergence-threshold belong to early stopping, which --early-stopping-patience 0 turns off");
-    }
-    if let Some(name) = &args.checkpoint_filename {
-        lit_callbacks::check_filename(name)?;
     }
     let mut checkpoints = ModelCheckpoint::monitored(monitor, mode);
     checkpoints.filename = args.checkpoint_filename.clone();

@@ -316,6 +316,9 @@ fn run_with(
         };
         trainer = trainer.with_callback(bar);
     }
+    if resolved.command == "fit" {
+        callbacks::check(args)?;
+    }
     if args.deterministic && !trainer.device().is_cpu() {
         bail!("--deterministic: GPU kernels (atomics, cuDNN autotuning) are not bit-reproducible; use --accelerator cpu");
     }
