@@ -5,10 +5,12 @@ usage:
       Loads the checkpoint (optimizer state dropped) with strict=True, buffers included, and
       prints the test accuracy on DATA_DIR's t10k images (Fashion-MNIST normalisation unless
       DATA_DIR's name says mnist).
-  python3 scripts/resnet_torch.py bench DATA_DIR STEPS THREADS [BATCH]
-      Trains the same network with Adam (lr 1e-3) on DATA_DIR's training images for STEPS
-      batches in a plain PyTorch loop on THREADS threads and prints one JSON line
-      {"seconds", "samples"}; `cargo xtask bench` runs this for its ResNet row.
+  python3 scripts/resnet_torch.py bench DATA_DIR STEPS THREADS [BATCH [NET [RUNNER]]]
+      Trains NET (resnet, the default, or example: ExampleNet of torch_baseline.py) with Adam
+      (lr 1e-3) on DATA_DIR's training images for STEPS batches on THREADS threads, in a plain
+      PyTorch loop (RUNNER plain) or with Lightning's Trainer (lightning), and prints one JSON
+      line {"seconds", "samples"} ({"error"} when Lightning is not installed);
+      `cargo xtask bench --resnet` runs this.
 
 Needs torch (and safetensors for check).
 """
@@ -100,28 +102,78 @@ def check(ckpt, data_dir, depth=8, width=16):
     print(f"PyTorch test accuracy: {(pred == y).float().mean().item():.4f} on {len(y)} images")
 
 
-def bench(data_dir, steps, threads, batch=64):
-    torch.set_num_threads(threads)
-    torch.manual_seed(1234)
-    x = normalised(read_idx(data_dir, "train-images-idx3-ubyte"), data_dir)
-    y = read_idx(data_dir, "train-labels-idx1-ubyte").long()
-    net = ResNet().train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    start, samples, done = time.perf_counter(), 0, 0
+def network(name):
+    if name == "example":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from torch_baseline import ExampleNet
+        return ExampleNet()
+    return ResNet()
+
+
+def batches(x, y, steps, batch):
+    """STEPS batches of a seeded permutation per pass over the data."""
+    done = 0
     while done < steps:
         order = torch.randperm(len(x))
         for i in range(0, len(x) - batch + 1, batch):
             idx = order[i:i + batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            yield x[idx], y[idx]
+            done += 1
+            if done == steps:
+                return
+
+
+def bench(data_dir, steps, threads, batch=64, net="resnet", runner="plain"):
+    torch.set_num_threads(threads)
+    torch.manual_seed(1234)
+    x = normalised(read_idx(data_dir, "train-images-idx3-ubyte"), data_dir)
+    y = read_idx(data_dir, "train-labels-idx1-ubyte").long()
+    model = network(net).train()
+    if runner == "lightning":
+        seconds = lightning_fit(model, list(batches(x, y, steps, batch)), steps)
+        if seconds is None:
+            print(json.dumps({"error": "PyTorch Lightning is not installed"}))
+            return
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        start = time.perf_counter()
+        for xb, yb in batches(x, y, steps, batch):
+            loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            samples += batch
-            done += 1
-            if done == steps:
-                break
-    print(json.dumps({"seconds": time.perf_counter() - start, "samples": samples,
+        seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "samples": steps * batch,
                       "torch": torch.__version__, "threads": threads}))
+
+
+def lightning_fit(model, data, steps):
+    """Seconds of Lightning's fit over the prepared batches; None without Lightning."""
+    try:
+        import lightning as L
+    except ImportError:
+        try:
+            import pytorch_lightning as L
+        except ImportError:
+            return None
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def training_step(self, b, _):
+            return F.cross_entropy(self.net(b[0]), b[1])
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    start = time.perf_counter()
+    trainer.fit(Module(), data)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
@@ -129,6 +181,6 @@ if __name__ == "__main__":
     if cmd == "check" and len(rest) >= 2:
         check(rest[0], rest[1], *map(int, rest[2:4]))
     elif cmd == "bench" and len(rest) >= 3:
-        bench(rest[0], int(rest[1]), int(rest[2]), *map(int, rest[3:4]))
+        bench(rest[0], int(rest[1]), int(rest[2]), *map(int, rest[3:4]), *rest[4:6])
     else:
         sys.exit(__doc__)

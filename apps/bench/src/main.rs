@@ -9,10 +9,11 @@
 //! alternating, so that a drift in the machine's speed hits both sides of the overhead ratio. The
 //! default runs 400 steps of each once (where fit's fixed set-up cost still shows in the ratio).
 //!
-//! The ResNet row (after the default table, or alone with `--resnet`) times lit's Trainer on the
-//! `resnet` model (ResNet-8: batch norm, residual blocks, dropout) against PyTorch's plain loop
-//! on the same network, data, batch, optimizer and thread count (`scripts/resnet_torch.py`, run
-//! by `$PYTHON` or `python3` when it has torch), as a ratio.
+//! `--resnet` times lit's Trainer against PyTorch's plain loop (`scripts/resnet_torch.py`, run by
+//! `$PYTHON` or `python3` when it has torch) on ExampleNet and the `resnet` model (ResNet-8:
+//! batch norm, residual blocks, dropout) at batch 64 and 256, the sides alternating three times,
+//! with each ratio, the medians, PyTorch Lightning's time when it is installed and the fraction of
+//! the machine's sgemm peak each reaches (see `resnet_row`). The default table ends with it.
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -243,11 +244,16 @@ impl Callback for EpochClock {
 /// lit's Trainer with MInterface and DInterface on `model`, logging every 50 steps, no
 /// validation.
 fn lit(model: &str, steps: usize, epochs: usize) -> anyhow::Result<Timing> {
+    // `--resnet` runs other batch sizes through its children.
+    let batch = match std::env::var("LIT_BENCH_BATCH") {
+        Ok(b) => b.parse().context("LIT_BENCH_BATCH")?,
+        Err(_) => BATCH,
+    };
     let mut hp = HParams::new();
     for (k, v) in [
         ("model_name", serde_json::json!(model)),
         ("train_dataset", serde_json::json!("mnist_60k")),
-        ("batch_size", serde_json::json!(BATCH)),
+        ("batch_size", serde_json::json!(batch)),
         ("seed", serde_json::json!(SEED)),
         ("optimizer", serde_json::json!("adam")),
     ] {
@@ -289,7 +295,7 @@ fn lit(model: &str, steps: usize, epochs: usize) -> anyhow::Result<Timing> {
     let epochs = clock.borrow().clone();
     Ok(Timing {
         seconds,
-        samples: trainer.state().global_step() as usize * BATCH,
+        samples: trainer.state().global_step() as usize * batch,
         epochs,
     })
 }
