@@ -14,7 +14,7 @@ use crate::cli;
 /// `val_acc` when accuracy is among the metrics and `val_loss` when not (a regression), suffixed
 /// `/<set>` with the first validation set's name when there are several; `--mode`, else lower
 /// is better for a loss or an error (`*loss*`, `*mse`, `*mae`) and higher for the rest.
-fn monitor(
+pub(crate) fn monitor(
     args: &cli::RunArgs,
     hparams: &HParams,
     explicit: &[(String, String)],
@@ -82,19 +82,19 @@ pub(crate) fn check(args: &cli::RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds `fit`'s callbacks as the command line asks (after [`check`]).
+/// Adds `fit`'s callbacks as the command line asks, watching `monitor` (see [`monitor`]; the
+/// options were checked by [`check`]).
 pub(crate) fn add_fit_callbacks(
     trainer: &mut Trainer,
     args: &cli::RunArgs,
-    hparams: &HParams,
-    explicit: &[(String, String)],
-) -> anyhow::Result<()> {
-    let (monitor, mode) = monitor(args, hparams, explicit)?;
+    monitor: String,
+    mode: Mode,
+) {
     trainer.add_callback(Box::new(ModelSummary::new()));
     trainer.add_callback(Box::new(LearningRateMonitor::new(
         args.lr_monitor_every_step,
     )));
-    if let Some(d) = max_time(args)? {
+    if let Ok(Some(d)) = max_time(args) {
         trainer.add_callback(Box::new(Timer::new(d)));
     }
     if args.early_stopping_patience > 0 {
@@ -115,5 +115,4 @@ pub(crate) fn add_fit_callbacks(
     checkpoints.strict = !args.no_strict;
     trainer.add_callback(Box::new(checkpoints));
     trainer.add_callback(Box::new(Curves::new()));
-    Ok(())
 }

@@ -69,8 +69,19 @@ pub(crate) const RESTORED: [&str; 7] = [
     "target_std",
 ];
 
-/// The module's keys a checkpoint carries that the user may change when testing it.
-pub(crate) const RESTORED_UNLESS_GIVEN: [&str; 2] = ["loss", "metric"];
+/// The keys a checkpoint carries that the user may change when testing it: the loss and the
+/// metrics the network was trained and judged with, and what decides a table's rows, their
+/// split and their features (the seed, the split fractions, the feature columns and their
+/// standardisation), so that a test runs on the rows and inputs the training run set aside.
+pub(crate) const RESTORED_UNLESS_GIVEN: [&str; 7] = [
+    "loss",
+    "metric",
+    "seed",
+    "val_split",
+    "test_split",
+    "feature_columns",
+    "standardize",
+];
 
 /// The keys whose value from the user or a checkpoint must agree with the data's: the input
 /// shape and the class count (the normalisation given overrides the data's by design).
@@ -144,7 +155,9 @@ pub(crate) fn record(
         |k| match explicit.iter().find(|(e, _)| e == k) {
             Some((_, source)) => Some(source.clone()),
             None if from_checkpoint
-                && (network.iter().any(|n| n == k) || RESTORED.contains(&k))
+                && (network.iter().any(|n| n == k)
+                    || RESTORED.contains(&k)
+                    || RESTORED_UNLESS_GIVEN.contains(&k))
                 && before.raw(k).is_some() =>
             {
                 Some("the checkpoint".into())
@@ -152,8 +165,19 @@ pub(crate) fn record(
             None => None,
         },
     )?;
-    if matches!(info.task, Task::Regression { .. }) {
-        regression_choices(hparams)?;
+    match info.task {
+        Task::Regression { .. } => regression_choices(hparams)?,
+        Task::Classification => {
+            let own: lit_model::MInterfaceHParams = hparams.to_config()?;
+            let regression = lit_model::REGRESSION_METRIC_NAMES;
+            if let Some(bad) = own.metric.iter().find(|m| regression.contains(&m.as_str())) {
+                anyhow::bail!(
+                    "metric {bad}: the data's targets are classes, which a regression metric \
+                     cannot compare with the network's scores; for a value to predict, set \
+                     task=regression (csv)"
+                );
+            }
+        }
     }
     Ok(Some(info))
 }
@@ -164,7 +188,7 @@ fn regression_choices(hparams: &HParams) -> anyhow::Result<()> {
     let loss = hparams.get::<String>("loss")?.unwrap_or_default();
     if !lit_data::table::REGRESSION_LOSSES.contains(&loss.as_str()) {
         anyhow::bail!(
-            "--loss {loss}: the data's target is a value (a regression), which takes the loss \
+            "loss {loss}: the data's target is a value (a regression), which takes the loss \
              {}",
             lit_data::table::REGRESSION_LOSSES.join(", ")
         );
@@ -176,7 +200,7 @@ fn regression_choices(hparams: &HParams) -> anyhow::Result<()> {
         .find(|m| !regression.contains(&m.as_str()))
     {
         anyhow::bail!(
-            "--metric {bad}: the data's target is a value (a regression), which takes the metrics \
+            "metric {bad}: the data's target is a value (a regression), which takes the metrics \
              {}",
             regression.join(", ")
         );

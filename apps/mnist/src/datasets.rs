@@ -168,7 +168,23 @@ pub(crate) fn registry() -> DatasetRegistry {
     register_flavor(&mut r, "mnist", Flavor::Mnist);
     register_flavor(&mut r, "fashion_mnist", Flavor::FashionMnist);
     r.declare_config::<CsvHParams>();
-    r.register("csv", |ctx| Ok(table::build(ctx)? as Arc<dyn Dataset>));
+    r.register("csv", |ctx| {
+        // Image transforms have no meaning for a table's rows.
+        let aug: AugmentHParams = ctx.hparams.to_config()?;
+        if ctx.split == Split::Train
+            && !aug.no_augment
+            && !["auto", "none"].contains(&aug.augment.trim())
+        {
+            return Err(Error::HParam {
+                key: "augment".into(),
+                message: format!(
+                    "'{}' transforms images; the csv dataset's rows take none (leave augment out)",
+                    aug.augment
+                ),
+            });
+        }
+        Ok(table::build(ctx)? as Arc<dyn Dataset>)
+    });
     r.declare_config::<ImageFolderHParams>();
     r.register("image_folder", |ctx| {
         let data = image_folder::build(ctx)?;

@@ -35,6 +35,7 @@ use anyhow::{bail, Context};
 use lit_callbacks::{ProgressBar, TensorBoardLogger};
 use lit_core::{Accelerator, GradientClip, Limit, Trainer, TrainerConfig};
 use lit_data::DInterface;
+use lit_model::scheduler::Mode;
 use lit_model::MInterface;
 
 // glibc's allocator returns freed tensor buffers to the kernel and faults them back in on the next
@@ -366,7 +367,12 @@ fn run_with(
         )?;
     }
     if resolved.command == "fit" {
-        callbacks::add_fit_callbacks(&mut trainer, args, &run_hparams, &resolved.explicit)?;
+        // Recorded as decided, so the run's hparams.yaml fed back with --config repeats them.
+        let (monitor, mode) = callbacks::monitor(args, &run_hparams, &resolved.explicit)?;
+        run_hparams.set("monitor", &monitor)?;
+        run_hparams.set("mode", if mode == Mode::Max { "max" } else { "min" })?;
+        trainer = trainer.with_hparams(run_hparams.clone());
+        callbacks::add_fit_callbacks(&mut trainer, args, monitor, mode);
     }
     if resolved.command != "fit" && args.ckpt_path.is_none() {
         tracing::warn!(

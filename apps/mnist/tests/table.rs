@@ -139,11 +139,14 @@ fn diabetes_regression_matches_sklearn_linear_regression_r2() {
         "test_r2 {r2}, scikit-learn {want}"
     );
     let hparams = std::fs::read_to_string(dir.join("hparams.yaml")).unwrap();
+    // The decided monitor is recorded, so the hparams.yaml fed back repeats it.
     for line in [
         "loss: mse",
         "metric: mse,mae,r2",
         "num_classes: 1",
         "in_features: 10",
+        "monitor: val_loss",
+        "mode: min",
     ] {
         assert!(
             hparams.lines().any(|l| l == line),

@@ -158,19 +158,42 @@ fn a_regression_target_is_a_value_with_its_training_statistics() {
         }
     );
     assert!(info.classes.is_empty());
-    // Without a regression loss, `auto` is classification; `task` says otherwise.
+    // Without a regression loss, `auto` refuses to take fractions as classes; `task` decides.
     hp.pop();
-    assert_eq!(
-        build(&hp, Split::Train)
-            .unwrap()
-            .info()
-            .unwrap()
-            .classes
-            .len(),
-        4
+    let e = error(&hp);
+    assert!(
+        e.contains("some with fractions") && e.contains("task=regression"),
+        "{e}"
     );
+    hp.push(("task", "classification".into()));
+    let classes = build(&hp, Split::Train).unwrap().info().unwrap().classes;
+    assert_eq!(classes.len(), 4);
+    hp.pop();
     hp.push(("task", "regression".into()));
     assert_eq!(build(&hp, Split::Train).unwrap().targets().dims(), [4, 1]);
+}
+
+#[test]
+fn a_label_spelt_like_a_missing_value_is_a_class_but_not_a_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "s.csv", "a,label\n1,none\n2,NA\n3,mild\n");
+    let hp = [
+        ("csv_path", path.display().to_string().into()),
+        ("target_column", "label".into()),
+        ("val_split", 0.0.into()),
+        ("test_split", 0.0.into()),
+    ];
+    let info = build(&hp, Split::Train).unwrap().info().unwrap();
+    assert_eq!(info.classes, ["NA", "mild", "none"]);
+    let path = write(tmp.path(), "f.csv", "a,label\n1,x\nnone,y\n");
+    let e = error(&[
+        ("csv_path", path.display().to_string().into()),
+        ("target_column", "label".into()),
+    ]);
+    assert!(
+        e.contains("line 3") && e.contains("missing value ('none')"),
+        "{e}"
+    );
 }
 
 #[test]

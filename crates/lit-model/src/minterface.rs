@@ -104,7 +104,12 @@ fn output_scale(h: &MInterfaceHParams) -> Result<Option<(f64, f64)>> {
         (None, None) => Ok(None),
         (Some(m), Some(s)) if m.is_finite() && s.is_finite() && s > 0.0 => Ok(Some((s, m))),
         (m, s) => Err(Error::HParam {
-            key: "target_std".into(),
+            key: if m.is_some_and(f64::is_finite) {
+                "target_std"
+            } else {
+                "target_mean"
+            }
+            .into(),
             message: format!(
                 "expected a finite target_mean and a target_std > 0 together, got target_mean \
                  {m:?} and target_std {s:?}"

@@ -47,6 +47,30 @@ impl LazyImages {
     }
 }
 
+/// Refuses, before training, a file whose size (from its header) is not the first training
+/// image's, as the in-memory folder does when it decodes them.
+fn same_size(files: &[PathBuf], (h, w): (usize, usize), first: &Path) -> Result<()> {
+    let sizes = par_map(files, |f| {
+        image::image_dimensions(f).map_err(|e| Error::Format {
+            path: f.clone(),
+            message: format!("not a readable PNG, JPEG or BMP image ({e})"),
+        })
+    })?;
+    for (f, (fw, fh)) in files.iter().zip(sizes) {
+        if (fh as usize, fw as usize) != (h, w) {
+            return Err(Error::Format {
+                path: f.clone(),
+                message: format!(
+                    "is {fw} x {fh} pixels but the first training image ({}) is {w} x {h}; set \
+                     image_size to bring every image to one size",
+                    first.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One file decoded to `shape`'s channels with `size`, refused when its size differs.
 pub(super) fn decode_to(
     path: &Path,
@@ -58,8 +82,8 @@ pub(super) fn decode_to(
         return Err(Error::Format {
             path: path.to_path_buf(),
             message: format!(
-                "is {iw} x {ih} pixels but the images before it are {w} x {h}; set image_size \
-                 to bring every image to one size"
+                "is {iw} x {ih} pixels but the training images are {w} x {h}; set image_size to \
+                 bring every image to one size"
             ),
         });
     }
@@ -176,9 +200,10 @@ pub(super) fn build(
     let first = train
         .files
         .first()
+        .cloned()
         .ok_or_else(|| Error::Invalid("image_folder: no images".into()))?;
     let channels = load::channels(h, &train.files)?;
-    let (_, ih, iw) = decode::pixels(decode::open(first)?, channels, h.image_size);
+    let (_, ih, iw) = decode::pixels(decode::open(&first)?, channels, h.image_size);
     let shape = (channels, ih, iw);
     let (train_indices, val_indices) = super::split(ctx, h, layout, train.files.len())?;
     let key = format!(
@@ -200,13 +225,17 @@ pub(super) fn build(
             let n = list.files.len();
             Ok((list, (0..n).collect()))
         })?;
+    let files: Vec<PathBuf> = indices.iter().map(|&i| list.files[i].clone()).collect();
+    if h.image_size.is_none() {
+        same_size(&files, (ih, iw), &first)?;
+    }
     let meta = DataInfo {
         classes: classes.to_vec(),
         normalization: Some((mean.clone(), std.clone())),
         ..DataInfo::default()
     };
     Ok(Arc::new(LazyImages::new(
-        indices.iter().map(|&i| list.files[i].clone()).collect(),
+        files,
         indices.iter().map(|&i| list.labels[i]).collect(),
         (shape, h.image_size),
         map(&mean, &std),

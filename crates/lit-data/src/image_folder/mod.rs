@@ -192,7 +192,7 @@ fn fits(h: &ImageFolderHParams, train: &Listing) -> Result<bool> {
         (None, None) => return Ok(true),
     };
     let bytes = train.files.len() as u64 * c * ih * iw;
-    Ok(bytes <= h.image_memory_mb as u64 * (1 << 20))
+    Ok(bytes <= (h.image_memory_mb as u64).saturating_mul(1 << 20))
 }
 
 fn root(h: &ImageFolderHParams) -> Result<PathBuf> {

@@ -108,17 +108,26 @@ pub fn build(ctx: &DataContext) -> Result<Arc<TensorDataset>> {
         Split::Val => (
             prepared.val.as_ref(),
             "val_split",
-            "set val_csv_path, or a val_split above 0",
+            "set val_csv_path, or a larger val_split",
         ),
         Split::Test | Split::Predict => (
             prepared.test.as_ref(),
             "test_split",
-            "set test_csv_path, or a test_split above 0",
+            "set test_csv_path, or a larger test_split",
         ),
     };
     data.map(Arc::clone).ok_or_else(|| Error::HParam {
         key: key.into(),
-        message: format!("the {:?} split of csv has no rows; {why}", ctx.split),
+        message: format!(
+            "the {:?} split of csv has no rows ({key} {} of the training file's rows rounds to \
+             none); {why}",
+            ctx.split,
+            if ctx.split == Split::Val {
+                h.val_split
+            } else {
+                h.test_split
+            }
+        ),
     })
 }
 
@@ -150,15 +159,18 @@ fn prepare(h: &CsvHParams, seed: u64, loss: Option<&str>) -> Result<Prepared> {
             })
         }
     };
+    let task = task(h, loss)?;
     let columns = read::Columns {
         target: &target,
         features: h.feature_columns.as_deref(),
+        numeric_target: task == Kind::Regression,
     };
     let train = read::read(&train_path, &columns)?;
     // The other files are read for the training file's features, wherever their columns are.
     let same = read::Columns {
         target: &target,
         features: Some(&train.feature_names),
+        numeric_target: task == Kind::Regression,
     };
     let other = |value: &Option<String>, key: &str| -> Result<Option<read::Parsed>> {
         path_of(value, key)?
@@ -167,8 +179,7 @@ fn prepare(h: &CsvHParams, seed: u64, loss: Option<&str>) -> Result<Prepared> {
     };
     let val_file = other(&h.val_csv_path, "val_csv_path")?;
     let test_file = other(&h.test_csv_path, "test_csv_path")?;
-    let task = task(h, loss)?;
-    let targets = split::Targets::of(&train, task, h.classes.as_deref())?;
+    let targets = split::Targets::of(&train, task, h.classes.as_deref(), auto(h))?;
     let rows = split::rows(
         train.len(),
         h,
@@ -210,6 +221,11 @@ fn prepare(h: &CsvHParams, seed: u64, loss: Option<&str>) -> Result<Prepared> {
 enum Kind {
     Classification,
     Regression,
+}
+
+/// Whether `task` is left to `auto`.
+fn auto(h: &CsvHParams) -> bool {
+    h.task.trim() == "auto"
 }
 
 fn task(h: &CsvHParams, loss: Option<&str>) -> Result<Kind> {

@@ -31,6 +31,9 @@ pub(super) struct Columns<'a> {
     pub(super) target: &'a str,
     /// The features' names; `None`: every column but the target.
     pub(super) features: Option<&'a [String]>,
+    /// Whether the target is a number, whose missing-value spellings (`NA`, `nan`, ...) are
+    /// missing values; a class label may be spelt so (`none`, `NA`), and only an empty one is.
+    pub(super) numeric_target: bool,
 }
 
 /// Reads `path`: a header row, then one row per example with a value in every column.
@@ -71,7 +74,8 @@ pub(super) fn read(path: &Path, columns: &Columns) -> Result<Parsed> {
         let line = record.position().map_or(0, csv::Position::line);
         let cell = |i: usize| -> Result<&str> {
             let v = record.get(i).unwrap_or("");
-            if missing(v) {
+            let label = i == target && !columns.numeric_target;
+            if v.is_empty() || (!label && missing(v)) {
                 return Err(format(format!(
                     "line {line}, column '{}': missing value{}; fill it in or drop the row",
                     header[i],

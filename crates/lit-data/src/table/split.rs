@@ -138,7 +138,12 @@ pub(super) struct Targets {
 
 impl Targets {
     /// The target of `train`: its classes in sorted order (checked against `given`), or values.
-    pub(super) fn of(train: &Parsed, kind: Kind, given: Option<&[String]>) -> Result<Self> {
+    pub(super) fn of(
+        train: &Parsed,
+        kind: Kind,
+        given: Option<&[String]>,
+        auto: bool,
+    ) -> Result<Self> {
         if kind == Kind::Regression {
             return Ok(Self {
                 kind,
@@ -146,6 +151,9 @@ impl Targets {
             });
         }
         let classes = sorted_labels(&train.targets);
+        if auto {
+            looks_like_values(train, &classes)?;
+        }
         if classes.len() < 2 {
             return Err(Error::Format {
                 path: train.path.clone(),
@@ -259,6 +267,32 @@ fn value_of(file: &Parsed, i: usize) -> Result<f32> {
                 file.lines[i]
             ),
         })
+}
+
+/// The most distinct numbers a target left to `task: auto` may hold as classes.
+const MAX_AUTO_CLASSES: usize = 50;
+
+/// Refuses to take a numeric target with fractions or many distinct values as classes without
+/// being told: it is more likely a value to regress on.
+fn looks_like_values(train: &Parsed, classes: &[String]) -> Result<()> {
+    let numbers = classes.iter().all(|c| c.parse::<f64>().is_ok());
+    let fractions = classes.iter().any(|c| c.parse::<i64>().is_err());
+    if numbers && (fractions || classes.len() > MAX_AUTO_CLASSES) {
+        return Err(Error::Format {
+            path: train.path.clone(),
+            message: format!(
+                "the target column holds {} distinct numbers{}; set task=regression to predict \
+                 the value, or task=classification to take each as a class",
+                classes.len(),
+                if fractions {
+                    ", some with fractions"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The distinct labels in sorted order: numerically when every label is an integer (so `10`
