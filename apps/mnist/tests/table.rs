@@ -195,6 +195,7 @@ fn a_classification_loss_or_metric_for_a_regression_is_refused() {
     for (flag, value, wants) in [
         ("--loss", "cross_entropy", "mse, l1, smooth_l1"),
         ("--metric", "accuracy", "mse, rmse, mae, r2, pearson"),
+        ("--augment", "flip", "transforms images"),
     ] {
         let mut all = vec!["fit", "--model-name", "mlp", "--fast-dev-run", flag, value];
         all.extend(args.iter().map(String::as_str));
@@ -210,6 +211,33 @@ fn a_classification_loss_or_metric_for_a_regression_is_refused() {
     let e = fails(tmp.path(), &all);
     assert!(
         e.contains("diabetes.csv") && e.contains("no column 'Progression'"),
+        "{e}"
+    );
+    // A regression metric on classes, and a numeric target left to `auto`.
+    let classes = csv_args(&[
+        format!("csv_path={}", repo().join("data/tables/wine.csv").display()),
+        "target_column=cultivar".into(),
+    ]);
+    let mut all = vec![
+        "fit",
+        "--model-name",
+        "mlp",
+        "--fast-dev-run",
+        "--metric",
+        "r2",
+    ];
+    all.extend(classes.iter().map(String::as_str));
+    let e = fails(tmp.path(), &all);
+    assert!(e.contains("metric r2") && e.contains("classes"), "{e}");
+    let auto = csv_args(&[
+        format!("csv_path={}", table.display()),
+        "target_column=progression".into(),
+    ]);
+    let mut all = vec!["fit", "--model-name", "mlp", "--fast-dev-run"];
+    all.extend(auto.iter().map(String::as_str));
+    let e = fails(tmp.path(), &all);
+    assert!(
+        e.contains("214 distinct numbers") && e.contains("task=regression"),
         "{e}"
     );
 }

@@ -9,7 +9,8 @@
 //! class indices in sorted order, numerically when every label is an integer; the classes are
 //! the training file's and are recorded), `regression` (a number), or `auto` (the default:
 //! regression when the run's `loss` is a regression loss, `mse`, `l1` or `smooth_l1`, else
-//! classification). Features are standardised (`standardize`, default true) with the mean and
+//! classification, except that a numeric target with fractions or more than 50 distinct values
+//! is an error asking which is meant). Features are standardised (`standardize`, default true) with the mean and
 //! population standard deviation of the training rows only, as scikit-learn's `StandardScaler`
 //! (a constant column is divided by 1), reported so that the run records them as
 //! `normalize_mean` and `normalize_std`; given, those keys are used instead.
