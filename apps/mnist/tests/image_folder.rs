@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::mnist;
+use crate::ok;
 
 /// `n` 12 x 12 RGB images per class under `root/<part>/<class>/`: `red` mostly red, `blue`
 /// mostly blue, with seeded noise.
@@ -26,17 +26,6 @@ fn folder(root: &Path, part: &str, n: usize) {
             img.save(dir.join(format!("{i:03}.png"))).unwrap();
         }
     }
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = mnist(dir, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]
@@ -64,20 +53,17 @@ fn a_run_on_rgb_class_folders_takes_its_shape_from_the_data_and_predict_names_fi
     // Two colours, well apart: the test set is classified.
     assert!(out.contains("test_acc"), "{out}");
     let run = tmp.path().join("logs/example_net/version_0");
-    let hparams = std::fs::read_to_string(run.join("hparams.yaml")).unwrap();
-    for line in [
-        "in_channels: 3",
-        "input_height: 12",
-        "input_width: 12",
-        "num_classes: 2",
-        "- blue",
-        "- red",
-    ] {
-        assert!(
-            hparams.lines().any(|l| l == line),
-            "{line} not in:\n{hparams}"
-        );
-    }
+    let hparams = crate::hparams_lines(
+        &run,
+        &[
+            "in_channels: 3",
+            "input_height: 12",
+            "input_width: 12",
+            "num_classes: 2",
+            "- blue",
+            "- red",
+        ],
+    );
     assert!(hparams.contains("normalize_mean:\n- 0."), "{hparams}");
     let acc: f64 = crate::flags::logged(&run, "test_acc")[0].parse().unwrap();
     assert!(acc >= 0.9, "test_acc {acc}");

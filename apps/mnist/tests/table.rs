@@ -4,21 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{fails, mnist};
+use crate::{fails, ok};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = mnist(dir, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn csv_args(sets: &[String]) -> Vec<String> {
@@ -66,18 +55,15 @@ fn breast_cancer_classifies_above_95_percent_with_its_class_names() {
     let dir = tmp.path().join("logs/mlp/version_0");
     let acc: f64 = crate::flags::logged(&dir, "test_acc")[0].parse().unwrap();
     assert!(acc >= 0.95, "test_acc {acc}");
-    let hparams = std::fs::read_to_string(dir.join("hparams.yaml")).unwrap();
-    for line in [
-        "in_features: 30",
-        "num_classes: 2",
-        "- benign",
-        "- malignant",
-    ] {
-        assert!(
-            hparams.lines().any(|l| l == line),
-            "{line} not in:\n{hparams}"
-        );
-    }
+    crate::hparams_lines(
+        &dir,
+        &[
+            "in_features: 30",
+            "num_classes: 2",
+            "- benign",
+            "- malignant",
+        ],
+    );
     let ckpt = dir.join("checkpoints/last.safetensors");
     let predict = [
         "predict",
@@ -138,21 +124,18 @@ fn diabetes_regression_matches_sklearn_linear_regression_r2() {
         (r2 - want).abs() <= 0.02,
         "test_r2 {r2}, scikit-learn {want}"
     );
-    let hparams = std::fs::read_to_string(dir.join("hparams.yaml")).unwrap();
     // The decided monitor is recorded, so the hparams.yaml fed back repeats it.
-    for line in [
-        "loss: mse",
-        "metric: mse,mae,r2",
-        "num_classes: 1",
-        "in_features: 10",
-        "monitor: val_loss",
-        "mode: min",
-    ] {
-        assert!(
-            hparams.lines().any(|l| l == line),
-            "{line} not in:\n{hparams}"
-        );
-    }
+    crate::hparams_lines(
+        &dir,
+        &[
+            "loss: mse",
+            "metric: mse,mae,r2",
+            "num_classes: 1",
+            "in_features: 10",
+            "monitor: val_loss",
+            "mode: min",
+        ],
+    );
     // From the checkpoint, without repeating task: values, one per test row.
     let ckpt = dir.join("checkpoints/last.safetensors");
     let rest = csv_args(&[

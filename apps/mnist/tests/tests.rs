@@ -25,6 +25,30 @@ fn mnist(dir: &Path, args: &[&str]) -> Output {
         .expect("running mnist")
 }
 
+/// The run directory `run`'s hparams.yaml, which must hold each of `lines` as a line.
+fn hparams_lines(run: &Path, lines: &[&str]) -> String {
+    let hparams = std::fs::read_to_string(run.join("hparams.yaml")).unwrap();
+    for line in lines {
+        assert!(
+            hparams.lines().any(|l| l == *line),
+            "{line} not in:\n{hparams}"
+        );
+    }
+    hparams
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = mnist(dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Runs and expects failure; returns stderr.
 fn fails(dir: &Path, args: &[&str]) -> String {
     let out = mnist(dir, args);

@@ -133,3 +133,56 @@ pub fn numbers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Ve
             })?,
     }))
 }
+
+/// `v` given for `n` channels or features (`what`, such as "channel") as one value or one
+/// each, checked finite (and above 0 with `positive`), as one value per channel.
+pub(crate) fn per_channel(
+    key: &str,
+    v: &[f64],
+    (n, what): (usize, &str),
+    positive: bool,
+) -> Result<Vec<f64>> {
+    let bad = |message: String| crate::Error::HParam {
+        key: key.into(),
+        message,
+    };
+    if v.len() != 1 && v.len() != n {
+        return Err(bad(format!(
+            "expected one value or {n} (one per {what}), got {}",
+            v.len()
+        )));
+    }
+    if let Some(x) = v
+        .iter()
+        .find(|x| !x.is_finite() || (positive && **x <= 0.0))
+    {
+        let above = if positive { " > 0" } else { "" };
+        return Err(bad(format!("expected finite values{above}, got {x}")));
+    }
+    Ok(if v.len() == 1 {
+        vec![v[0]; n]
+    } else {
+        v.to_vec()
+    })
+}
+
+/// Refuses the `classes` a run recorded (`given`) when `source` now holds others (`found`), so
+/// that a checkpoint's class indices keep their meaning.
+pub(crate) fn same_classes(
+    given: Option<&[String]>,
+    found: &[String],
+    source: &std::path::Path,
+) -> Result<()> {
+    match given {
+        Some(given) if given != found => Err(crate::Error::HParam {
+            key: "classes".into(),
+            message: format!(
+                "the run was trained on the classes {} but {} holds {}",
+                given.join(", "),
+                source.display(),
+                found.join(", ")
+            ),
+        }),
+        _ => Ok(()),
+    }
+}

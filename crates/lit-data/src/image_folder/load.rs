@@ -137,47 +137,26 @@ pub(super) fn normalisation(
     c: usize,
     stats: impl FnOnce() -> Result<(Vec<f64>, Vec<f64>)>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    // One value stands for every channel.
-    let per_channel = |v: Vec<f64>| if v.len() == 1 { vec![v[0]; c] } else { v };
-    let check = |key: &str, v: &[f64], positive: bool| -> Result<()> {
-        if v.len() != 1 && v.len() != c {
-            return Err(Error::HParam {
-                key: key.into(),
-                message: format!(
-                    "expected one value or {c} (one per channel), got {}",
-                    v.len()
-                ),
-            });
-        }
-        if let Some(bad) = v
-            .iter()
-            .find(|x| !x.is_finite() || (positive && **x <= 0.0))
-        {
-            return Err(Error::HParam {
-                key: key.into(),
-                message: format!(
-                    "expected finite values{}, got {bad}",
-                    if positive { " > 0" } else { "" }
-                ),
-            });
-        }
-        Ok(())
+    let check = |key: &str, v: &[f64], positive: bool| {
+        crate::config::per_channel(key, v, (c, "channel"), positive)
     };
-    if let (Some(mean), Some(std)) = (&h.normalize_mean, &h.normalize_std) {
-        check("normalize_mean", mean, false)?;
-        check("normalize_std", std, true)?;
-        return Ok((per_channel(mean.clone()), per_channel(std.clone())));
-    }
-    let (mut mean, mut std) = stats()?;
-    if let Some(m) = &h.normalize_mean {
-        check("normalize_mean", m, false)?;
-        mean = m.clone();
-    }
-    if let Some(s) = &h.normalize_std {
-        check("normalize_std", s, true)?;
-        std = s.clone();
-    }
-    Ok((per_channel(mean), per_channel(std)))
+    let mean = h
+        .normalize_mean
+        .as_deref()
+        .map(|m| check("normalize_mean", m, false));
+    let std = h
+        .normalize_std
+        .as_deref()
+        .map(|s| check("normalize_std", s, true));
+    let (mean, std) = match (mean.transpose()?, std.transpose()?) {
+        (Some(m), Some(s)) => (m, s),
+        (m, s) => {
+            // The statistics only when a key leaves one of them to the data.
+            let (own_mean, own_std) = stats()?;
+            (m.unwrap_or(own_mean), s.unwrap_or(own_std))
+        }
+    };
+    Ok((mean, std))
 }
 
 /// Per-channel mean and population standard deviation of `indices`' pixels, scaled to [0, 1].

@@ -80,17 +80,7 @@ pub fn build(ctx: &DataContext) -> Result<Arc<dyn StoredImages>> {
     let root = root(&h)?;
     let layout = Layout::of(&root)?;
     let classes = classes(&layout.train)?;
-    if let Some(given) = h.classes.as_ref().filter(|g| **g != classes) {
-        return Err(Error::HParam {
-            key: "classes".into(),
-            message: format!(
-                "the run was trained on the classes {} but {} holds {}",
-                given.join(", "),
-                layout.train.display(),
-                classes.join(", ")
-            ),
-        });
-    }
+    crate::config::same_classes(h.classes.as_deref(), &classes, &layout.train)?;
     if h.image_size == Some(0) {
         return Err(Error::HParam {
             key: "image_size".into(),

@@ -74,34 +74,10 @@ impl Scaling {
     /// The keys' statistics, else those of `train`'s `rows` when `standardize` is on.
     pub(super) fn fit(h: &CsvHParams, file: &Parsed, rows: &[usize]) -> Result<Self> {
         let f = file.feature_names.len();
-        let given = |key: &str, v: &Option<Vec<f64>>, positive: bool| -> Result<Option<Vec<f64>>> {
-            let Some(v) = v else { return Ok(None) };
-            if v.len() != 1 && v.len() != f {
-                return Err(Error::HParam {
-                    key: key.into(),
-                    message: format!(
-                        "expected one value or {f} (one per feature column), got {}",
-                        v.len()
-                    ),
-                });
-            }
-            if let Some(bad) = v
-                .iter()
-                .find(|x| !x.is_finite() || (positive && **x <= 0.0))
-            {
-                return Err(Error::HParam {
-                    key: key.into(),
-                    message: format!(
-                        "expected finite values{}, got {bad}",
-                        if positive { " > 0" } else { "" }
-                    ),
-                });
-            }
-            Ok(Some(if v.len() == 1 {
-                vec![v[0]; f]
-            } else {
-                v.clone()
-            }))
+        let given = |key: &str, v: &Option<Vec<f64>>, positive: bool| {
+            v.as_deref()
+                .map(|v| crate::config::per_channel(key, v, (f, "feature column"), positive))
+                .transpose()
         };
         let mean = given("normalize_mean", &h.normalize_mean, false)?;
         let std = given("normalize_std", &h.normalize_std, true)?;
@@ -165,17 +141,7 @@ impl Targets {
                 ),
             });
         }
-        if let Some(given) = given.filter(|g| *g != classes.as_slice()) {
-            return Err(Error::HParam {
-                key: "classes".into(),
-                message: format!(
-                    "the run was trained on the classes {} but {} holds {}",
-                    given.join(", "),
-                    train.path.display(),
-                    classes.join(", ")
-                ),
-            });
-        }
+        crate::config::same_classes(given, &classes, &train.path)?;
         Ok(Self { kind, classes })
     }
 
