@@ -8,7 +8,8 @@
 //! stores, sums and frees fewer tensors. They run for contiguous f32 tensors on the CPU; the
 //! layers in [`nn`] fall back to candle's own ops on other devices and dtypes.
 //!
-//! This is the only lit crate with `unsafe` code (the calls into `gemm`), and the only one built
+//! This is the only lit crate with `unsafe` code (the calls into `gemm`, and the direct
+//! convolution's AVX-512 and AVX2 loops), and the only one built
 //! with full optimisation in the dev profile. [`init`] draws initial weights from lit's seeded
 //! generator, as PyTorch initialises them.
 

@@ -341,3 +341,66 @@ fn max_pooling_propagates_nan_as_pytorch_does() {
         .unwrap();
     assert!(fused[0].is_nan() && fused[1] == 4.0, "{fused:?}");
 }
+
+/// Forward values and the three gradients of `conv2d_pool` (or `conv2d` when `pool` is 0) for
+/// a 3x3 stride-1 "same" kernel from `c` to `o` channels, on a rayon pool of `threads` threads.
+fn grads_on(
+    threads: usize,
+    n: usize,
+    (c, o): (usize, usize),
+    hw: (usize, usize),
+    pool: usize,
+) -> Vec<Tensor> {
+    let (h, w) = hw;
+    let run = || {
+        let x = Var::from_tensor(&random(&[n, c, h, w], 7)).unwrap();
+        let wt = Var::from_tensor(&random(&[o, c, 3, 3], 8)).unwrap();
+        let b = Var::from_tensor(&random(&[o], 9)).unwrap();
+        let (xt, wtt, bt) = (x.as_tensor(), wt.as_tensor(), b.as_tensor());
+        let y = match pool {
+            0 => kernels::conv2d(xt, wtt, bt, 1, 1, true).unwrap(),
+            k => kernels::conv2d_pool(xt, wtt, bt, 1, 1, true, k).unwrap(),
+        };
+        let probe = random(y.dims(), 10);
+        let g = (&y * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads = [&x, &wt, &b].map(|v| g.get(v).unwrap().clone());
+        std::iter::once(y).chain(grads).collect()
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(run)
+}
+
+#[test]
+fn direct_and_im2col_convolutions_agree() {
+    // One thread takes whole images (the direct loops for 3x3 stride 1); more threads than
+    // images spread each image's products over the pool instead (im2col and gemm).
+    // Output channels: one vector of lanes, two and a half, one and a bit.
+    for (case, &(n, co, hw, pool)) in [
+        (3, (1, 16), (28, 28), 2),
+        (2, (16, 5), (14, 14), 0),
+        (2, (7, 40), (9, 11), 2),
+        (3, (3, 5), (1, 1), 0),
+        (2, (33, 64), (7, 7), 0),
+        (2, (32, 17), (5, 6), 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let direct = grads_on(1, n, co, hw, pool);
+        let cols = grads_on(n + 1, n, co, hw, pool);
+        for (what, (a, b)) in ["forward", "input grad", "weight grad", "bias grad"]
+            .iter()
+            .zip(direct.iter().zip(&cols))
+        {
+            close(a, b, &format!("case {case} {what}"));
+        }
+    }
+}

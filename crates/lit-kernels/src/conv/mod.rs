@@ -10,11 +10,15 @@ use std::sync::Mutex;
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+mod direct;
 mod geom;
+mod path;
+mod simd;
 
 use geom::Geom;
+use path::{Partial, Path};
 
-use super::{beats, cpu_f32, gemm, lanes, slice};
+use super::{beats, cpu_f32, lanes, slice};
 
 /// Where each pooled output took its value from: the window offset of its maximum, or
 /// [`DEAD`] when a ReLU zeroed it (no gradient flows back).
@@ -47,36 +51,6 @@ impl Conv2dOp {
             0 => (g.oh, g.ow),
             k => (g.oh / k, g.ow / k),
         }
-    }
-
-    /// `conv(x_n) + b` into `y` (`O x OH*OW`), through `cols`; the product on rayon's pool when
-    /// `parallel`.
-    #[allow(clippy::too_many_arguments)]
-    fn conv_image(
-        &self,
-        g: &Geom,
-        xn: &[f32],
-        w: &[f32],
-        b: &[f32],
-        cols: &mut [f32],
-        y: &mut [f32],
-        parallel: bool,
-    ) {
-        let (ckk, ohw) = (g.ckk(), g.ohw());
-        g.im2col(xn, cols);
-        for (o, row) in y.chunks_mut(ohw).enumerate() {
-            row.fill(b[o]);
-        }
-        gemm(
-            g.o,
-            ohw,
-            ckk,
-            y,
-            true,
-            (w, ckk as isize, 1),
-            (cols, ohw as isize, 1),
-            parallel,
-        );
     }
 
     /// Max-pools `full` (`O x OH x OW`) into `out`, after a ReLU when `relu`, recording the
@@ -225,15 +199,6 @@ fn split(n: usize) -> (usize, bool) {
     }
 }
 
-/// Per-thread buffers and partial sums of the backward pass.
-struct Partial {
-    cols: Vec<f32>,
-    gy: Vec<f32>,
-    dcols: Vec<f32>,
-    gw: Vec<f32>,
-    gb: Vec<f32>,
-}
-
 impl CustomOp3 for Conv2dOp {
     fn name(&self) -> &'static str {
         "lit-conv2d"
@@ -254,7 +219,7 @@ impl CustomOp3 for Conv2dOp {
             slice(s2, l2, "conv2d", "weight")?,
             slice(s3, l3, "conv2d", "bias")?,
         );
-        let (ckk, ohw, chw) = (g.ckk(), g.ohw(), g.chw());
+        let chw = g.chw();
         let (ph, pw) = self.out_hw(&g);
         if ph == 0 || pw == 0 {
             candle::bail!(
@@ -267,19 +232,19 @@ impl CustomOp3 for Conv2dOp {
         let per_image = g.o * ph * pw;
         let mut y = vec![0f32; g.n * per_image];
         let (min_len, inner) = split(g.n);
+        let path = Path::choose(&g, w, inner, false);
+        let scratch = || path.scratch(&g, g.o);
         if self.pool == 0 {
             y.par_chunks_mut(per_image)
                 .enumerate()
                 .with_min_len(min_len)
-                .for_each_init(
-                    || vec![0f32; ckk * ohw],
-                    |cols, (i, yn)| {
-                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, yn, inner);
-                        if self.relu {
-                            yn.iter_mut().for_each(|v| *v = super::relu(*v));
-                        }
-                    },
-                );
+                .for_each_init(scratch, |(a, flat), (i, yn)| {
+                    let xn = &x[i * chw..(i + 1) * chw];
+                    path.forward(&g, xn, w, b, (a, flat), yn, inner);
+                    if self.relu {
+                        yn.iter_mut().for_each(|v| *v = super::relu(*v));
+                    }
+                });
         } else {
             let mut arg = vec![0u8; y.len()];
             y.par_chunks_mut(per_image)
@@ -287,9 +252,10 @@ impl CustomOp3 for Conv2dOp {
                 .enumerate()
                 .with_min_len(min_len)
                 .for_each_init(
-                    || (vec![0f32; ckk * ohw], vec![0f32; g.o * ohw]),
-                    |(cols, full), (i, (yn, an))| {
-                        self.conv_image(&g, &x[i * chw..(i + 1) * chw], w, b, cols, full, inner);
+                    || (scratch(), vec![0f32; g.o * g.ohw()]),
+                    |((a, flat), full), (i, (yn, an))| {
+                        let xn = &x[i * chw..(i + 1) * chw];
+                        path.forward(&g, xn, w, b, (a, flat), full, inner);
                         self.pool_image(&g, full, yn, an);
                     },
                 );
@@ -335,17 +301,12 @@ impl CustomOp3 for Conv2dOp {
         }
         // The input gradient only when something upstream needs it (never for input images).
         let mut dx = x.track_op().then(|| vec![0f32; g.n * chw]);
-        let dcols_len = if dx.is_some() { ckk * ohw } else { 0 };
-        let init = || Partial {
-            cols: vec![0f32; ckk * ohw],
-            gy: vec![0f32; g.o * ohw],
-            dcols: vec![0f32; dcols_len],
-            gw: vec![0f32; g.o * ckk],
-            gb: vec![0f32; g.o],
-        };
+        let (min_len, inner) = split(g.n);
+        let path = Path::choose(&g, ws, inner, true);
+        let wants_dx = dx.is_some();
+        let init = || Partial::new(&g, &path, wants_dx);
         // One pass per image: its output gradient, its share of the weight and bias gradients,
         // and its input gradient, while its data is in cache.
-        let (min_len, inner) = split(g.n);
         let image = |mut p: Partial, i: usize, dxn: Option<&mut [f32]>| {
             let out = i * per_out..(i + 1) * per_out;
             let arg_n = if self.pool > 0 {
@@ -353,34 +314,14 @@ impl CustomOp3 for Conv2dOp {
             } else {
                 &[][..]
             };
-            let gyn = self.output_grad(&g, &gy[out.clone()], &ys[out], arg_n, &mut p.gy);
+            let mut gy_n = std::mem::take(&mut p.gy);
+            let gyn = self.output_grad(&g, &gy[out.clone()], &ys[out], arg_n, &mut gy_n);
             for (o, row) in gyn.chunks(ohw).enumerate() {
                 p.gb[o] += lanes(row, |v| v);
             }
-            g.im2col(&xs[i * chw..(i + 1) * chw], &mut p.cols);
-            gemm(
-                g.o,
-                ckk,
-                ohw,
-                &mut p.gw,
-                true,
-                (gyn, ohw as isize, 1),
-                (&p.cols, 1, ohw as isize),
-                inner,
-            );
-            if let Some(dxn) = dxn {
-                gemm(
-                    ckk,
-                    ohw,
-                    g.o,
-                    &mut p.dcols,
-                    false,
-                    (ws, 1, ckk as isize),
-                    (gyn, ohw as isize, 1),
-                    inner,
-                );
-                g.col2im(&p.dcols, dxn);
-            }
+            let xn = &xs[i * chw..(i + 1) * chw];
+            p.weight_and_input_grads(&g, &path, xn, ws, gyn, dxn, inner);
+            p.gy = gy_n;
             p
         };
         let partials: Vec<Partial> = match dx.as_mut() {
@@ -398,7 +339,7 @@ impl CustomOp3 for Conv2dOp {
         };
         let (mut gw, mut gb) = (vec![0f32; g.o * ckk], vec![0f32; g.o]);
         for p in partials {
-            gw.iter_mut().zip(&p.gw).for_each(|(a, b)| *a += b);
+            p.add_weight_grad(&g, &path, &mut gw);
             gb.iter_mut().zip(&p.gb).for_each(|(a, b)| *a += b);
         }
         let gx = dx

@@ -1,0 +1,205 @@
+//! The inner loops of the [`Direct`] convolution written with AVX-512 and AVX2 intrinsics, so
+//! that each register block's sums provably stay in vector registers (the compiler's own
+//! vectorisation of the generic loops does not manage it). Each function checks once that its
+//! slices are as long as the plan needs; the loops then read and write through raw pointers.
+//!
+//! The sums run in the same order as the generic loops in `direct`: over input channels, then
+//! the nine taps, with one fused multiply-add each.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::direct::{Direct, QB};
+
+/// Checks the slices of a `correlate` call against the plan: `cin` padded input planes, a
+/// packed kernel of `cin x 9` taps per block of `ob` rows, and whole blocks of flat output.
+fn check_correlate(
+    d: &Direct,
+    padded: &[f32],
+    packed: &[f32],
+    cin: usize,
+    flat: &[f32],
+    ob: usize,
+) {
+    let blocks = flat.len() / (ob * d.qlen);
+    assert!(
+        padded.len() >= cin * d.plen
+            && packed.len() >= blocks * cin * 9 * ob
+            && flat.len() == blocks * ob * d.qlen
+            && d.qlen.is_multiple_of(QB),
+        "direct conv: buffers do not match the plan"
+    );
+}
+
+/// `Direct::correlate` with 8 output rows x 32 positions of sums in 16 AVX-512 registers.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) fn correlate_avx512(
+    d: &Direct,
+    padded: &[f32],
+    packed: &[f32],
+    cin: usize,
+    flat: &mut [f32],
+) {
+    const OB: usize = 8;
+    check_correlate(d, padded, packed, cin, flat, OB);
+    let shifts = d.shifts();
+    for b in 0..flat.len() / (OB * d.qlen) {
+        for q0 in (0..d.qlen).step_by(QB) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; OB];
+            for k in 0..cin {
+                // SAFETY: `check_correlate`: tap `t` of channel `k` at `q0` reads up to
+                // `k * plen + qlen + 2 * wp + 2 <= cin * plen` floats of `padded`, and the
+                // kernel's block `b`, channel `k` lies inside `packed`.
+                unsafe {
+                    let xk = padded.as_ptr().add(k * d.plen + q0);
+                    let wk = packed.as_ptr().add(((b * cin + k) * 9) * OB);
+                    for (t, &s) in shifts.iter().enumerate() {
+                        let x0 = _mm512_loadu_ps(xk.add(s));
+                        let x1 = _mm512_loadu_ps(xk.add(s + 16));
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let w = _mm512_set1_ps(*wk.add(t * OB + i));
+                            a[0] = _mm512_fmadd_ps(w, x0, a[0]);
+                            a[1] = _mm512_fmadd_ps(w, x1, a[1]);
+                        }
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                let out = &mut flat[(b * OB + i) * d.qlen + q0..][..QB];
+                // SAFETY: `out` holds 32 floats.
+                unsafe {
+                    _mm512_storeu_ps(out.as_mut_ptr(), a[0]);
+                    _mm512_storeu_ps(out.as_mut_ptr().add(16), a[1]);
+                }
+            }
+        }
+    }
+}
+
+/// `Direct::correlate` with 4 output rows x 16 positions of sums in 8 AVX2 registers.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn correlate_avx2(
+    d: &Direct,
+    padded: &[f32],
+    packed: &[f32],
+    cin: usize,
+    flat: &mut [f32],
+) {
+    const OB: usize = 4;
+    check_correlate(d, padded, packed, cin, flat, OB);
+    let shifts = d.shifts();
+    for b in 0..flat.len() / (OB * d.qlen) {
+        for q0 in (0..d.qlen).step_by(16) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; OB];
+            for k in 0..cin {
+                // SAFETY: as in `correlate_avx512`, with 16 positions per block.
+                unsafe {
+                    let xk = padded.as_ptr().add(k * d.plen + q0);
+                    let wk = packed.as_ptr().add(((b * cin + k) * 9) * OB);
+                    for (t, &s) in shifts.iter().enumerate() {
+                        let x0 = _mm256_loadu_ps(xk.add(s));
+                        let x1 = _mm256_loadu_ps(xk.add(s + 8));
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let w = _mm256_set1_ps(*wk.add(t * OB + i));
+                            a[0] = _mm256_fmadd_ps(w, x0, a[0]);
+                            a[1] = _mm256_fmadd_ps(w, x1, a[1]);
+                        }
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                let out = &mut flat[(b * OB + i) * d.qlen + q0..][..16];
+                // SAFETY: `out` holds 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(out.as_mut_ptr(), a[0]);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8), a[1]);
+                }
+            }
+        }
+    }
+}
+
+/// `Direct::weight_grad` on AVX-512: blocks of 32 output channels x 9 taps (or 16 channels x 9
+/// taps x 2 input channels) of sums in 18 registers, added to `gwt` once per block.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) fn weight_grad_avx512(d: &Direct, gyt: &[f32], x: &[f32], op: usize, gwt: &mut [f32]) {
+    let cin = x.len() / d.plen;
+    assert!(
+        op.is_multiple_of(16)
+            && x.len() == cin * d.plen
+            && gyt.len() >= d.h * d.w * op
+            && gwt.len() >= cin * 9 * op,
+        "direct conv: weight gradient buffers do not match the plan"
+    );
+    let mut o0 = 0;
+    while o0 + 32 <= op {
+        for c in 0..cin {
+            weight_grad_block::<2, 1>(d, gyt, x, (o0, c, op), gwt);
+        }
+        o0 += 32;
+    }
+    if o0 < op {
+        let pairs = cin / 2 * 2;
+        for c in (0..pairs).step_by(2) {
+            weight_grad_block::<1, 2>(d, gyt, x, (o0, c, op), gwt);
+        }
+        if pairs < cin {
+            weight_grad_block::<1, 1>(d, gyt, x, (o0, pairs, op), gwt);
+        }
+    }
+}
+
+/// `OV` vectors of output channels from `o0` x 9 taps x `CB` input channels from `c0`.
+#[target_feature(enable = "avx512f,fma")]
+fn weight_grad_block<const OV: usize, const CB: usize>(
+    d: &Direct,
+    gyt: &[f32],
+    x: &[f32],
+    (o0, c0, op): (usize, usize, usize),
+    gwt: &mut [f32],
+) {
+    let shifts = d.shifts();
+    let mut acc = [[[_mm512_setzero_ps(); OV]; 9]; CB];
+    for y in 0..d.h {
+        for xx in 0..d.w {
+            let p = y * d.w + xx;
+            // SAFETY: the checks in `weight_grad_avx512`: position `p < H*W` of `gyt` has `op`
+            // lanes from `o0 + 16 * OV <= op`, and `y * wp + xx + shift < plen` in each of the
+            // `cin` input planes.
+            unsafe {
+                let g: [__m512; OV] = std::array::from_fn(|v| {
+                    _mm512_loadu_ps(gyt.as_ptr().add(p * op + o0 + 16 * v))
+                });
+                for (ci, ac) in acc.iter_mut().enumerate() {
+                    let xc = x.as_ptr().add((c0 + ci) * d.plen + y * d.wp + xx);
+                    for (at, &s) in ac.iter_mut().zip(&shifts) {
+                        let xv = _mm512_set1_ps(*xc.add(s));
+                        for (a, &g) in at.iter_mut().zip(&g) {
+                            *a = _mm512_fmadd_ps(g, xv, *a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (ci, ac) in acc.iter().enumerate() {
+        for (t, at) in ac.iter().enumerate() {
+            for (v, a) in at.iter().enumerate() {
+                let out = &mut gwt[((c0 + ci) * 9 + t) * op + o0 + 16 * v..][..16];
+                // SAFETY: `out` holds 16 floats.
+                unsafe {
+                    let sum = _mm512_add_ps(_mm512_loadu_ps(out.as_ptr()), *a);
+                    _mm512_storeu_ps(out.as_mut_ptr(), sum);
+                }
+            }
+        }
+    }
+}
+
+/// `Direct::weight_grad` on AVX2: the portable loops, compiled for AVX2 with their lanes
+/// innermost.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn weight_grad_avx2(d: &Direct, gyt: &[f32], x: &[f32], op: usize, gwt: &mut [f32]) {
+    d.weight_grad_portable(gyt, x, op, gwt)
+}
