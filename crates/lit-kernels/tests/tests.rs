@@ -6,3 +6,4 @@ mod common;
 mod conv;
 mod dense;
 mod layers;
+mod pool_rows;

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 mod direct;
 mod geom;
 mod path;
+mod pool;
 mod simd;
 
 use geom::Geom;
@@ -59,7 +60,7 @@ impl Conv2dOp {
         let k = self.pool;
         let (ph, pw) = self.out_hw(g);
         if k == 2 {
-            return self.pool2_image(g, full, out, arg);
+            return pool::pool2(full, (g.ow, g.ohw(), ph, pw), self.relu, out, arg);
         }
         for o in 0..g.o {
             let plane = &full[o * g.ohw()..(o + 1) * g.ohw()];
@@ -89,37 +90,6 @@ impl Conv2dOp {
         }
     }
 
-    /// [`Self::pool_image`] for 2x2 windows, a row pair at a time without bounds checks.
-    fn pool2_image(&self, g: &Geom, full: &[f32], out: &mut [f32], arg: &mut [u8]) {
-        let (ph, pw) = self.out_hw(g);
-        let planes = full
-            .chunks_exact(g.ohw())
-            .zip(out.chunks_exact_mut(ph * pw));
-        for ((plane, out), arg) in planes.zip(arg.chunks_exact_mut(ph * pw)) {
-            let rows = plane.chunks_exact(2 * g.ow).zip(out.chunks_exact_mut(pw));
-            for ((pair, out), arg) in rows.zip(arg.chunks_exact_mut(pw)) {
-                let (top, bottom) = pair.split_at(g.ow);
-                let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-                for (((t, b), y), a) in windows.zip(out.iter_mut()).zip(arg.iter_mut()) {
-                    // The first maximum in PyTorch's order: top-left, top-right, bottom-left,
-                    // bottom-right.
-                    let (mut m, mut best) = (t[0], 0u8);
-                    for (j, v) in [(1u8, t[1]), (2, b[0]), (3, b[1])] {
-                        if beats(v, m) {
-                            m = v;
-                            best = j;
-                        }
-                    }
-                    (*y, *a) = if self.relu && m <= 0.0 {
-                        (0.0, DEAD)
-                    } else {
-                        (m, best)
-                    };
-                }
-            }
-        }
-    }
-
     /// The gradient with respect to the convolution's output (`O x OH*OW`) of one image, given
     /// the gradient of the op's output; `scratch` holds it when it has to be built.
     fn output_grad<'a>(
@@ -132,7 +102,8 @@ impl Conv2dOp {
     ) -> &'a [f32] {
         let k = self.pool;
         if k == 2 {
-            self.unpool2(g, gy, arg, scratch);
+            let (ph, pw) = self.out_hw(g);
+            pool::unpool2(gy, arg, (g.ow, g.ohw(), ph, pw), scratch);
             scratch
         } else if let Some(nz) = std::num::NonZeroUsize::new(k) {
             let (ph, pw) = self.out_hw(g);
@@ -158,30 +129,6 @@ impl Conv2dOp {
             scratch
         } else {
             gy
-        }
-    }
-}
-
-impl Conv2dOp {
-    /// Routes each 2x2 window's gradient to the position its maximum came from, writing every
-    /// element of `full` once (zeros elsewhere, and in a last odd row or column).
-    fn unpool2(&self, g: &Geom, gy: &[f32], arg: &[u8], full: &mut [f32]) {
-        let (ph, pw) = self.out_hw(g);
-        let planes = full.chunks_exact_mut(g.ohw()).zip(gy.chunks_exact(ph * pw));
-        for ((plane, gy), arg) in planes.zip(arg.chunks_exact(ph * pw)) {
-            let (pairs, rest) = plane.split_at_mut(ph * 2 * g.ow);
-            rest.fill(0.0);
-            let rows = pairs.chunks_exact_mut(2 * g.ow).zip(gy.chunks_exact(pw));
-            for ((pair, gy), arg) in rows.zip(arg.chunks_exact(pw)) {
-                let (top, bottom) = pair.split_at_mut(g.ow);
-                top[2 * pw..].fill(0.0);
-                bottom[2 * pw..].fill(0.0);
-                let windows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
-                for (((t, b), &v), &a) in windows.zip(gy).zip(arg) {
-                    let pick = |j: u8| if a == j { v } else { 0.0 };
-                    (t[0], t[1], b[0], b[1]) = (pick(0), pick(1), pick(2), pick(3));
-                }
-            }
         }
     }
 }

@@ -203,3 +203,100 @@ fn weight_grad_block<const OV: usize, const CB: usize>(
 pub(super) fn weight_grad_avx2(d: &Direct, gyt: &[f32], x: &[f32], op: usize, gwt: &mut [f32]) {
     d.weight_grad_portable(gyt, x, op, gwt)
 }
+
+/// One row pair of a 2x2 max-pool with argmax (PyTorch's first maximum, NaN propagating) and
+/// an optional ReLU on the result, 16 windows at a time on AVX-512: `top` and `bottom` hold
+/// `2 * out.len()` or more floats. Returns the windows done; the caller does the rest.
+#[target_feature(enable = "avx512f")]
+pub(super) fn pool2_row_avx512(
+    top: &[f32],
+    bottom: &[f32],
+    out: &mut [f32],
+    arg: &mut [u8],
+    (relu, dead): (bool, u8),
+) -> usize {
+    let n = out.len().min(arg.len()) / 16 * 16;
+    assert!(
+        top.len() >= 2 * n && bottom.len() >= 2 * n,
+        "pool2: rows shorter than the output"
+    );
+    let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    let zero = _mm512_setzero_ps();
+    for j in (0..n).step_by(16) {
+        // SAFETY: the assert: 32 floats from `2 * j` of each row, 16 outputs from `j`.
+        unsafe {
+            let (t_lo, t_hi) = (
+                _mm512_loadu_ps(top.as_ptr().add(2 * j)),
+                _mm512_loadu_ps(top.as_ptr().add(2 * j + 16)),
+            );
+            let (b_lo, b_hi) = (
+                _mm512_loadu_ps(bottom.as_ptr().add(2 * j)),
+                _mm512_loadu_ps(bottom.as_ptr().add(2 * j + 16)),
+            );
+            let mut m = _mm512_permutex2var_ps(t_lo, even, t_hi);
+            let mut best = _mm512_setzero_si512();
+            let rest = [
+                (1, _mm512_permutex2var_ps(t_lo, odd, t_hi)),
+                (2, _mm512_permutex2var_ps(b_lo, even, b_hi)),
+                (3, _mm512_permutex2var_ps(b_lo, odd, b_hi)),
+            ];
+            for (k, v) in rest {
+                // `beats`: greater, or NaN.
+                let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, m)
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                m = _mm512_mask_mov_ps(m, wins, v);
+                best = _mm512_mask_mov_epi32(best, wins, _mm512_set1_epi32(k));
+            }
+            if relu {
+                let off = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(m, zero);
+                m = _mm512_mask_mov_ps(m, off, zero);
+                best = _mm512_mask_mov_epi32(best, off, _mm512_set1_epi32(i32::from(dead)));
+            }
+            _mm512_storeu_ps(out.as_mut_ptr().add(j), m);
+            _mm_storeu_si128(arg.as_mut_ptr().add(j).cast(), _mm512_cvtepi32_epi8(best));
+        }
+    }
+    n
+}
+
+/// The backward of [`pool2_row_avx512`]: each window's gradient `gy` to the position its
+/// argmax names (zeros elsewhere, and nowhere for a dead window), 16 windows at a time into
+/// `2 * n` floats of `top` and `bottom`. Returns the windows done.
+#[target_feature(enable = "avx512f")]
+pub(super) fn unpool2_row_avx512(
+    gy: &[f32],
+    arg: &[u8],
+    top: &mut [f32],
+    bottom: &mut [f32],
+) -> usize {
+    let n = gy.len().min(arg.len()) / 16 * 16;
+    assert!(
+        top.len() >= 2 * n && bottom.len() >= 2 * n,
+        "unpool2: rows shorter than the output"
+    );
+    // Interleaving: lanes 0..16 of the result take even, odd, even, ... from the two inputs.
+    let lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    let hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for j in (0..n).step_by(16) {
+        // SAFETY: the assert: 16 gradients and arguments from `j`, 32 floats from `2 * j`.
+        unsafe {
+            let g = _mm512_loadu_ps(gy.as_ptr().add(j));
+            let a = _mm512_cvtepu8_epi32(_mm_loadu_si128(arg.as_ptr().add(j).cast()));
+            let (p0, p1) = (pick(a, 0, g), pick(a, 1, g));
+            let (p2, p3) = (pick(a, 2, g), pick(a, 3, g));
+            let (t, b) = (top.as_mut_ptr().add(2 * j), bottom.as_mut_ptr().add(2 * j));
+            _mm512_storeu_ps(t, _mm512_permutex2var_ps(p0, lo, p1));
+            _mm512_storeu_ps(t.add(16), _mm512_permutex2var_ps(p0, hi, p1));
+            _mm512_storeu_ps(b, _mm512_permutex2var_ps(p2, lo, p3));
+            _mm512_storeu_ps(b.add(16), _mm512_permutex2var_ps(p2, hi, p3));
+        }
+    }
+    n
+}
+
+/// `g` where `a` is `k`, else zero.
+#[target_feature(enable = "avx512f")]
+fn pick(a: __m512i, k: i32, g: __m512) -> __m512 {
+    _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(k)), g)
+}
