@@ -8,11 +8,16 @@
 //! stores, sums and frees fewer tensors. They run for contiguous f32 tensors on the CPU; the
 //! layers in [`nn`] fall back to candle's own ops on other devices and dtypes.
 //!
-//! This is the only lit crate with `unsafe` code (the calls into `gemm`, and the direct
-//! convolution's AVX-512 and AVX2 loops), and the only one built
+//! This is the only lit crate with `unsafe` code (the calls into `gemm`; the AVX-512 and AVX2
+//! loops of the direct convolution, the 2x2 pool and batch norm's backward sums; the calls into
+//! the AVX-512 copies of element-wise loops that `wide!` makes), and the only one built
 //! with full optimisation in the dev profile. [`init`] draws initial weights from lit's seeded
 //! generator, as PyTorch initialises them.
 
+#[macro_use]
+mod wide;
+
+mod bn_simd;
 mod conv;
 mod conv_bn;
 pub mod init;
@@ -112,7 +117,7 @@ fn gemm(
 }
 
 /// The sum of `f(v)` over `xs`, in 16 independent lanes that the compiler vectorises.
-#[inline]
+#[inline(always)]
 fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = xs.chunks_exact(16);

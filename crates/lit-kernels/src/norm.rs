@@ -11,7 +11,8 @@
 use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, lanes, relu, slice};
+use super::wide::{square_dev_lanes, sum_lanes};
+use super::{cpu_f32, relu, slice};
 
 /// The statistics a batch norm normalises with, per channel: mean and biased variance.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,13 +55,10 @@ pub(crate) fn stats_of(xs: &[f32], (n, c, l): (usize, usize, usize)) -> ChannelS
         .into_par_iter()
         .map(|ch| {
             let segments = || (0..n).map(move |i| &xs[(i * c + ch) * l..(i * c + ch + 1) * l]);
-            let mean = segments()
-                .map(|seg| f64::from(lanes(seg, |v| v)))
-                .sum::<f64>()
-                / count;
+            let mean = segments().map(|seg| f64::from(sum_lanes(seg))).sum::<f64>() / count;
             let m = mean as f32;
             let var = segments()
-                .map(|seg| f64::from(lanes(seg, |v| (v - m) * (v - m))))
+                .map(|seg| f64::from(square_dev_lanes(seg, m)))
                 .sum::<f64>()
                 / count;
             (m, var as f32)
@@ -71,29 +69,52 @@ pub(crate) fn stats_of(xs: &[f32], (n, c, l): (usize, usize, usize)) -> ChannelS
 }
 
 /// The gradient reaching the affine output of one segment, `gy` masked where the ReLU's output
-/// `y` is not positive (when `relu`); the sum of it and of it times `x - mean`, in lanes.
-#[inline]
+/// `y` is not positive (when `relu`); the sum of it and of it times `x - mean`, in 8 lanes.
 fn masked_sums(gy: &[f32], y: &[f32], x: &[f32], mean: f32, relu: bool) -> (f32, f32) {
-    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-    let split = gy.len() / 8 * 8;
-    let chunks = gy[..split]
-        .chunks_exact(8)
-        .zip(y[..split].chunks_exact(8))
-        .zip(x[..split].chunks_exact(8));
-    for ((g8, y8), x8) in chunks {
-        for k in 0..8 {
-            let g = if relu && y8[k] <= 0.0 { 0.0 } else { g8[k] };
-            a[k] += g;
-            b[k] += g * (x8[k] - mean);
+    let n = gy.len().min(y.len()).min(x.len());
+    let (gy, y, x) = (&gy[..n], &y[..n], &x[..n]);
+    let split = n / 8 * 8;
+    #[cfg(target_arch = "x86_64")]
+    let (a, b) = if super::wide::has_avx512() {
+        // SAFETY: AVX-512F implies AVX.
+        unsafe {
+            super::bn_simd::masked_lanes_avx(&gy[..split], &y[..split], &x[..split], mean, relu)
         }
-    }
+    } else {
+        masked_lanes(&gy[..split], &y[..split], &x[..split], mean, relu)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (a, b) = masked_lanes(&gy[..split], &y[..split], &x[..split], mean, relu);
     let (mut sa, mut sb) = (a.iter().sum::<f32>(), b.iter().sum::<f32>());
     for ((&g, &yv), &xv) in gy[split..].iter().zip(&y[split..]).zip(&x[split..]) {
-        let g = if relu && yv <= 0.0 { 0.0 } else { g };
+        let g = passed(g, yv, relu);
         sa += g;
         sb += g * (xv - mean);
     }
     (sa, sb)
+}
+
+/// The 8 lanes of [`masked_sums`] over whole groups of 8.
+pub(crate) fn masked_lanes(
+    gy: &[f32],
+    y: &[f32],
+    x: &[f32],
+    mean: f32,
+    relu: bool,
+) -> ([f32; 8], [f32; 8]) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let chunks = gy
+        .chunks_exact(8)
+        .zip(y.chunks_exact(8))
+        .zip(x.chunks_exact(8));
+    for ((g8, y8), x8) in chunks {
+        for k in 0..8 {
+            let g = passed(g8[k], y8[k], relu);
+            a[k] += g;
+            b[k] += g * (x8[k] - mean);
+        }
+    }
+    (a, b)
 }
 
 pub(crate) struct BatchNormOp {
@@ -164,22 +185,8 @@ impl BatchNormOp {
                     let (a, bb) = (alpha[ch], beta[ch]);
                     let range = ch * l..(ch + 1) * l;
                     let (ys, xc) = (&mut yn[range.clone()], &xn[range.clone()]);
-                    match r {
-                        Some(r) => {
-                            let rc = &r[i * c * l..][range];
-                            for ((y, &x), &r) in ys.iter_mut().zip(xc).zip(rc) {
-                                *y = x * a + bb + r;
-                            }
-                        }
-                        None => {
-                            for (y, &x) in ys.iter_mut().zip(xc) {
-                                *y = x * a + bb;
-                            }
-                        }
-                    }
-                    if self.relu {
-                        ys.iter_mut().for_each(|v| *v = relu(*v));
-                    }
+                    let rc = r.map(|r| &r[i * c * l..][range]);
+                    affine(ys, xc, rc, a, bb, self.relu);
                 }
             });
         Ok(y)
@@ -235,9 +242,6 @@ impl BatchNormOp {
         want_residual: bool,
     ) -> (Option<Vec<f32>>, Vec<f32>, Option<Vec<f32>>) {
         let relu = self.relu;
-        // The gradient reaching the affine output: the ReLU passes it where its output is
-        // positive.
-        let g = |i: usize| if relu && ys[i] <= 0.0 { 0.0 } else { gy[i] };
         // Per channel: the sum of the gradient and of the gradient times the centred input.
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -284,18 +288,23 @@ impl BatchNormOp {
                         let r = (i * c + ch) * l..(i * c + ch + 1) * l;
                         let m = self.mean[ch];
                         let (gy, ys, xs) = (&gy[r.clone()], &ys[r.clone()], &xs[r]);
-                        let out = dxn[ch * l..(ch + 1) * l].iter_mut();
-                        for (((d, &g), &y), &x) in out.zip(gy).zip(ys).zip(xs) {
-                            let g = if relu && y <= 0.0 { 0.0 } else { g };
-                            *d = k * (g - mg - (x - m) * proj);
-                        }
+                        let out = &mut dxn[ch * l..(ch + 1) * l];
+                        input_grad(out, gy, ys, xs, [k, mg, m, proj], relu);
                     }
                 });
             Some(dx)
         } else {
             None
         };
-        let gr = want_residual.then(|| (0..gy.len()).into_par_iter().map(g).collect());
+        let gr = want_residual.then(|| {
+            let mut gr = vec![0f32; gy.len()];
+            let chunk = c * l.max(1);
+            let parts = gr.par_chunks_mut(chunk).zip(gy.par_chunks(chunk));
+            parts
+                .zip(ys.par_chunks(chunk))
+                .for_each(|((gr, gy), ys)| relu_mask(gr, gy, ys, relu));
+            gr
+        });
         (dx, gwb, gr)
     }
 }
@@ -380,4 +389,54 @@ pub fn batch_norm(
         Some(r) => x.apply_op3(&wb, &r.contiguous()?, BatchNormAddOp(op)),
         None => x.apply_op2(&wb, op),
     }
+}
+
+wide! {
+/// `ys = act(xs * a + b [+ r])` for one channel's segment.
+fn affine(ys: &mut [f32], xs: &[f32], r: Option<&[f32]>, a: f32, b: f32, act: bool) {
+    match r {
+        Some(r) => {
+            for ((y, &x), &r) in ys.iter_mut().zip(xs).zip(r) {
+                *y = x * a + b + r;
+            }
+        }
+        None => {
+            for (y, &x) in ys.iter_mut().zip(xs) {
+                *y = x * a + b;
+            }
+        }
+    }
+    if act {
+        ys.iter_mut().for_each(|v| *v = relu(*v));
+    }
+}
+}
+
+wide! {
+/// One segment of the input gradient in training, `k * (g - mg - (x - m) * proj)` with `g` the
+/// output gradient masked by the ReLU when `act` (`proj` and `mg` are 0 in evaluation).
+fn input_grad(out: &mut [f32], gy: &[f32], ys: &[f32], xs: &[f32], coef: [f32; 4], act: bool) {
+    let [k, mg, m, proj] = coef;
+    for (((d, &g), &y), &x) in out.iter_mut().zip(gy).zip(ys).zip(xs) {
+        let g = passed(g, y, act);
+        *d = k * (g - mg - (x - m) * proj);
+    }
+}
+}
+
+wide! {
+/// `out = gy` where the ReLU's output `ys` is positive (everywhere unless `act`), else 0.
+fn relu_mask(out: &mut [f32], gy: &[f32], ys: &[f32], act: bool) {
+    for ((o, &g), &y) in out.iter_mut().zip(gy).zip(ys) {
+        *o = passed(g, y, act);
+    }
+}
+}
+
+/// The gradient `g` where the ReLU's output `y` is not at or below zero (always unless `act`),
+/// else 0: a bit mask rather than a branch, so that the loops vectorise.
+#[inline(always)]
+pub(crate) fn passed(g: f32, y: f32, act: bool) -> f32 {
+    let keep = !(act & (y <= 0.0));
+    f32::from_bits(g.to_bits() & u32::from(keep).wrapping_neg())
 }

@@ -97,33 +97,36 @@ impl Geom {
         let (s, p) = (self.stride, self.pad);
         self.rows(|col, xs, lo, hi| {
             // Input index of output column ox: xs + ox * s - p.
-            let dst = &mut cols[col + lo..col + hi];
-            if s == 1 {
-                let start = xs + lo - p;
-                dst.copy_from_slice(&x[start..start + (hi - lo)]);
-            } else {
-                for (j, d) in dst.iter_mut().enumerate() {
-                    *d = x[xs + (lo + j) * s - p];
-                }
-            }
+            gather(&mut cols[col + lo..col + hi], &x[xs + lo * s - p..], s);
         });
     }
 
     pub(super) fn col2im(&self, cols: &[f32], dx: &mut [f32]) {
         let (s, p) = (self.stride, self.pad);
         self.rows(|col, xs, lo, hi| {
-            let src = &cols[col + lo..col + hi];
-            if s == 1 {
-                let start = xs + lo - p;
-                dx[start..start + (hi - lo)]
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(d, v)| *d += v);
-            } else {
-                for (j, v) in src.iter().enumerate() {
-                    dx[xs + (lo + j) * s - p] += v;
-                }
-            }
+            scatter_add(&mut dx[xs + lo * s - p..], &cols[col + lo..col + hi], s);
         });
     }
+}
+
+wide! {
+/// `dst[j] = src[j * s]`.
+fn gather(dst: &mut [f32], src: &[f32], s: usize) {
+    match s {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => dst.iter_mut().zip(src.chunks(2)).for_each(|(d, v)| *d = v[0]),
+        _ => dst.iter_mut().zip(src.iter().step_by(s)).for_each(|(d, v)| *d = *v),
+    }
+}
+}
+
+wide! {
+/// `dst[j * s] += src[j]`.
+fn scatter_add(dst: &mut [f32], src: &[f32], s: usize) {
+    match s {
+        1 => dst.iter_mut().zip(src).for_each(|(d, v)| *d += v),
+        2 => dst.chunks_mut(2).zip(src).for_each(|(d, v)| d[0] += v),
+        _ => dst.iter_mut().step_by(s).zip(src).for_each(|(d, v)| *d += v),
+    }
+}
 }

@@ -19,7 +19,8 @@ mod simd;
 use geom::Geom;
 use path::{Partial, Path};
 
-use super::{beats, cpu_f32, lanes, slice};
+use super::wide::sum_lanes;
+use super::{beats, cpu_f32, slice};
 
 /// Where each pooled output took its value from: the window offset of its maximum, or
 /// [`DEAD`] when a ReLU zeroed it (no gradient flows back).
@@ -264,7 +265,7 @@ impl CustomOp3 for Conv2dOp {
             let mut gy_n = std::mem::take(&mut p.gy);
             let gyn = self.output_grad(&g, &gy[out.clone()], &ys[out], arg_n, &mut gy_n);
             for (o, row) in gyn.chunks(ohw).enumerate() {
-                p.gb[o] += lanes(row, |v| v);
+                p.gb[o] += sum_lanes(row);
             }
             let xn = &xs[i * chw..(i + 1) * chw];
             p.weight_and_input_grads(&g, &path, xn, ws, gyn, dxn, inner);
