@@ -27,6 +27,8 @@ mod norm;
 mod pool;
 mod xent;
 
+use std::mem::MaybeUninit;
+
 use candle::{CpuStorage, Layout};
 
 pub use conv::{conv2d, conv2d_pool};
@@ -128,6 +130,41 @@ fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// A vector of `len` floats that `fill` writes without a zeroing pass first (a large share of a
+/// step's time otherwise). `fill` must write every element of the slice it is given: each
+/// caller's loops assert that their inputs are at least as long as their outputs.
+fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` initialised all `len` elements, as above.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `out` after writing `v` to every element, as initialised floats.
+fn filled(out: &mut [MaybeUninit<f32>], v: f32) -> &mut [f32] {
+    out.iter_mut().for_each(|o| {
+        o.write(v);
+    });
+    // SAFETY: every element was just written, and `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { assume_written(out) }
+}
+
+/// `out` as initialised floats.
+///
+/// # Safety
+/// Every element of `out` has been written.
+unsafe fn assume_written(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller's promise, and `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Initialised floats seen as a buffer to write: writing floats keeps them initialised.
+fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the view only ever has initialised floats written through it.
+    unsafe { &mut *(s as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// The f32 data of a contiguous CPU tensor's storage, without copying.

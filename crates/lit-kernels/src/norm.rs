@@ -8,11 +8,13 @@
 //! per-channel reductions it needs in one pass over the channels, then writes the input gradient
 //! in one pass over the images.
 
+use std::mem::MaybeUninit;
+
 use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::wide::{square_dev_lanes, sum_lanes};
-use super::{cpu_f32, relu, slice};
+use super::{cpu_f32, relu, slice, written};
 
 /// The statistics a batch norm normalises with, per channel: mean and biased variance.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,19 +178,20 @@ impl BatchNormOp {
         let (w, b) = wb.split_at(c);
         let alpha: Vec<f32> = (0..c).map(|ch| w[ch] * self.invstd[ch]).collect();
         let beta: Vec<f32> = (0..c).map(|ch| b[ch] - self.mean[ch] * alpha[ch]).collect();
-        let mut y = vec![0f32; xs.len()];
-        y.par_chunks_mut(c * l.max(1))
-            .enumerate()
-            .for_each(|(i, yn)| {
-                let xn = &xs[i * c * l..(i + 1) * c * l];
-                for ch in 0..c {
-                    let (a, bb) = (alpha[ch], beta[ch]);
-                    let range = ch * l..(ch + 1) * l;
-                    let (ys, xc) = (&mut yn[range.clone()], &xn[range.clone()]);
-                    let rc = r.map(|r| &r[i * c * l..][range]);
-                    affine(ys, xc, rc, a, bb, self.relu);
-                }
-            });
+        let y = written(xs.len(), |y| {
+            y.par_chunks_mut(c * l.max(1))
+                .enumerate()
+                .for_each(|(i, yn)| {
+                    let xn = &xs[i * c * l..(i + 1) * c * l];
+                    for ch in 0..c {
+                        let (a, bb) = (alpha[ch], beta[ch]);
+                        let range = ch * l..(ch + 1) * l;
+                        let (ys, xc) = (&mut yn[range.clone()], &xn[range.clone()]);
+                        let rc = r.map(|r| &r[i * c * l..][range]);
+                        affine(ys, xc, rc, a, bb, self.relu);
+                    }
+                });
+        });
         Ok(y)
     }
 
@@ -280,30 +283,31 @@ impl BatchNormOp {
                     }
                 })
                 .collect();
-            let mut dx = vec![0f32; xs.len()];
-            dx.par_chunks_mut(c * l.max(1))
-                .enumerate()
-                .for_each(|(i, dxn)| {
-                    for (ch, &(k, mg, proj)) in coef.iter().enumerate() {
-                        let r = (i * c + ch) * l..(i * c + ch + 1) * l;
-                        let m = self.mean[ch];
-                        let (gy, ys, xs) = (&gy[r.clone()], &ys[r.clone()], &xs[r]);
-                        let out = &mut dxn[ch * l..(ch + 1) * l];
-                        input_grad(out, gy, ys, xs, [k, mg, m, proj], relu);
-                    }
-                });
+            let dx = written(xs.len(), |dx| {
+                dx.par_chunks_mut(c * l.max(1))
+                    .enumerate()
+                    .for_each(|(i, dxn)| {
+                        for (ch, &(k, mg, proj)) in coef.iter().enumerate() {
+                            let r = (i * c + ch) * l..(i * c + ch + 1) * l;
+                            let m = self.mean[ch];
+                            let (gy, ys, xs) = (&gy[r.clone()], &ys[r.clone()], &xs[r]);
+                            let out = &mut dxn[ch * l..(ch + 1) * l];
+                            input_grad(out, gy, ys, xs, [k, mg, m, proj], relu);
+                        }
+                    });
+            });
             Some(dx)
         } else {
             None
         };
         let gr = want_residual.then(|| {
-            let mut gr = vec![0f32; gy.len()];
             let chunk = c * l.max(1);
-            let parts = gr.par_chunks_mut(chunk).zip(gy.par_chunks(chunk));
-            parts
-                .zip(ys.par_chunks(chunk))
-                .for_each(|((gr, gy), ys)| relu_mask(gr, gy, ys, relu));
-            gr
+            written(gy.len(), |gr| {
+                let parts = gr.par_chunks_mut(chunk).zip(gy.par_chunks(chunk));
+                parts
+                    .zip(ys.par_chunks(chunk))
+                    .for_each(|((gr, gy), ys)| relu_mask(gr, gy, ys, relu));
+            })
         });
         (dx, gwb, gr)
     }
@@ -392,43 +396,54 @@ pub fn batch_norm(
 }
 
 wide! {
-/// `ys = act(xs * a + b [+ r])` for one channel's segment.
-fn affine(ys: &mut [f32], xs: &[f32], r: Option<&[f32]>, a: f32, b: f32, act: bool) {
+/// `ys = act(xs * a + b [+ r])` for one channel's segment, writing every element of `ys`.
+fn affine(ys: &mut [MaybeUninit<f32>], xs: &[f32], r: Option<&[f32]>, a: f32, b: f32, act: bool) {
+    let n = ys.len();
+    assert!(xs.len() >= n && r.is_none_or(|r| r.len() >= n), "batch_norm: short segment");
+    let act = |v: f32| if act { relu(v) } else { v };
     match r {
         Some(r) => {
             for ((y, &x), &r) in ys.iter_mut().zip(xs).zip(r) {
-                *y = x * a + b + r;
+                y.write(act(x * a + b + r));
             }
         }
         None => {
             for (y, &x) in ys.iter_mut().zip(xs) {
-                *y = x * a + b;
+                y.write(act(x * a + b));
             }
         }
     }
-    if act {
-        ys.iter_mut().for_each(|v| *v = relu(*v));
-    }
 }
 }
 
 wide! {
-/// One segment of the input gradient in training, `k * (g - mg - (x - m) * proj)` with `g` the
+/// One segment of the input gradient (writing every element of `out`), `k * (g - mg - (x - m) * proj)` with `g` the
 /// output gradient masked by the ReLU when `act` (`proj` and `mg` are 0 in evaluation).
-fn input_grad(out: &mut [f32], gy: &[f32], ys: &[f32], xs: &[f32], coef: [f32; 4], act: bool) {
+fn input_grad(
+    out: &mut [MaybeUninit<f32>],
+    gy: &[f32],
+    ys: &[f32],
+    xs: &[f32],
+    coef: [f32; 4],
+    act: bool,
+) {
+    let n = out.len();
+    assert!(gy.len() >= n && ys.len() >= n && xs.len() >= n, "batch_norm: short segment");
     let [k, mg, m, proj] = coef;
     for (((d, &g), &y), &x) in out.iter_mut().zip(gy).zip(ys).zip(xs) {
         let g = passed(g, y, act);
-        *d = k * (g - mg - (x - m) * proj);
+        d.write(k * (g - mg - (x - m) * proj));
     }
 }
 }
 
 wide! {
-/// `out = gy` where the ReLU's output `ys` is positive (everywhere unless `act`), else 0.
-fn relu_mask(out: &mut [f32], gy: &[f32], ys: &[f32], act: bool) {
+/// `out = gy` where the ReLU's output `ys` is positive (everywhere unless `act`), else 0, for
+/// every element of `out`.
+fn relu_mask(out: &mut [MaybeUninit<f32>], gy: &[f32], ys: &[f32], act: bool) {
+    assert!(gy.len() >= out.len() && ys.len() >= out.len(), "batch_norm: short gradient");
     for ((o, &g), &y) in out.iter_mut().zip(gy).zip(ys) {
-        *o = passed(g, y, act);
+        o.write(passed(g, y, act));
     }
 }
 }

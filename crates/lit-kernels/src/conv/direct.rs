@@ -11,6 +11,8 @@
 //! in a fixed order, so the bits depend on the machine's instruction set only.
 
 #[cfg(target_arch = "x86_64")]
+use std::mem::MaybeUninit;
+
 use super::simd;
 
 /// The positions each register block covers, and the multiple a plane's flat output rounds to.
@@ -156,18 +158,22 @@ impl Direct {
 
     /// Adds `bias` (when given) to the valid positions of `flat` and writes them densely to `out`
     /// (`channels x H x W`).
-    pub(super) fn unflatten(&self, flat: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-        let planes = flat
-            .chunks_exact(self.qlen)
-            .zip(out.chunks_exact_mut(self.h * self.w));
-        for (o, (src, dst)) in planes.enumerate() {
-            let b = bias.map_or(0.0, |b| b[o]);
-            for (s, d) in src.chunks_exact(self.wp).zip(dst.chunks_exact_mut(self.w)) {
-                for (d, s) in d.iter_mut().zip(s) {
-                    *d = s + b;
-                }
-            }
-        }
+    pub(super) fn unflatten<'a>(
+        &self,
+        flat: &[f32],
+        bias: Option<&[f32]>,
+        out: &'a mut [MaybeUninit<f32>],
+    ) -> &'a mut [f32] {
+        let hw = self.h * self.w;
+        let planes = out.len() / hw;
+        assert!(
+            out.len() == planes * hw && flat.len() >= planes * self.qlen,
+            "direct convolution: the output is not whole planes of the flat result"
+        );
+        unflatten_planes(flat, bias, [self.qlen, self.wp, self.w, hw], out);
+        // SAFETY: the assert: each of the `planes` planes is written in full (every row of
+        // `w` floats, `h` rows, from a flat plane of `qlen >= h * wp` floats).
+        unsafe { crate::assume_written(out) }
     }
 
     /// Output channels rounded up to whole vectors: the lanes of a transposed gradient.
@@ -273,6 +279,26 @@ fn xs_at<const N: usize>(x: &[f32], at: usize) -> &[f32; N] {
     x[at..at + N].try_into().expect("a slice of N floats")
 }
 
+wide! {
+/// The planes of [`Direct::unflatten`], with the bias of each.
+fn unflatten_planes(
+    flat: &[f32],
+    bias: Option<&[f32]>,
+    dims: [usize; 4],
+    out: &mut [MaybeUninit<f32>],
+) {
+    let [qlen, wp, w, hw] = dims;
+    for (o, (src, dst)) in flat.chunks_exact(qlen).zip(out.chunks_exact_mut(hw)).enumerate() {
+        let b = bias.map_or(0.0, |b| b[o]);
+        for (s, d) in src.chunks_exact(wp).zip(dst.chunks_exact_mut(w)) {
+            for (d, s) in d.iter_mut().zip(s) {
+                d.write(s + b);
+            }
+        }
+    }
+}
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Direct, Isa};
@@ -339,7 +365,7 @@ mod tests {
         let mut flat = vec![0f32; d.flat_len(o)];
         d.correlate(&xp, &d.pack(&w, o, c, false), c, &mut flat);
         let mut y = vec![0f32; o * h * wd];
-        d.unflatten(&flat, None, &mut y);
+        d.unflatten(&flat, None, crate::as_uninit(&mut y));
         close(&y, &naive(&x, &w, (c, o, h, wd)), "forward");
 
         // The input gradient: the flipped kernel with input and output channels swapped.
@@ -356,7 +382,7 @@ mod tests {
         let mut flat = vec![0f32; d.flat_len(c)];
         d.correlate(&gp, &d.pack(&w, o, c, true), o, &mut flat);
         let mut dx = vec![0f32; c * h * wd];
-        d.unflatten(&flat, None, &mut dx);
+        d.unflatten(&flat, None, crate::as_uninit(&mut dx));
         close(&dx, &naive(&gy, &wt, (o, c, h, wd)), "input gradient");
 
         // The weight gradient: sum over positions of gy[o] times the shifted input.

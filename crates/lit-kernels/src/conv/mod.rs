@@ -5,6 +5,7 @@
 //! activation and its gradient inside per-thread scratch buffers: autograd only sees the pooled
 //! output, so the largest tensors of a small CNN are never materialised, summed or freed.
 
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
@@ -20,7 +21,7 @@ use geom::Geom;
 use path::{Partial, Path};
 
 use super::wide::sum_lanes;
-use super::{beats, cpu_f32, slice};
+use super::{as_uninit, beats, cpu_f32, slice, written};
 
 /// Where each pooled output took its value from: the window offset of its maximum, or
 /// [`DEAD`] when a ReLU zeroed it (no gradient flows back).
@@ -178,23 +179,25 @@ impl CustomOp3 for Conv2dOp {
             )
         }
         let per_image = g.o * ph * pw;
-        let mut y = vec![0f32; g.n * per_image];
+        let len = g.n * per_image;
         let (min_len, inner) = split(g.n);
         let path = Path::choose(&g, w, inner, false);
         let scratch = || path.scratch(&g, g.o);
-        if self.pool == 0 {
-            y.par_chunks_mut(per_image)
-                .enumerate()
-                .with_min_len(min_len)
-                .for_each_init(scratch, |(a, flat), (i, yn)| {
-                    let xn = &x[i * chw..(i + 1) * chw];
-                    path.forward(&g, xn, w, b, (a, flat), yn, inner);
-                    if self.relu {
-                        yn.iter_mut().for_each(|v| *v = super::relu(*v));
-                    }
-                });
+        let y = if self.pool == 0 {
+            written(len, |y| {
+                y.par_chunks_mut(per_image)
+                    .enumerate()
+                    .with_min_len(min_len)
+                    .for_each_init(scratch, |(a, flat), (i, yn)| {
+                        let xn = &x[i * chw..(i + 1) * chw];
+                        let yn = path.forward(&g, xn, w, b, (a, flat), yn, inner);
+                        if self.relu {
+                            yn.iter_mut().for_each(|v| *v = super::relu(*v));
+                        }
+                    });
+            })
         } else {
-            let mut arg = vec![0u8; y.len()];
+            let (mut y, mut arg) = (vec![0f32; len], vec![0u8; len]);
             y.par_chunks_mut(per_image)
                 .zip(arg.par_chunks_mut(per_image))
                 .enumerate()
@@ -203,7 +206,7 @@ impl CustomOp3 for Conv2dOp {
                     || (scratch(), vec![0f32; g.o * g.ohw()]),
                     |((a, flat), full), (i, (yn, an))| {
                         let xn = &x[i * chw..(i + 1) * chw];
-                        path.forward(&g, xn, w, b, (a, flat), full, inner);
+                        let full = path.forward(&g, xn, w, b, (a, flat), as_uninit(full), inner);
                         self.pool_image(&g, full, yn, an);
                     },
                 );
@@ -211,7 +214,8 @@ impl CustomOp3 for Conv2dOp {
                 .argmax
                 .lock()
                 .map_err(|_| candle::Error::Msg("conv2d kernel: poisoned lock".into()))? = arg;
-        }
+            y
+        };
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, ph, pw))))
     }
 
@@ -248,14 +252,13 @@ impl CustomOp3 for Conv2dOp {
             candle::bail!("conv2d kernel: backward without a matching forward pass")
         }
         // The input gradient only when something upstream needs it (never for input images).
-        let mut dx = x.track_op().then(|| vec![0f32; g.n * chw]);
+        let wants_dx = x.track_op();
         let (min_len, inner) = split(g.n);
         let path = Path::choose(&g, ws, inner, true);
-        let wants_dx = dx.is_some();
         let init = || Partial::new(&g, &path, wants_dx);
         // One pass per image: its output gradient, its share of the weight and bias gradients,
-        // and its input gradient, while its data is in cache.
-        let image = |mut p: Partial, i: usize, dxn: Option<&mut [f32]>| {
+        // and its input gradient (every element), while its data is in cache.
+        let image = |mut p: Partial, i: usize, dxn: Option<&mut [MaybeUninit<f32>]>| {
             let out = i * per_out..(i + 1) * per_out;
             let arg_n = if self.pool > 0 {
                 &arg[out.clone()]
@@ -272,19 +275,24 @@ impl CustomOp3 for Conv2dOp {
             p.gy = gy_n;
             p
         };
-        let partials: Vec<Partial> = match dx.as_mut() {
-            Some(dx) => dx
-                .par_chunks_mut(chw)
-                .enumerate()
-                .with_min_len(min_len)
-                .fold(init, |p, (i, dxn)| image(p, i, Some(dxn)))
-                .collect(),
-            None => (0..g.n)
+        let mut partials: Vec<Partial> = Vec::new();
+        let dx = wants_dx.then(|| {
+            written(g.n * chw, |dx| {
+                partials = dx
+                    .par_chunks_mut(chw)
+                    .enumerate()
+                    .with_min_len(min_len)
+                    .fold(init, |p, (i, dxn)| image(p, i, Some(dxn)))
+                    .collect();
+            })
+        });
+        if !wants_dx {
+            partials = (0..g.n)
                 .into_par_iter()
                 .with_min_len(min_len)
                 .fold(init, |p, i| image(p, i, None))
-                .collect(),
-        };
+                .collect();
+        }
         let (mut gw, mut gb) = (vec![0f32; g.o * ckk], vec![0f32; g.o]);
         for p in partials {
             p.add_weight_grad(&g, &path, &mut gw);

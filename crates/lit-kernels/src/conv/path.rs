@@ -5,7 +5,9 @@
 
 use super::direct::Direct;
 use super::geom::Geom;
-use crate::gemm;
+use std::mem::MaybeUninit;
+
+use crate::{assume_written, filled, gemm};
 
 /// How one call of the op computes its convolutions.
 pub(super) enum Path {
@@ -46,23 +48,26 @@ impl Path {
     /// `conv(x_n) + b` into `y` (`O x OH*OW`), through the scratch `(a, flat)` of
     /// [`Self::scratch`]; the im2col path's product on rayon's pool when `inner`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn forward(
+    pub(super) fn forward<'a>(
         &self,
         g: &Geom,
         xn: &[f32],
         w: &[f32],
         b: &[f32],
         (a, flat): (&mut [f32], &mut [f32]),
-        y: &mut [f32],
+        y: &'a mut [MaybeUninit<f32>],
         inner: bool,
-    ) {
+    ) -> &'a mut [f32] {
         match self {
             Self::Cols => {
                 let (ckk, ohw) = (g.ckk(), g.ohw());
                 g.im2col(xn, a);
+                assert_eq!(y.len(), g.o * ohw, "conv2d: output of the wrong size");
                 for (o, row) in y.chunks_mut(ohw).enumerate() {
-                    row.fill(b[o]);
+                    filled(row, b[o]);
                 }
+                // SAFETY: the assert: the rows above covered `y`.
+                let y = unsafe { assume_written(y) };
                 gemm(
                     g.o,
                     ohw,
@@ -73,11 +78,12 @@ impl Path {
                     (a, ohw as isize, 1),
                     inner,
                 );
+                y
             }
             Self::Direct { plan, packed } => {
                 plan.pad(xn, a);
                 plan.correlate(a, packed, g.c, flat);
-                plan.unflatten(flat, Some(b), y);
+                plan.unflatten(flat, Some(b), y)
             }
         }
     }
@@ -141,7 +147,7 @@ impl Partial {
     }
 
     /// Adds image `xn`'s share of the weight gradient, given its output gradient `gyn`, and
-    /// writes its input gradient to `dxn` when asked; `w` is the unpacked kernel.
+    /// writes every element of its input gradient `dxn` when asked; `w` is the unpacked kernel.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn weight_and_input_grads(
         &mut self,
@@ -150,7 +156,7 @@ impl Partial {
         xn: &[f32],
         w: &[f32],
         gyn: &[f32],
-        dxn: Option<&mut [f32]>,
+        dxn: Option<&mut [MaybeUninit<f32>]>,
         inner: bool,
     ) {
         match path {
@@ -178,7 +184,7 @@ impl Partial {
                         (gyn, ohw as isize, 1),
                         inner,
                     );
-                    g.col2im(&self.da, dxn);
+                    g.col2im(&self.da, filled(dxn, 0.0));
                 }
             }
             Path::Direct { plan, packed } => {
