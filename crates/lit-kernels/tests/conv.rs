@@ -71,6 +71,9 @@ fn conv2d_matches_candle_forward_and_gradients() {
         (2, 4, 9, 8, 5, 3, 2, 0),
         (1, 2, 6, 7, 3, 2, 2, 1),
         (2, 5, 5, 5, 2, 1, 1, 0),
+        // Stride-2 rows of 36 and 19 outputs: whole 16-wide blocks and a remainder.
+        (2, 3, 5, 71, 4, 3, 2, 1),
+        (2, 3, 6, 38, 5, 1, 2, 0),
     ]
     .iter()
     .enumerate()

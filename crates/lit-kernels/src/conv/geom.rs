@@ -114,7 +114,7 @@ wide! {
 fn gather(dst: &mut [f32], src: &[f32], s: usize) {
     match s {
         1 => dst.copy_from_slice(&src[..dst.len()]),
-        2 => dst.iter_mut().zip(src.chunks(2)).for_each(|(d, v)| *d = v[0]),
+        2 => gather2(dst, src),
         _ => dst.iter_mut().zip(src.iter().step_by(s)).for_each(|(d, v)| *d = *v),
     }
 }
@@ -125,8 +125,30 @@ wide! {
 fn scatter_add(dst: &mut [f32], src: &[f32], s: usize) {
     match s {
         1 => dst.iter_mut().zip(src).for_each(|(d, v)| *d += v),
-        2 => dst.chunks_mut(2).zip(src).for_each(|(d, v)| d[0] += v),
+        2 => scatter_add2(dst, src),
         _ => dst.iter_mut().step_by(s).zip(src).for_each(|(d, v)| *d += v),
     }
 }
+}
+
+/// `dst[j] = src[2 * j]`, on AVX-512 where the CPU has it.
+fn gather2(dst: &mut [f32], src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::wide::has_avx512() {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { super::simd::gather2_avx512(dst, src) };
+    }
+    dst.iter_mut()
+        .zip(src.chunks(2))
+        .for_each(|(d, v)| *d = v[0]);
+}
+
+/// `dst[2 * j] += src[j]`, on AVX-512 where the CPU has it.
+fn scatter_add2(dst: &mut [f32], src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::wide::has_avx512() {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { super::simd::scatter_add2_avx512(dst, src) };
+    }
+    dst.chunks_mut(2).zip(src).for_each(|(d, v)| d[0] += v);
 }

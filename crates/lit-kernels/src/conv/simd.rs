@@ -300,3 +300,68 @@ pub(super) fn unpool2_row_avx512(
 fn pick(a: __m512i, k: i32, g: __m512) -> __m512 {
     _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(k)), g)
 }
+
+/// Masks of the first `n` of 16 lanes.
+fn first(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// `dst[j] = src[j * 2]`, 16 at a time; `src` holds at least `2 * dst.len() - 1` floats.
+#[target_feature(enable = "avx512f")]
+pub(super) fn gather2_avx512(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    assert!(
+        n == 0 || src.len() > 2 * (n - 1),
+        "gather2: source shorter than the row"
+    );
+    let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for j in (0..n).step_by(16) {
+        let m = (n - j).min(16);
+        // Source floats this block reads: 2 * m - 1 from `2 * j`.
+        let need = 2 * m - 1;
+        // SAFETY: the masks keep the loads within the `need` floats the assert covers, and
+        // the store within `m` floats of `dst` from `j`.
+        unsafe {
+            let p = src.as_ptr().add(2 * j);
+            let lo = _mm512_maskz_loadu_ps(first(need), p);
+            let hi = _mm512_maskz_loadu_ps(first(need.saturating_sub(16)), p.add(16));
+            let v = _mm512_permutex2var_ps(lo, even, hi);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), first(m), v);
+        }
+    }
+}
+
+/// `dst[j * 2] += src[j]`, 16 at a time; `dst` holds at least `2 * src.len() - 1` floats. The
+/// odd positions are not touched.
+#[target_feature(enable = "avx512f")]
+pub(super) fn scatter_add2_avx512(dst: &mut [f32], src: &[f32]) {
+    let n = src.len();
+    assert!(
+        n == 0 || dst.len() > 2 * (n - 1),
+        "scatter_add2: target shorter than the row"
+    );
+    // Lane 2k of `lo` takes src lane k (k < 8), of `hi` src lane 8 + k.
+    let lo_idx = _mm512_set_epi32(0, 7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0);
+    let hi_idx = _mm512_set_epi32(0, 15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8);
+    let evens: __mmask16 = 0x5555;
+    for j in (0..n).step_by(16) {
+        let m = (n - j).min(16);
+        let need = 2 * m - 1;
+        let (mlo, mhi) = (first(need), first(need.saturating_sub(16)));
+        // SAFETY: as in `gather2_avx512`, with the roles of the slices swapped.
+        unsafe {
+            let s = _mm512_maskz_loadu_ps(first(m), src.as_ptr().add(j));
+            let p = dst.as_mut_ptr().add(2 * j);
+            let dlo = _mm512_maskz_loadu_ps(mlo, p);
+            let dhi = _mm512_maskz_loadu_ps(mhi, p.add(16));
+            let slo = _mm512_permutexvar_ps(lo_idx, s);
+            let shi = _mm512_permutexvar_ps(hi_idx, s);
+            _mm512_mask_storeu_ps(p, mlo & evens, _mm512_add_ps(dlo, slo));
+            _mm512_mask_storeu_ps(p.add(16), mhi & evens, _mm512_add_ps(dhi, shi));
+        }
+    }
+}
