@@ -161,9 +161,12 @@ unsafe fn assume_written(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
-/// Initialised floats seen as a buffer to write: writing floats keeps them initialised.
-fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: same layout; the view only ever has initialised floats written through it.
+/// Initialised floats seen as a buffer to write.
+///
+/// # Safety
+/// Only initialised floats may be written through the view (never `MaybeUninit::uninit()`).
+unsafe fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the caller writes only initialised floats.
     unsafe { &mut *(s as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 

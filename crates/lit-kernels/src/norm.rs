@@ -302,6 +302,12 @@ impl BatchNormOp {
         };
         let gr = want_residual.then(|| {
             let chunk = c * l.max(1);
+            // The zip below stops at the shorter side: equal lengths keep every chunk written.
+            assert_eq!(
+                ys.len(),
+                gy.len(),
+                "batch_norm: gradient and output differ in size"
+            );
             written(gy.len(), |gr| {
                 let parts = gr.par_chunks_mut(chunk).zip(gy.par_chunks(chunk));
                 parts

@@ -10,9 +10,9 @@
 //! gradient as dot products of the output gradient with the shifted input planes. Every sum runs
 //! in a fixed order, so the bits depend on the machine's instruction set only.
 
-#[cfg(target_arch = "x86_64")]
 use std::mem::MaybeUninit;
 
+#[cfg(target_arch = "x86_64")]
 use super::simd;
 
 /// The positions each register block covers, and the multiple a plane's flat output rounds to.
@@ -365,7 +365,8 @@ mod tests {
         let mut flat = vec![0f32; d.flat_len(o)];
         d.correlate(&xp, &d.pack(&w, o, c, false), c, &mut flat);
         let mut y = vec![0f32; o * h * wd];
-        d.unflatten(&flat, None, crate::as_uninit(&mut y));
+        // SAFETY: `unflatten` writes only floats.
+        d.unflatten(&flat, None, unsafe { crate::as_uninit(&mut y) });
         close(&y, &naive(&x, &w, (c, o, h, wd)), "forward");
 
         // The input gradient: the flipped kernel with input and output channels swapped.
@@ -382,7 +383,8 @@ mod tests {
         let mut flat = vec![0f32; d.flat_len(c)];
         d.correlate(&gp, &d.pack(&w, o, c, true), o, &mut flat);
         let mut dx = vec![0f32; c * h * wd];
-        d.unflatten(&flat, None, crate::as_uninit(&mut dx));
+        // SAFETY: `unflatten` writes only floats.
+        d.unflatten(&flat, None, unsafe { crate::as_uninit(&mut dx) });
         close(&dx, &naive(&gy, &wt, (o, c, h, wd)), "input gradient");
 
         // The weight gradient: sum over positions of gy[o] times the shifted input.

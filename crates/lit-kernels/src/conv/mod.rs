@@ -206,7 +206,9 @@ impl CustomOp3 for Conv2dOp {
                     || (scratch(), vec![0f32; g.o * g.ohw()]),
                     |((a, flat), full), (i, (yn, an))| {
                         let xn = &x[i * chw..(i + 1) * chw];
-                        let full = path.forward(&g, xn, w, b, (a, flat), as_uninit(full), inner);
+                        // SAFETY: `forward` writes only floats.
+                        let full = unsafe { as_uninit(full) };
+                        let full = path.forward(&g, xn, w, b, (a, flat), full, inner);
                         self.pool_image(&g, full, yn, an);
                     },
                 );

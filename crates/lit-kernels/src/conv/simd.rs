@@ -328,7 +328,7 @@ pub(super) fn gather2_avx512(dst: &mut [f32], src: &[f32]) {
         unsafe {
             let p = src.as_ptr().add(2 * j);
             let lo = _mm512_maskz_loadu_ps(first(need), p);
-            let hi = _mm512_maskz_loadu_ps(first(need.saturating_sub(16)), p.add(16));
+            let hi = _mm512_maskz_loadu_ps(first(need.saturating_sub(16)), p.wrapping_add(16));
             let v = _mm512_permutex2var_ps(lo, even, hi);
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), first(m), v);
         }
@@ -357,11 +357,11 @@ pub(super) fn scatter_add2_avx512(dst: &mut [f32], src: &[f32]) {
             let s = _mm512_maskz_loadu_ps(first(m), src.as_ptr().add(j));
             let p = dst.as_mut_ptr().add(2 * j);
             let dlo = _mm512_maskz_loadu_ps(mlo, p);
-            let dhi = _mm512_maskz_loadu_ps(mhi, p.add(16));
+            let dhi = _mm512_maskz_loadu_ps(mhi, p.wrapping_add(16));
             let slo = _mm512_permutexvar_ps(lo_idx, s);
             let shi = _mm512_permutexvar_ps(hi_idx, s);
             _mm512_mask_storeu_ps(p, mlo & evens, _mm512_add_ps(dlo, slo));
-            _mm512_mask_storeu_ps(p.add(16), mhi & evens, _mm512_add_ps(dhi, shi));
+            _mm512_mask_storeu_ps(p.wrapping_add(16), mhi & evens, _mm512_add_ps(dhi, shi));
         }
     }
 }
