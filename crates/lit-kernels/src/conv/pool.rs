@@ -3,24 +3,6 @@
 
 use super::{beats, DEAD};
 
-/// Where a row's windows run.
-#[derive(Clone, Copy)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    Plain,
-}
-
-impl Isa {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Self::Avx512;
-        }
-        Self::Plain
-    }
-}
-
 /// Max-pools the first `ph` row pairs and `2 * pw` columns of each `ohw`-float plane in
 /// `full` (`ow` floats a row) into `out`, recording each window's argmax in `arg`: the first maximum in
 /// PyTorch's order (top-left, top-right, bottom-left, bottom-right) or the last NaN; after a
@@ -32,19 +14,19 @@ pub(super) fn pool2(
     out: &mut [f32],
     arg: &mut [u8],
 ) {
-    let isa = Isa::detect();
+    let wide = crate::wide::has_avx512();
     let planes = full.chunks_exact(ohw).zip(out.chunks_exact_mut(ph * pw));
     for ((plane, out), arg) in planes.zip(arg.chunks_exact_mut(ph * pw)) {
         let rows = plane.chunks_exact(2 * ow).zip(out.chunks_exact_mut(pw));
         for ((pair, out), arg) in rows.zip(arg.chunks_exact_mut(pw)) {
             let (top, bottom) = pair.split_at(ow);
-            let done = match isa {
-                // SAFETY: `detect` found AVX-512F on this CPU.
+            let done = match wide {
+                // SAFETY: the CPU has AVX-512F.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe {
+                true => unsafe {
                     super::simd::pool2_row_avx512(top, bottom, out, arg, (relu, DEAD))
                 },
-                Isa::Plain => 0,
+                _ => 0,
             };
             pool2_row(
                 &top[2 * done..],
@@ -84,7 +66,7 @@ pub(super) fn unpool2(
     (ow, ohw, ph, pw): (usize, usize, usize, usize),
     full: &mut [f32],
 ) {
-    let isa = Isa::detect();
+    let wide = crate::wide::has_avx512();
     let planes = full.chunks_exact_mut(ohw).zip(gy.chunks_exact(ph * pw));
     for ((plane, gy), arg) in planes.zip(arg.chunks_exact(ph * pw)) {
         let (pairs, rest) = plane.split_at_mut(ph * 2 * ow);
@@ -94,11 +76,11 @@ pub(super) fn unpool2(
             let (top, bottom) = pair.split_at_mut(ow);
             top[2 * pw..].fill(0.0);
             bottom[2 * pw..].fill(0.0);
-            let done = match isa {
-                // SAFETY: `detect` found AVX-512F on this CPU.
+            let done = match wide {
+                // SAFETY: the CPU has AVX-512F.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe { super::simd::unpool2_row_avx512(gy, arg, top, bottom) },
-                Isa::Plain => 0,
+                true => unsafe { super::simd::unpool2_row_avx512(gy, arg, top, bottom) },
+                _ => 0,
             };
             let (top, bottom) = (&mut top[2 * done..], &mut bottom[2 * done..]);
             let windows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
