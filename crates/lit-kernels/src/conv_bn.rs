@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::conv::Conv2dOp;
+use super::conv::{BackIn, Conv2dOp};
 use super::norm::{stats_of, BatchNormOp, ChannelStats};
 use super::{cpu_f32, slice};
 
@@ -17,7 +17,10 @@ use super::{cpu_f32, slice};
 /// and residual.
 type Grads = (Option<Tensor>, Tensor, Vec<f32>, Option<Tensor>);
 
-struct ConvBnOp {
+/// Where a fused op leaves the batch's statistics, for the running-statistics update.
+pub(crate) type BatchStats = Arc<Mutex<Option<ChannelStats>>>;
+
+pub(crate) struct ConvBnOp {
     conv: Conv2dOp,
     /// The running statistics in evaluation; `None` in training (the batch's are used).
     running: Option<ChannelStats>,
@@ -27,16 +30,35 @@ struct ConvBnOp {
     /// pass.
     saved: Mutex<Option<(BatchNormOp, Vec<f32>)>>,
     /// The batch's statistics, for the caller's running-statistics update.
-    batch_stats: Arc<Mutex<Option<ChannelStats>>>,
+    batch_stats: BatchStats,
 }
 
-fn poisoned<T>(_: T) -> candle::Error {
+pub(crate) fn poisoned<T>(_: T) -> candle::Error {
     candle::Error::Msg("conv2d_batch_norm kernel: poisoned lock".into())
 }
 
 impl ConvBnOp {
+    /// The op, and where it leaves the batch's statistics in training.
+    pub(crate) fn new(
+        (stride, padding): (usize, usize),
+        running: Option<&ChannelStats>,
+        eps: f64,
+        relu: bool,
+    ) -> (Self, BatchStats) {
+        let batch_stats = Arc::new(Mutex::new(None));
+        let op = ConvBnOp {
+            conv: Conv2dOp::new(stride, padding, false, 0),
+            running: running.cloned(),
+            eps,
+            relu,
+            saved: Mutex::new(None),
+            batch_stats: Arc::clone(&batch_stats),
+        };
+        (op, batch_stats)
+    }
+
     /// `act(bn(conv(x)) [+ r])`, keeping what the backward pass needs.
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: (&CpuStorage, &Layout),
         w: (&CpuStorage, &Layout),
@@ -75,31 +97,84 @@ impl ConvBnOp {
         grad: &Tensor,
         want_residual: bool,
     ) -> candle::Result<Grads> {
+        let (x, w, grad) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?);
+        let (xg, wg, gg, rg) = (
+            x.storage_and_layout(),
+            w.storage_and_layout(),
+            grad.storage_and_layout(),
+            res.storage_and_layout(),
+        );
+        let what = "conv2d_batch_norm";
+        let inp = BnBackIn {
+            x: (cpu_f32(&xg.0, xg.1, what, "input")?, x.dims()),
+            w: (cpu_f32(&wg.0, wg.1, what, "weight")?, w.dims()),
+            wbs,
+            ys: (cpu_f32(&rg.0, rg.1, what, "output")?, res.dims()),
+            gy: cpu_f32(&gg.0, gg.1, what, "gradient")?,
+        };
+        let (gx, gw, gwb, gr) = self.grads(inp, x.track_op(), want_residual, None)?;
+        let gx = gx
+            .map(|gx| Tensor::from_vec(gx, x.shape(), x.device()))
+            .transpose()?;
+        let gr = gr
+            .map(|gr| Tensor::from_vec(gr, res.shape(), res.device()))
+            .transpose()?;
+        let gw = Tensor::from_vec(gw, w.shape(), w.device())?;
+        Ok((gx, gw, gwb, gr))
+    }
+
+    /// The gradients of `x` (when `wants_dx`, plus `addend` when given), the convolution's
+    /// weight, the batch norm's weight and bias (`2 x O`) and the residual (when
+    /// `want_residual`), as flat vectors.
+    pub(crate) fn grads(
+        &self,
+        inp: BnBackIn,
+        wants_dx: bool,
+        want_residual: bool,
+        addend: Option<&[f32]>,
+    ) -> candle::Result<SliceGrads> {
         let saved = self.saved.lock().map_err(poisoned)?;
         let Some((bn, z)) = saved.as_ref() else {
             candle::bail!("conv2d_batch_norm kernel: backward without a forward pass")
         };
-        let (n, o, oh, ow) = res.dims4()?;
-        let grad = grad.contiguous()?;
-        let (gz, gwb, gr) = {
-            let (gg, rg) = (grad.storage_and_layout(), res.storage_and_layout());
-            let gy = cpu_f32(&gg.0, gg.1, "conv2d_batch_norm", "gradient")?;
-            let ys = cpu_f32(&rg.0, rg.1, "conv2d_batch_norm", "output")?;
-            bn.grads(z, &wbs[..o], gy, ys, (n, o, oh * ow), true, want_residual)
+        let &[n, o, oh, ow] = inp.ys.1 else {
+            candle::bail!("conv2d_batch_norm kernel: the output is not (N, C, H, W)")
         };
-        let gz = Tensor::from_vec(gz.unwrap_or_default(), res.shape(), res.device())?;
-        let gr = gr
-            .map(|gr| Tensor::from_vec(gr, res.shape(), res.device()))
-            .transpose()?;
-        let zero_bias = Tensor::zeros(o, candle::DType::F32, res.device())?;
+        let (gz, gwb, gr) = bn.grads(
+            z,
+            &inp.wbs[..o],
+            inp.gy,
+            inp.ys.0,
+            (n, o, oh * ow),
+            true,
+            want_residual,
+        );
+        let gz = gz.unwrap_or_default();
         // The convolution's backward pass with the batch norm's input gradient (no ReLU or
         // pooling in the convolution itself, so its output is not read).
-        let (gx, gw, _) = self.conv.bwd(x, w, &zero_bias, res, &gz)?;
-        let gw =
-            gw.ok_or_else(|| candle::Error::Msg("conv2d kernel: no weight gradient".into()))?;
+        let back = BackIn {
+            x: inp.x,
+            w: inp.w,
+            gy: &gz,
+            ys: &gz,
+        };
+        let (gx, gw, _) = self.conv.backward(back, wants_dx, addend)?;
         Ok((gx, gw, gwb, gr))
     }
 }
+
+/// What a fused op's backward pass reads: the input and the convolution's weight (data and
+/// dims), the batch norm's weight and bias, the op's output (data and dims) and its gradient.
+pub(crate) struct BnBackIn<'a> {
+    pub(crate) x: (&'a [f32], &'a [usize]),
+    pub(crate) w: (&'a [f32], &'a [usize]),
+    pub(crate) wbs: &'a [f32],
+    pub(crate) ys: (&'a [f32], &'a [usize]),
+    pub(crate) gy: &'a [f32],
+}
+
+/// [`Grads`] as flat vectors.
+pub(crate) type SliceGrads = (Option<Vec<f32>>, Vec<f32>, Vec<f32>, Option<Vec<f32>>);
 
 impl CustomOp3 for ConvBnOp {
     fn name(&self) -> &'static str {
@@ -210,15 +285,7 @@ pub fn conv2d_batch_norm(
     eps: f64,
     relu: bool,
 ) -> candle::Result<(Tensor, Option<ChannelStats>)> {
-    let batch_stats = Arc::new(Mutex::new(None));
-    let op = ConvBnOp {
-        conv: Conv2dOp::new(stride, padding, false, 0),
-        running: running.cloned(),
-        eps,
-        relu,
-        saved: Mutex::new(None),
-        batch_stats: Arc::clone(&batch_stats),
-    };
+    let (op, batch_stats) = ConvBnOp::new((stride, padding), running, eps, relu);
     let x = x.contiguous()?;
     let y = match residual {
         None => x.apply_op3(&weight.contiguous()?, &weight_bias.contiguous()?, op)?,

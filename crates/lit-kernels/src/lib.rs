@@ -17,6 +17,7 @@
 #[macro_use]
 mod wide;
 
+mod block;
 mod bn_simd;
 mod conv;
 mod conv_bn;
@@ -31,6 +32,7 @@ use std::mem::MaybeUninit;
 
 use candle::{CpuStorage, Layout};
 
+pub use block::{residual_block, BlockConv};
 pub use conv::{conv2d, conv2d_pool};
 pub use conv_bn::conv2d_batch_norm;
 pub use linear::linear;
@@ -149,6 +151,20 @@ fn filled(out: &mut [MaybeUninit<f32>], v: f32) -> &mut [f32] {
         o.write(v);
     });
     // SAFETY: every element was just written, and `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { assume_written(out) }
+}
+
+/// `out` after copying `src` (of the same length) into it, as initialised floats.
+fn copied<'a>(out: &'a mut [MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] {
+    assert_eq!(
+        out.len(),
+        src.len(),
+        "copy between slices of different lengths"
+    );
+    out.iter_mut().zip(src).for_each(|(o, &s)| {
+        o.write(s);
+    });
+    // SAFETY: the assert: every element was just written.
     unsafe { assume_written(out) }
 }
 

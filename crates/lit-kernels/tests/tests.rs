@@ -2,6 +2,7 @@
 // Helpers outside #[test] functions panic on failure too, as tests do.
 #![allow(clippy::unwrap_used)]
 
+mod block;
 mod common;
 mod conv;
 mod dense;

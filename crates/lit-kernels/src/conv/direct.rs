@@ -176,6 +176,30 @@ impl Direct {
         unsafe { crate::assume_written(out) }
     }
 
+    /// [`Self::unflatten`] without a bias, adding `addend` (`channels x H x W`, when given) to
+    /// each value as it is written.
+    pub(super) fn unflatten_add<'a>(
+        &self,
+        flat: &[f32],
+        addend: Option<&[f32]>,
+        out: &'a mut [MaybeUninit<f32>],
+    ) -> &'a mut [f32] {
+        let Some(addend) = addend else {
+            return self.unflatten(flat, None, out);
+        };
+        let hw = self.h * self.w;
+        let planes = out.len() / hw;
+        assert!(
+            out.len() == planes * hw
+                && addend.len() == out.len()
+                && flat.len() >= planes * self.qlen,
+            "direct convolution: the output or addend is not whole planes of the flat result"
+        );
+        unflatten_planes_add(flat, addend, [self.qlen, self.wp, self.w, hw], out);
+        // SAFETY: the assert, as in `unflatten`.
+        unsafe { crate::assume_written(out) }
+    }
+
     /// Output channels rounded up to whole vectors: the lanes of a transposed gradient.
     pub(super) fn lanes(o: usize) -> usize {
         o.div_ceil(16) * 16
@@ -293,6 +317,22 @@ fn unflatten_planes(
         for (s, d) in src.chunks_exact(wp).zip(dst.chunks_exact_mut(w)) {
             for (d, s) in d.iter_mut().zip(s) {
                 d.write(s + b);
+            }
+        }
+    }
+}
+}
+
+wide! {
+/// The planes of [`Direct::unflatten_add`].
+fn unflatten_planes_add(flat: &[f32], addend: &[f32], dims: [usize; 4], out: &mut [MaybeUninit<f32>]) {
+    let [qlen, wp, w, hw] = dims;
+    let planes = flat.chunks_exact(qlen).zip(out.chunks_exact_mut(hw).zip(addend.chunks_exact(hw)));
+    for (src, (dst, add)) in planes {
+        let rows = src.chunks_exact(wp).zip(dst.chunks_exact_mut(w).zip(add.chunks_exact(w)));
+        for (s, (d, a)) in rows {
+            for ((d, s), a) in d.iter_mut().zip(s).zip(a) {
+                d.write(s + a);
             }
         }
     }

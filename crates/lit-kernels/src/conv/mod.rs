@@ -229,10 +229,6 @@ impl CustomOp3 for Conv2dOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
-        let (ckk, ohw, chw) = (g.ckk(), g.ohw(), g.chw());
-        let (ph, pw) = self.out_hw(&g);
-        let per_out = g.o * ph * pw;
         let (x, w, grad) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?);
         let (xg, wg, gg, rg) = (
             x.storage_and_layout(),
@@ -240,12 +236,56 @@ impl CustomOp3 for Conv2dOp {
             grad.storage_and_layout(),
             res.storage_and_layout(),
         );
-        let (xs, ws, gy, ys) = (
-            cpu_f32(&xg.0, xg.1, "conv2d", "input")?,
-            cpu_f32(&wg.0, wg.1, "conv2d", "weight")?,
-            cpu_f32(&gg.0, gg.1, "conv2d", "gradient")?,
-            cpu_f32(&rg.0, rg.1, "conv2d", "output")?,
-        );
+        let grads = BackIn {
+            x: (cpu_f32(&xg.0, xg.1, "conv2d", "input")?, x.dims()),
+            w: (cpu_f32(&wg.0, wg.1, "conv2d", "weight")?, w.dims()),
+            gy: cpu_f32(&gg.0, gg.1, "conv2d", "gradient")?,
+            ys: cpu_f32(&rg.0, rg.1, "conv2d", "output")?,
+        };
+        // The input gradient only when something upstream needs it (never for input images).
+        let (dx, gw, gb) = self.backward(grads, x.track_op(), None)?;
+        let gx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
+        let gw = Tensor::from_vec(gw, w.shape(), w.device())?;
+        let gb = Tensor::from_vec(gb, gw.dim(0)?, w.device())?;
+        Ok((gx, Some(gw), Some(gb)))
+    }
+}
+
+/// The input gradient (when asked for), the weight gradient and the bias gradient.
+pub(crate) type ConvGrads = (Option<Vec<f32>>, Vec<f32>, Vec<f32>);
+
+/// What the backward pass reads: the input and the weight (data and dims), the output's
+/// gradient and the output.
+pub(crate) struct BackIn<'a> {
+    pub(crate) x: (&'a [f32], &'a [usize]),
+    pub(crate) w: (&'a [f32], &'a [usize]),
+    pub(crate) gy: &'a [f32],
+    pub(crate) ys: &'a [f32],
+}
+
+impl Conv2dOp {
+    /// The input gradient (when `wants_dx`, plus `addend` when given: the gradient the input
+    /// receives from elsewhere, added as each element is written), the weight gradient and the
+    /// bias gradient.
+    pub(crate) fn backward(
+        &self,
+        inp: BackIn,
+        wants_dx: bool,
+        addend: Option<&[f32]>,
+    ) -> candle::Result<ConvGrads> {
+        let g = Geom::new(inp.x.1, inp.w.1, self.stride, self.pad)?;
+        let (ckk, ohw, chw) = (g.ckk(), g.ohw(), g.chw());
+        let (ph, pw) = self.out_hw(&g);
+        let per_out = g.o * ph * pw;
+        let (xs, ws, gy, ys) = (inp.x.0, inp.w.0, inp.gy, inp.ys);
+        if gy.len() != g.n * per_out || ys.len() != gy.len() {
+            candle::bail!("conv2d kernel: gradient or output of the wrong size")
+        }
+        if addend.is_some_and(|a| a.len() != g.n * chw) {
+            candle::bail!("conv2d kernel: an input gradient to add of the wrong size")
+        }
         let arg = self
             .argmax
             .lock()
@@ -253,8 +293,6 @@ impl CustomOp3 for Conv2dOp {
         if self.pool > 0 && arg.len() != g.n * per_out {
             candle::bail!("conv2d kernel: backward without a matching forward pass")
         }
-        // The input gradient only when something upstream needs it (never for input images).
-        let wants_dx = x.track_op();
         let (min_len, inner) = split(g.n);
         let path = Path::choose(&g, ws, inner, true);
         let init = || Partial::new(&g, &path, wants_dx);
@@ -273,6 +311,7 @@ impl CustomOp3 for Conv2dOp {
                 p.gb[o] += sum_lanes(row);
             }
             let xn = &xs[i * chw..(i + 1) * chw];
+            let dxn = dxn.map(|d| (d, addend.map(|a| &a[i * chw..(i + 1) * chw])));
             p.weight_and_input_grads(&g, &path, xn, ws, gyn, dxn, inner);
             p.gy = gy_n;
             p
@@ -300,12 +339,7 @@ impl CustomOp3 for Conv2dOp {
             p.add_weight_grad(&g, &path, &mut gw);
             gb.iter_mut().zip(&p.gb).for_each(|(a, b)| *a += b);
         }
-        let gx = dx
-            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
-            .transpose()?;
-        let gw = Tensor::from_vec(gw, w.shape(), w.device())?;
-        let gb = Tensor::from_vec(gb, g.o, w.device())?;
-        Ok((gx, Some(gw), Some(gb)))
+        Ok((dx, gw, gb))
     }
 }
 

@@ -7,7 +7,7 @@ use super::direct::Direct;
 use super::geom::Geom;
 use std::mem::MaybeUninit;
 
-use crate::{assume_written, filled, gemm};
+use crate::{assume_written, copied, filled, gemm};
 
 /// How one call of the op computes its convolutions.
 pub(super) enum Path {
@@ -89,6 +89,9 @@ impl Path {
     }
 }
 
+/// One image's input gradient to write, and what to add to it (when anything).
+pub(super) type InputGrad<'a> = (&'a mut [MaybeUninit<f32>], Option<&'a [f32]>);
+
 /// Per-thread buffers and partial sums of the backward pass.
 pub(super) struct Partial {
     /// The input's columns, or its padded planes.
@@ -147,7 +150,8 @@ impl Partial {
     }
 
     /// Adds image `xn`'s share of the weight gradient, given its output gradient `gyn`, and
-    /// writes every element of its input gradient `dxn` when asked; `w` is the unpacked kernel.
+    /// writes every element of its input gradient `dxn` when asked (plus the addend with it,
+    /// when given); `w` is the unpacked kernel.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn weight_and_input_grads(
         &mut self,
@@ -156,7 +160,7 @@ impl Partial {
         xn: &[f32],
         w: &[f32],
         gyn: &[f32],
-        dxn: Option<&mut [MaybeUninit<f32>]>,
+        dxn: Option<InputGrad>,
         inner: bool,
     ) {
         match path {
@@ -173,7 +177,7 @@ impl Partial {
                     (&self.a, 1, ohw as isize),
                     inner,
                 );
-                if let Some(dxn) = dxn {
+                if let Some((dxn, addend)) = dxn {
                     gemm(
                         ckk,
                         ohw,
@@ -184,17 +188,21 @@ impl Partial {
                         (gyn, ohw as isize, 1),
                         inner,
                     );
-                    g.col2im(&self.da, filled(dxn, 0.0));
+                    let dxn = match addend {
+                        Some(a) => copied(dxn, a),
+                        None => filled(dxn, 0.0),
+                    };
+                    g.col2im(&self.da, dxn);
                 }
             }
             Path::Direct { plan, packed } => {
                 plan.pad(xn, &mut self.a);
                 plan.transpose_grad(gyn, g.o, &mut self.gyt);
                 plan.weight_grad(&self.gyt, &self.a, Direct::lanes(g.o), &mut self.gw);
-                if let Some(dxn) = dxn {
+                if let Some((dxn, addend)) = dxn {
                     plan.pad(gyn, &mut self.gypad);
                     plan.correlate(&self.gypad, packed, g.o, &mut self.da);
-                    plan.unflatten(&self.da, None, dxn);
+                    plan.unflatten_add(&self.da, addend, dxn);
                 }
             }
         }

@@ -175,17 +175,36 @@ impl BatchNorm {
             relu,
         )?;
         if let Some(stats) = stats {
-            let count = y.elem_count() / c;
-            if count <= 1 {
-                candle::bail!(
-                    "batch_norm: expected more than 1 value per channel when training, got \
-                     input of shape {:?}",
-                    y.dims()
-                )
-            }
-            self.update_running_from_host(&stats, count)?;
+            self.record_batch(&stats, &y)?;
         }
         y.to_dtype(x.dtype())
+    }
+
+    /// The running-statistics update from a fused kernel's batch statistics, `y` its output.
+    pub(super) fn record_batch(
+        &self,
+        stats: &kernels::ChannelStats,
+        y: &Tensor,
+    ) -> candle::Result<()> {
+        let count = y.elem_count() / self.weight.dim(0)?;
+        if count <= 1 {
+            candle::bail!(
+                "batch_norm: expected more than 1 value per channel when training, got input \
+                 of shape {:?}",
+                y.dims()
+            )
+        }
+        self.update_running_from_host(stats, count)
+    }
+
+    /// What a fused kernel needs of this batch norm: its weight and bias as `(2, C)` f32, the
+    /// running statistics on the host (in evaluation), and `eps`.
+    pub(super) fn for_kernel(
+        &self,
+        train: bool,
+    ) -> candle::Result<(Tensor, Option<kernels::ChannelStats>, f64)> {
+        let running = (!train).then(|| self.running_on_host()).transpose()?;
+        Ok((self.weight_bias_f32()?, running, self.cfg.eps))
     }
 
     /// The running statistics, on the host in f32.
