@@ -206,8 +206,18 @@ impl Direct {
     }
 
     /// Writes `gy` (`O x H x W`) position-major into `gyt` (`H*W x lanes(O)`); the lanes past
-    /// `O` are never written, so they stay zero.
+    /// `O` are zero (written so, or never written by the portable loop, so they stay zero).
     pub(super) fn transpose_grad(&self, gy: &[f32], o: usize, gyt: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            // SAFETY: `detect` found AVX-512F on this CPU.
+            return unsafe { simd::transpose_avx512(gy, (o, self.h * self.w), gyt) };
+        }
+        self.transpose_grad_portable(gy, o, gyt)
+    }
+
+    /// [`Self::transpose_grad`] one float at a time.
+    fn transpose_grad_portable(&self, gy: &[f32], o: usize, gyt: &mut [f32]) {
         let (hw, op) = (self.h * self.w, Self::lanes(o));
         for (oi, plane) in gy.chunks_exact(hw).take(o).enumerate() {
             for (p, &v) in plane.iter().enumerate() {
@@ -391,6 +401,19 @@ mod tests {
             for (c, o, h, wd) in [(3, 10, 5, 7), (20, 37, 4, 3)] {
                 check(isa, (c, o, h, wd));
             }
+        }
+    }
+
+    #[test]
+    fn transposed_gradient_matches_the_portable_loop() {
+        for (o, h, wd) in [(1, 1, 1), (10, 5, 7), (37, 6, 9), (64, 7, 7), (16, 4, 4)] {
+            let d = Direct::plan(h, wd, (3, 3), 1, 1).unwrap();
+            let gy = data(o * h * wd, 4);
+            let op = Direct::lanes(o);
+            let (mut fast, mut plain) = (vec![0f32; h * wd * op], vec![0f32; h * wd * op]);
+            d.transpose_grad(&gy, o, &mut fast);
+            d.transpose_grad_portable(&gy, o, &mut plain);
+            assert_eq!(fast, plain, "{o} channels, {h}x{wd}");
         }
     }
 

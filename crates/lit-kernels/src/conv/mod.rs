@@ -124,15 +124,23 @@ impl Conv2dOp {
             }
             scratch
         } else if self.relu {
-            // ReLU passes the gradient where its output is positive.
-            for ((s, g), y) in scratch.iter_mut().zip(gy).zip(res) {
-                *s = if *y > 0.0 { *g } else { 0.0 };
-            }
+            relu_grad(scratch, gy, res);
             scratch
         } else {
             gy
         }
     }
+}
+
+wide! {
+/// ReLU passes the gradient `gy` where its output `y` is positive.
+fn relu_grad(out: &mut [f32], gy: &[f32], y: &[f32]) {
+    let n = out.len().min(gy.len()).min(y.len());
+    let (out, gy, y) = (&mut out[..n], &gy[..n], &y[..n]);
+    for i in 0..n {
+        out[i] = if y[i] > 0.0 { gy[i] } else { 0.0 };
+    }
+}
 }
 
 /// How a batch of `n` images is spread over rayon's threads: the fewest images a parallel task

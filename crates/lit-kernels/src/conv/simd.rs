@@ -197,6 +197,76 @@ fn weight_grad_block<const OV: usize, const CB: usize>(
     }
 }
 
+/// `Direct::transpose_grad` on AVX-512: `gy` (`O x HW`) into `gyt` (`HW x lanes(O)`) in tiles
+/// of 16 channels x 16 positions, each transposed in registers; lanes past `O` get zeros.
+#[target_feature(enable = "avx512f")]
+pub(super) fn transpose_avx512(gy: &[f32], (o, hw): (usize, usize), gyt: &mut [f32]) {
+    let op = Direct::lanes(o);
+    assert!(
+        gy.len() >= o * hw && gyt.len() >= hw * op,
+        "direct conv: transposed gradient buffers do not match the plan"
+    );
+    for o0 in (0..op).step_by(16) {
+        for p0 in (0..hw).step_by(16) {
+            let n = (hw - p0).min(16);
+            let mask: __mmask16 = if n == 16 { !0 } else { (1 << n) - 1 };
+            let rows: [__m512; 16] = std::array::from_fn(|i| {
+                if o0 + i < o {
+                    // SAFETY: the assert: channel `o0 + i < O` has `n` floats from `p0`.
+                    unsafe { _mm512_maskz_loadu_ps(mask, gy.as_ptr().add((o0 + i) * hw + p0)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            let cols = transpose16(rows);
+            for (j, c) in cols.iter().enumerate().take(n) {
+                // SAFETY: the assert: position `p0 + j < HW` has lanes `o0..o0 + 16 <= op`.
+                unsafe { _mm512_storeu_ps(gyt.as_mut_ptr().add((p0 + j) * op + o0), *c) };
+            }
+        }
+    }
+}
+
+/// The transpose of a 16 x 16 tile held as 16 rows: 32-bit, then 64-bit interleaves within
+/// 128-bit lanes, then two rounds of lane shuffles.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved (columns 4L, 4L+1 and 4L+2, 4L+3 of lane L).
+    let t: [__m512; 16] = std::array::from_fn(|k| {
+        let (a, b) = (r[k & !1], r[k | 1]);
+        if k % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[4i+k], lane L: column 4L+k of rows 4i..4i+3.
+    let u: [__m512; 16] = std::array::from_fn(|m| {
+        let (i, k) = (m / 4, m % 4);
+        let (a, b) = (
+            _mm512_castps_pd(t[4 * i + k / 2]),
+            _mm512_castps_pd(t[4 * i + 2 + k / 2]),
+        );
+        _mm512_castpd_ps(if k % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    let mut out = [_mm512_setzero_ps(); 16];
+    for k in 0..4 {
+        let v1 = _mm512_shuffle_f32x4::<0x44>(u[k], u[4 + k]);
+        let v2 = _mm512_shuffle_f32x4::<0xEE>(u[k], u[4 + k]);
+        let w1 = _mm512_shuffle_f32x4::<0x44>(u[8 + k], u[12 + k]);
+        let w2 = _mm512_shuffle_f32x4::<0xEE>(u[8 + k], u[12 + k]);
+        out[k] = _mm512_shuffle_f32x4::<0x88>(v1, w1);
+        out[4 + k] = _mm512_shuffle_f32x4::<0xDD>(v1, w1);
+        out[8 + k] = _mm512_shuffle_f32x4::<0x88>(v2, w2);
+        out[12 + k] = _mm512_shuffle_f32x4::<0xDD>(v2, w2);
+    }
+    out
+}
+
 /// `Direct::weight_grad` on AVX2: the portable loops, compiled for AVX2 with their lanes
 /// innermost.
 #[target_feature(enable = "avx2,fma")]
