@@ -1,14 +1,16 @@
-//! Direct 3x3 stride-1 "same" convolution, without im2col: each image's planes are copied once
-//! into zero-bordered planes `W + 2` wide, where every kernel tap is one constant shift of a flat
-//! index, so the output (computed on the same `W + 2`-wide grid, its two extra columns dropped)
+//! Direct 3x3 convolution with padding 1, stride 1 or 2, without im2col: each image's planes
+//! are copied once into zero-bordered planes `W + 2` wide (stride 1) or split into four phase
+//! planes (stride 2, see [`Direct`]), where every kernel tap is one constant shift of a flat
+//! index, so the output (computed on a grid one or two columns wider, the extra columns dropped)
 //! is a sum of shifted planes. Register-blocked loops over a few output channels and a run of
 //! positions keep the sums in vector registers: AVX-512 or AVX2 with FMA when the CPU has them
 //! (chosen at run time, the loops in `simd`), else the portable loops here.
 //!
-//! The same loop computes the input gradient (the output gradient correlated with the flipped,
-//! transposed kernel, which for this padding has the same geometry), and a second loop the weight
-//! gradient as dot products of the output gradient with the shifted input planes. Every sum runs
-//! in a fixed order, so the bits depend on the machine's instruction set only.
+//! For stride 1 the same loop computes the input gradient (the output gradient correlated with
+//! the flipped, transposed kernel, which for this padding has the same geometry); a second loop
+//! computes the weight gradient, for either stride, as dot products of the output gradient with
+//! the shifted input planes. Every sum runs in a fixed order, so the bits depend on the
+//! machine's instruction set only.
 
 use std::mem::MaybeUninit;
 
@@ -50,22 +52,37 @@ impl Isa {
     }
 }
 
-/// The shapes of one direct convolution of `H x W` planes (input and output alike).
+/// The shapes of one direct convolution: a 3x3 kernel with padding 1, stride 1 or 2.
+///
+/// With stride 1 each input channel is one zero-bordered plane `W + 2` wide. With stride 2 it is
+/// four phase planes (even and odd rows of the padded input, times even and odd columns), each
+/// `OW + 1` wide: tap `(ky, kx)` then reads phase `(ky % 2, kx % 2)` shifted by `(ky / 2, kx / 2)`,
+/// so a stride-2 convolution is the same sum of shifted planes as a stride-1 one, with nine tap
+/// offsets spread over the four phases.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Direct {
     isa: Isa,
+    /// The output's height and width.
     pub(super) h: usize,
     pub(super) w: usize,
-    /// Padded width: `W + 2`.
+    /// The width of the grid the output is computed on: `W + 2`, or `OW + 1` for stride 2.
     pub(super) wp: usize,
-    /// Flat output positions per plane: `H * (W + 2)` rounded up to [`QB`].
+    /// Flat output positions per plane: `H * wp` rounded up to [`QB`].
     pub(super) qlen: usize,
-    /// Floats per padded plane: the output run plus the furthest shift.
+    /// Floats per input channel in the padded layout: the output run plus the furthest tap.
     pub(super) plen: usize,
+    /// The offset of each tap `(ky, kx)` (row-major) in a channel's padded layout.
+    taps: [usize; 9],
+    /// 1 or 2.
+    pub(super) stride: usize,
+    /// The input's height and width.
+    ih: usize,
+    iw: usize,
 }
 
 impl Direct {
-    /// The plan for kernels that are 3x3, stride 1, padding 1, or `None` for other shapes.
+    /// The plan for `h x w` inputs and kernels that are 3x3 with padding 1 and stride 1 or 2, or
+    /// `None` for other shapes.
     pub(super) fn plan(
         h: usize,
         w: usize,
@@ -73,19 +90,43 @@ impl Direct {
         stride: usize,
         pad: usize,
     ) -> Option<Self> {
-        if k != (3, 3) || stride != 1 || pad != 1 {
+        if k != (3, 3) || pad != 1 || !(stride == 1 || stride == 2) || h == 0 || w == 0 {
             return None;
         }
-        let wp = w + 2;
-        let qlen = (h * wp).div_ceil(QB) * QB;
+        let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+        let wp = if stride == 1 { w + 2 } else { ow + 1 };
+        let qlen = (oh * wp).div_ceil(QB) * QB;
+        let (plen, taps) = if stride == 1 {
+            let taps = std::array::from_fn(|t| (t / 3) * wp + t % 3);
+            (qlen + 2 * wp + 2, taps)
+        } else {
+            // A phase plane holds `oh + 1` rows; every tap reads at most `wp + 1` past a
+            // position of the run.
+            let phase = qlen + wp + 1;
+            let taps = std::array::from_fn(|t| {
+                let (ky, kx) = (t / 3, t % 3);
+                ((ky % 2) * 2 + kx % 2) * phase + (ky / 2) * wp + kx / 2
+            });
+            (4 * phase, taps)
+        };
         Some(Self {
             isa: Isa::detect(),
-            h,
-            w,
+            h: oh,
+            w: ow,
             wp,
             qlen,
-            plen: qlen + 2 * wp + 2,
+            plen,
+            taps,
+            stride,
+            ih: h,
+            iw: w,
         })
+    }
+
+    /// Whether every tap of every position of the run stays inside a channel's layout, which
+    /// the vector loops rely on.
+    pub(super) fn taps_fit(&self) -> bool {
+        self.taps.iter().all(|&t| t + self.qlen <= self.plen)
     }
 
     /// Floats of a buffer of `channels` padded planes.
@@ -98,24 +139,50 @@ impl Direct {
         channels.div_ceil(self.isa.channels()) * self.isa.channels() * self.qlen
     }
 
-    /// The offset of tap `(ky, kx)` in a padded plane.
+    /// The offset of tap `(ky, kx)` in a channel's padded layout.
     pub(super) fn shifts(&self) -> [usize; 9] {
-        std::array::from_fn(|t| (t / 3) * self.wp + t % 3)
+        self.taps
     }
 
-    /// Copies `channels` planes of `x` into the interiors of `padded`. The borders are never
-    /// written: `padded` must hold zeros there, as a buffer does that was created zeroed and only
-    /// ever filled by this function with this plan.
+    /// Copies `channels` planes of `x` (input-sized) into `padded`: into the interiors of the
+    /// padded planes, or (stride 2) into the four phase planes. The rest is never written:
+    /// `padded` must hold zeros there, as a buffer does that was created zeroed and only ever
+    /// filled by this function with this plan.
     pub(super) fn pad(&self, x: &[f32], padded: &mut [f32]) {
         let planes = x
-            .chunks_exact(self.h * self.w)
+            .chunks_exact(self.ih * self.iw)
             .zip(padded.chunks_exact_mut(self.plen));
+        if self.stride == 2 {
+            planes.for_each(|(src, dst)| self.split_phases(src, dst));
+            return;
+        }
         for (src, dst) in planes {
             let rows = src
                 .chunks_exact(self.w)
                 .zip(dst[self.wp + 1..].chunks_mut(self.wp));
             for (s, d) in rows {
                 d[..self.w].copy_from_slice(s);
+            }
+        }
+    }
+
+    /// One channel into its phase planes: phase `(p, q)` holds padded row `2a + p`, column
+    /// `2b + q` at `(a, b)`, that is input row `2a + p - 1`, column `2b + q - 1`: the even
+    /// columns of a row go to phase `(p, 1)` from `b = 0`, the odd ones to `(p, 0)` from `b = 1`.
+    fn split_phases(&self, src: &[f32], dst: &mut [f32]) {
+        let phase_len = self.plen / 4;
+        let (wp, iw) = (self.wp, self.iw);
+        let (evens, odds) = (iw.div_ceil(2), iw / 2);
+        for (p, pair) in dst.chunks_exact_mut(2 * phase_len).enumerate() {
+            let (q0, q1) = pair.split_at_mut(phase_len);
+            for a in 0..=self.h {
+                let Some(r) = (2 * a + p).checked_sub(1).filter(|&r| r < self.ih) else {
+                    continue;
+                };
+                let row = &src[r * iw..(r + 1) * iw];
+                let even = &mut q1[a * wp..][..evens];
+                let odd = &mut q0[a * wp + 1..][..odds];
+                deinterleave(row, even, odd);
             }
         }
     }
@@ -314,6 +381,19 @@ fn xs_at<const N: usize>(x: &[f32], at: usize) -> &[f32; N] {
 }
 
 wide! {
+/// `even[b] = row[2b]`, `odd[b] = row[2b + 1]`.
+fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    let (ne, no) = (even.len().min(row.len().div_ceil(2)), odd.len().min(row.len() / 2));
+    for b in 0..ne {
+        even[b] = row[2 * b];
+    }
+    for b in 0..no {
+        odd[b] = row[2 * b + 1];
+    }
+}
+}
+
+wide! {
 /// The planes of [`Direct::unflatten`], with the bias of each.
 fn unflatten_planes(
     flat: &[f32],
@@ -359,22 +439,30 @@ mod tests {
             .collect()
     }
 
-    /// `y[o][p] = sum w[o][c][t] x[c][p + tap t]`, zero outside, by direct loops.
-    fn naive(x: &[f32], w: &[f32], (c, o, h, wd): (usize, usize, usize, usize)) -> Vec<f32> {
-        let mut y = vec![0f32; o * h * wd];
+    /// `y[o][p] = sum w[o][c][t] x[c][s * p + tap t]` (padding 1, stride `s`), zero outside, by
+    /// direct loops.
+    fn naive(
+        x: &[f32],
+        w: &[f32],
+        (c, o, h, wd): (usize, usize, usize, usize),
+        s: usize,
+    ) -> Vec<f32> {
+        let (oh, ow) = ((h - 1) / s + 1, (wd - 1) / s + 1);
+        let mut y = vec![0f32; o * oh * ow];
         for oi in 0..o {
-            for yy in 0..h {
-                for xx in 0..wd {
-                    let mut s = 0f32;
+            for yy in 0..oh {
+                for xx in 0..ow {
+                    let mut sum = 0f32;
                     for ci in 0..c {
                         for t in 0..9 {
-                            let (iy, ix) = (yy + t / 3, xx + t % 3);
+                            let (iy, ix) = (s * yy + t / 3, s * xx + t % 3);
                             if (1..=h).contains(&iy) && (1..=wd).contains(&ix) {
-                                s += w[(oi * c + ci) * 9 + t] * x[(ci * h + iy - 1) * wd + ix - 1];
+                                sum +=
+                                    w[(oi * c + ci) * 9 + t] * x[(ci * h + iy - 1) * wd + ix - 1];
                             }
                         }
                     }
-                    y[(oi * h + yy) * wd + xx] = s;
+                    y[(oi * oh + yy) * ow + xx] = sum;
                 }
             }
         }
@@ -400,6 +488,10 @@ mod tests {
         for isa in isas.into_iter().skip_while(|&i| i != best) {
             for (c, o, h, wd) in [(3, 10, 5, 7), (20, 37, 4, 3)] {
                 check(isa, (c, o, h, wd));
+            }
+            // Stride 2: even and odd sizes, a single row and column, more than one block.
+            for (c, o, h, wd) in [(3, 10, 5, 7), (4, 9, 8, 6), (20, 37, 14, 14), (2, 3, 1, 2)] {
+                check_stride2(isa, (c, o, h, wd));
             }
         }
     }
@@ -430,7 +522,7 @@ mod tests {
         let mut y = vec![0f32; o * h * wd];
         // SAFETY: `unflatten` writes only floats.
         d.unflatten(&flat, None, unsafe { crate::as_uninit(&mut y) });
-        close(&y, &naive(&x, &w, (c, o, h, wd)), "forward");
+        close(&y, &naive(&x, &w, (c, o, h, wd), 1), "forward");
 
         // The input gradient: the flipped kernel with input and output channels swapped.
         let mut wt = vec![0f32; w.len()];
@@ -448,7 +540,7 @@ mod tests {
         let mut dx = vec![0f32; c * h * wd];
         // SAFETY: `unflatten` writes only floats.
         d.unflatten(&flat, None, unsafe { crate::as_uninit(&mut dx) });
-        close(&dx, &naive(&gy, &wt, (o, c, h, wd)), "input gradient");
+        close(&dx, &naive(&gy, &wt, (o, c, h, wd), 1), "input gradient");
 
         // The weight gradient: sum over positions of gy[o] times the shifted input.
         let op = Direct::lanes(o);
@@ -478,5 +570,57 @@ mod tests {
             }
         }
         close(&gw, &want, "weight gradient");
+    }
+
+    /// Forward and weight gradient of a stride-2 plan against direct loops.
+    fn check_stride2(isa: Isa, (c, o, h, wd): (usize, usize, usize, usize)) {
+        let d = Direct {
+            isa,
+            ..Direct::plan(h, wd, (3, 3), 2, 1).unwrap()
+        };
+        let (oh, ow) = (d.h, d.w);
+        let (x, w, gy) = (
+            data(c * h * wd, 1),
+            data(o * c * 9, 2),
+            data(o * oh * ow, 3),
+        );
+        let mut xp = vec![0f32; d.padded_len(c)];
+        d.pad(&x, &mut xp);
+        let mut flat = vec![0f32; d.flat_len(o)];
+        d.correlate(&xp, &d.pack(&w, o, c, false), c, &mut flat);
+        let mut y = vec![0f32; o * oh * ow];
+        // SAFETY: `unflatten` writes only floats.
+        d.unflatten(&flat, None, unsafe { crate::as_uninit(&mut y) });
+        let what = format!("stride 2, {isa:?}, {c}x{h}x{wd} -> {o}");
+        close(
+            &y,
+            &naive(&x, &w, (c, o, h, wd), 2),
+            &format!("{what}: forward"),
+        );
+
+        let op = Direct::lanes(o);
+        let mut gyt = vec![0f32; oh * ow * op];
+        d.transpose_grad(&gy, o, &mut gyt);
+        let mut gwt = vec![0f32; c * 9 * op];
+        d.weight_grad(&gyt, &xp, op, &mut gwt);
+        let mut gw = vec![0f32; o * c * 9];
+        Direct::untranspose_weight_grad(&gwt, o, &mut gw);
+        let mut want = vec![0f32; o * c * 9];
+        for oi in 0..o {
+            for ci in 0..c {
+                for t in 0..9 {
+                    for yy in 0..oh {
+                        for xx in 0..ow {
+                            let (iy, ix) = (2 * yy + t / 3, 2 * xx + t % 3);
+                            if (1..=h).contains(&iy) && (1..=wd).contains(&ix) {
+                                want[(oi * c + ci) * 9 + t] += gy[(oi * oh + yy) * ow + xx]
+                                    * x[(ci * h + iy - 1) * wd + ix - 1];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        close(&gw, &want, &format!("{what}: weight gradient"));
     }
 }

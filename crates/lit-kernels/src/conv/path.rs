@@ -1,7 +1,8 @@
 //! The two ways one image's convolution is computed, and the per-thread scratch each needs:
-//! im2col + gemm for any shape, or the [`Direct`] loops for 3x3 stride-1 "same" kernels when
-//! every thread has whole images to work on (with fewer images than threads, the im2col path
-//! spreads each image's matrix products over the threads instead).
+//! im2col + gemm for any shape, or the [`Direct`] loops for 3x3 kernels with padding 1 and
+//! stride 1 or 2 when every thread has whole images to work on (with fewer images than threads,
+//! the im2col path spreads each image's matrix products over the threads instead). A stride-2
+//! convolution's input gradient (a transposed convolution) stays on the im2col path.
 
 use super::direct::Direct;
 use super::geom::Geom;
@@ -13,7 +14,7 @@ use crate::{assume_written, copied, filled, gemm};
 pub(super) enum Path {
     Cols,
     /// The direct loops, with the kernel packed once per call: as it is for the forward pass,
-    /// flipped and transposed for the input gradient.
+    /// flipped and transposed for a stride-1 input gradient (empty for stride 2).
     Direct {
         plan: Direct,
         packed: Vec<f32>,
@@ -25,8 +26,13 @@ impl Path {
     /// `transpose`, the kernel is packed for the input gradient.
     pub(super) fn choose(g: &Geom, w: &[f32], inner: bool, transpose: bool) -> Self {
         match Direct::plan(g.h, g.w, (g.kh, g.kw), g.stride, g.pad) {
+            // For stride 2 the input gradient takes the im2col path: no transposed kernel.
             Some(plan) if !inner => Self::Direct {
-                packed: plan.pack(w, g.o, g.c, transpose),
+                packed: if transpose && plan.stride != 1 {
+                    Vec::new()
+                } else {
+                    plan.pack(w, g.o, g.c, transpose)
+                },
                 plan,
             },
             _ => Self::Cols,
@@ -121,10 +127,17 @@ impl Partial {
                 0,
                 g.o * g.ckk(),
             ),
-            Path::Direct { plan, .. } => (
+            Path::Direct { plan, .. } if plan.stride == 1 => (
                 plan.padded_len(g.c),
                 some(plan.flat_len(g.c)),
                 some(plan.padded_len(g.o)),
+                g.ohw() * Direct::lanes(g.o),
+                g.c * 9 * Direct::lanes(g.o),
+            ),
+            Path::Direct { plan, .. } => (
+                plan.padded_len(g.c),
+                some(g.ckk() * g.ohw()),
+                0,
                 g.ohw() * Direct::lanes(g.o),
                 g.c * 9 * Direct::lanes(g.o),
             ),
@@ -177,34 +190,54 @@ impl Partial {
                     (&self.a, 1, ohw as isize),
                     inner,
                 );
-                if let Some((dxn, addend)) = dxn {
-                    gemm(
-                        ckk,
-                        ohw,
-                        g.o,
-                        &mut self.da,
-                        false,
-                        (w, 1, ckk as isize),
-                        (gyn, ohw as isize, 1),
-                        inner,
-                    );
-                    let dxn = match addend {
-                        Some(a) => copied(dxn, a),
-                        None => filled(dxn, 0.0),
-                    };
-                    g.col2im(&self.da, dxn);
+                if let Some(dxn) = dxn {
+                    cols_input_grad(g, w, gyn, &mut self.da, dxn, inner);
                 }
             }
             Path::Direct { plan, packed } => {
                 plan.pad(xn, &mut self.a);
                 plan.transpose_grad(gyn, g.o, &mut self.gyt);
                 plan.weight_grad(&self.gyt, &self.a, Direct::lanes(g.o), &mut self.gw);
-                if let Some((dxn, addend)) = dxn {
-                    plan.pad(gyn, &mut self.gypad);
-                    plan.correlate(&self.gypad, packed, g.o, &mut self.da);
-                    plan.unflatten_add(&self.da, addend, dxn);
+                match dxn {
+                    Some(dxn) if plan.stride != 1 => {
+                        cols_input_grad(g, w, gyn, &mut self.da, dxn, inner)
+                    }
+                    Some((dxn, addend)) => {
+                        plan.pad(gyn, &mut self.gypad);
+                        plan.correlate(&self.gypad, packed, g.o, &mut self.da);
+                        plan.unflatten_add(&self.da, addend, dxn);
+                    }
+                    None => {}
                 }
             }
         }
     }
+}
+
+/// The input gradient through the columns: `da = w^T gy`, then col2im into `dxn`, which starts
+/// from the addend (or zero).
+fn cols_input_grad(
+    g: &Geom,
+    w: &[f32],
+    gyn: &[f32],
+    da: &mut [f32],
+    (dxn, addend): InputGrad,
+    inner: bool,
+) {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    gemm(
+        ckk,
+        ohw,
+        g.o,
+        da,
+        false,
+        (w, 1, ckk as isize),
+        (gyn, ohw as isize, 1),
+        inner,
+    );
+    let dxn = match addend {
+        Some(a) => copied(dxn, a),
+        None => filled(dxn, 0.0),
+    };
+    g.col2im(da, dxn);
 }

@@ -25,6 +25,7 @@ fn check_correlate(
     let blocks = flat.len() / (ob * d.qlen);
     assert!(
         padded.len() >= cin * d.plen
+            && d.taps_fit()
             && packed.len() >= blocks * cin * 9 * ob
             && flat.len() == blocks * ob * d.qlen
             && d.qlen.is_multiple_of(QB),
@@ -48,8 +49,8 @@ pub(super) fn correlate_avx512(
         for q0 in (0..d.qlen).step_by(QB) {
             let mut acc = [[_mm512_setzero_ps(); 2]; OB];
             for k in 0..cin {
-                // SAFETY: `check_correlate`: tap `t` of channel `k` at `q0` reads up to
-                // `k * plen + qlen + 2 * wp + 2 <= cin * plen` floats of `padded`, and the
+                // SAFETY: `check_correlate`: tap `t` of channel `k` at `q0` reads below
+                // `k * plen + tap + qlen <= cin * plen` floats of `padded` (`taps_fit`), and the
                 // kernel's block `b`, channel `k` lies inside `packed`.
                 unsafe {
                     let xk = padded.as_ptr().add(k * d.plen + q0);
@@ -128,6 +129,7 @@ pub(super) fn weight_grad_avx512(d: &Direct, gyt: &[f32], x: &[f32], op: usize, 
     assert!(
         op.is_multiple_of(16)
             && x.len() == cin * d.plen
+            && d.taps_fit()
             && gyt.len() >= d.h * d.w * op
             && gwt.len() >= cin * 9 * op,
         "direct conv: weight gradient buffers do not match the plan"
@@ -165,8 +167,8 @@ fn weight_grad_block<const OV: usize, const CB: usize>(
         for xx in 0..d.w {
             let p = y * d.w + xx;
             // SAFETY: the checks in `weight_grad_avx512`: position `p < H*W` of `gyt` has `op`
-            // lanes from `o0 + 16 * OV <= op`, and `y * wp + xx + shift < plen` in each of the
-            // `cin` input planes.
+            // lanes from `o0 + 16 * OV <= op`, and `y * wp + xx + shift < qlen + shift <= plen`
+            // in each of the `cin` input planes (`taps_fit`).
             unsafe {
                 let g: [__m512; OV] = std::array::from_fn(|v| {
                     _mm512_loadu_ps(gyt.as_ptr().add(p * op + o0 + 16 * v))
