@@ -47,9 +47,11 @@ impl Part {
     }
 }
 
-/// What the forward pass keeps for the backward pass: the first convolution's output and its
-/// dims, and the shortcut's output when it is a convolution.
-type Saved = (Vec<f32>, Vec<usize>, Option<Vec<f32>>);
+/// What the forward pass keeps for the backward pass besides its parts' own: the dims of the
+/// first convolution's output. That output itself is computed again from the convolution's
+/// output (one element-wise pass) rather than kept, and the shortcut's output is not needed
+/// (its batch norm has no ReLU), which keeps a block's memory at its three convolution outputs.
+type Saved = Vec<usize>;
 
 struct BlockOp {
     conv1: Part,
@@ -126,10 +128,8 @@ impl CustomOp2 for BlockOp {
         let y1s = CpuStorage::F32(y1);
         let l = Layout::contiguous(dims1.as_slice());
         let (y, dims) = Self::run(&self.conv2, (&y1s, &l), packed, Some(r))?;
-        let CpuStorage::F32(y1) = y1s else {
-            unreachable!("made as f32 above")
-        };
-        *self.saved.lock().map_err(poisoned)? = Some((y1, dims1, short));
+        drop((y1s, short));
+        *self.saved.lock().map_err(poisoned)? = Some(dims1);
         Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
@@ -140,7 +140,7 @@ impl CustomOp2 for BlockOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>)> {
-        let Some((y1, dims1, short)) = self.saved.lock().map_err(poisoned)?.take() else {
+        let Some(dims1) = self.saved.lock().map_err(poisoned)?.take() else {
             candle::bail!("basic_block kernel: backward without a forward pass")
         };
         let what = "basic_block";
@@ -156,6 +156,10 @@ impl CustomOp2 for BlockOp {
         let gy = cpu_f32(&gg.0, gg.1, what, "gradient")?;
         let input = |part, x, ys, gy| part_input(part, &params, x, ys, gy);
         let wants_dx = x.track_op();
+        let y1 = self
+            .conv1
+            .op
+            .output_again(self.conv1.weights(&params).1, &dims1)?;
         let (g1, gw2, gwb2, gr) =
             self.conv2
                 .op
@@ -163,14 +167,17 @@ impl CustomOp2 for BlockOp {
         let (Some(g1), Some(gr)) = (g1, gr) else {
             unreachable!("both gradients were asked for")
         };
-        let (addend, down) = match (&self.down, &short) {
-            (Some(part), Some(s)) => {
+        self.conv2.op.release()?;
+        let (addend, down) = match &self.down {
+            Some(part) => {
+                // Without a ReLU the batch norm does not read its output: `gr` stands in.
                 let (gxd, gw, gwb, _) =
                     part.op
-                        .grads(input(part, xs, (s, ys.1), &gr), wants_dx, false, None)?;
+                        .grads(input(part, xs, (&gr, ys.1), &gr), wants_dx, false, None)?;
+                part.op.release()?;
                 (gxd, Some((gw, gwb)))
             }
-            _ => (Some(gr), None),
+            None => (Some(gr), None),
         };
         let (gx, gw1, gwb1, _) = self.conv1.op.grads(
             input(&self.conv1, xs, (&y1, &dims1), &g1),
@@ -178,6 +185,7 @@ impl CustomOp2 for BlockOp {
             false,
             addend.as_deref(),
         )?;
+        self.conv1.op.release()?;
         let mut gp = Vec::with_capacity(params.len());
         gp.extend(gw1.into_iter().chain(gwb1).chain(gw2).chain(gwb2));
         if let Some((gw, gwb)) = down {

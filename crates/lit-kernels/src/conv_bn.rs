@@ -123,6 +123,22 @@ impl ConvBnOp {
         Ok((gx, gw, gwb, gr))
     }
 
+    /// The output of the last forward pass without a residual, computed again from the
+    /// convolution's output it kept, with the batch norm's weight and bias `wb`.
+    pub(crate) fn output_again(&self, wb: &[f32], dims: &[usize]) -> candle::Result<Vec<f32>> {
+        let saved = self.saved.lock().map_err(poisoned)?;
+        let (Some((bn, z)), &[_, c, h, w]) = (saved.as_ref(), dims) else {
+            candle::bail!("conv2d_batch_norm kernel: no forward pass to compute again")
+        };
+        bn.apply(z, wb, None, (c, h * w))
+    }
+
+    /// Drops what the forward pass kept, once the backward pass no longer needs it.
+    pub(crate) fn release(&self) -> candle::Result<()> {
+        *self.saved.lock().map_err(poisoned)? = None;
+        Ok(())
+    }
+
     /// The gradients of `x` (when `wants_dx`, plus `addend` when given), the convolution's
     /// weight, the batch norm's weight and bias (`2 x O`) and the residual (when
     /// `want_residual`), as flat vectors.
