@@ -13,8 +13,8 @@
 //! - `new-model NAME` / `remove-model NAME`: add a model crate from the blank and register it, or
 //!   undo that.
 //! - `bench [--full | --allocators | --ddp]`: lit's Trainer against a bare Candle loop, or on
-//!   mimalloc against glibc's malloc with and without tunables, or data-parallel processes
-//!   (MPI) against one process with as many threads (see BENCHMARKS.md).
+//!   glibc's malloc tuned (the default) against its defaults and mimalloc, or data-parallel
+//!   processes (MPI) against one process with as many threads (see BENCHMARKS.md).
 //! - `fuzz [TARGET...] [--runs N]`: the cargo-fuzz targets of `fuzz/` (IDX raw and gzipped,
 //!   checkpoints, config files), each for N executions (default 1,000,000), on the nightly
 //!   toolchain; installs cargo-fuzz when it is missing.
@@ -155,16 +155,15 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     if args.iter().all(|a| a != "--allocators") {
         return cargo(&run, args);
     }
-    // The same program without mimalloc runs on the system allocator; keep that binary aside
-    // before the default build replaces it.
+    // The same program on mimalloc; keep that binary aside before the default build replaces it.
     let build = ["build", "--quiet", "--release", "--package", "lit-bench"];
-    cargo(&build, &["--no-default-features".to_string()])?;
+    cargo(&build, &["--features".to_string(), "mimalloc".to_string()])?;
     let dir = project_root().join("target").join("release");
-    let system = dir.join("lit-bench-system-alloc");
-    fs::copy(dir.join("lit-bench"), &system).context("keeping the system-allocator build")?;
+    let mimalloc = dir.join("lit-bench-mimalloc");
+    fs::copy(dir.join("lit-bench"), &mimalloc).context("keeping the mimalloc build")?;
     cargo(
         &run,
-        &["--allocators".to_string(), system.display().to_string()],
+        &["--allocators".to_string(), mimalloc.display().to_string()],
     )
 }
 

@@ -40,15 +40,18 @@ mod table;
 use resnet_row::resnet_row;
 use table::{median, print_rows, Row};
 
-#[cfg(feature = "mimalloc")]
+// The mnist app's allocator (glibc's malloc on Linux, tuned by `threads::init`; mimalloc
+// elsewhere), or mimalloc everywhere with the `mimalloc` feature, for `--allocators`.
+#[cfg(any(
+    feature = "mimalloc",
+    not(all(target_os = "linux", target_env = "gnu"))
+))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// glibc's malloc tuned not to hand memory back to the kernel on every free: allocations up to
-/// 32 MiB (its maximum) stay on the heap instead of being mapped and unmapped, and the heap top
-/// is trimmed only past 1 GiB.
-const GLIBC_TUNABLES: &str =
-    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824";
+/// A malloc tunable with its default value: its presence in `GLIBC_TUNABLES` tells
+/// `threads::init` to leave glibc's malloc untuned (the user's settings stand).
+const GLIBC_DEFAULTS: &str = "glibc.malloc.perturb=0";
 
 const SEED: u64 = 1234;
 const BATCH: usize = 64;
@@ -353,34 +356,37 @@ fn run_child(
     serde_json::from_str(&line).with_context(|| format!("{variant} printed {line}"))
 }
 
-/// The Trainer on mimalloc (this binary) against glibc's malloc (`system`, the same program
-/// built without the `mimalloc` feature), plain and with [`GLIBC_TUNABLES`].
-fn allocators(system: &std::path::Path, steps: usize) -> anyhow::Result<()> {
+/// The Trainer (ExampleNet, then ResNet-8) on this binary's allocator, glibc's malloc tuned as
+/// `threads::init` tunes it, against glibc's defaults (the same binary with [`GLIBC_DEFAULTS`])
+/// and mimalloc (`mimalloc`, the same program built with the `mimalloc` feature).
+fn allocators(mimalloc: &std::path::Path, steps: usize) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    println!("lit's Trainer, {steps} steps, by global allocator");
+    println!("lit's Trainer, {steps} steps of batch {BATCH}, by global allocator");
     println!(
-        "{:<16} {:>12} {:>14} {:>10} {:>14} {:>10}",
-        "allocator", "samples/s", "s per epoch", "peak MB", "minor faults", "system s"
+        "{:<10} {:<18} {:>10} {:>12} {:>8} {:>13} {:>9}",
+        "network", "allocator", "samples/s", "s per epoch", "peak MB", "minor faults", "system s"
     );
-    let tuned = [("GLIBC_TUNABLES", GLIBC_TUNABLES)];
-    for (name, exe, env) in [
-        ("mimalloc", exe.as_path(), &[][..]),
-        ("glibc", system, &[]),
-        ("glibc, tuned", system, &tuned),
-    ] {
-        let v = run_child(exe, env, "lit", steps, 1)?;
-        let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        let (secs, samples) = (num("seconds"), num("samples"));
-        println!(
-            "{name:<16} {:>12.0} {:>14.2} {:>10.0} {:>14.0} {:>10.2}",
-            samples / secs,
-            60_000.0 * secs / samples,
-            num("peak_rss_mb"),
-            num("minor_faults"),
-            num("system_seconds"),
-        );
+    let plain = [("GLIBC_TUNABLES", GLIBC_DEFAULTS)];
+    for (network, variant) in [("ExampleNet", "lit"), ("ResNet-8", "lit-resnet")] {
+        let steps = if variant == "lit" { steps } else { steps / 3 };
+        for (name, exe, env) in [
+            ("glibc, tuned", exe.as_path(), &[][..]),
+            ("glibc, defaults", exe.as_path(), &plain),
+            ("mimalloc", mimalloc, &[]),
+        ] {
+            let v = run_child(exe, env, variant, steps, 1)?;
+            let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            let (secs, samples) = (num("seconds"), num("samples"));
+            println!(
+                "{network:<10} {name:<18} {:>10.0} {:>12.2} {:>8.0} {:>13.0} {:>9.2}",
+                samples / secs,
+                60_000.0 * secs / samples,
+                num("peak_rss_mb"),
+                num("minor_faults"),
+                num("system_seconds"),
+            );
+        }
     }
-    println!("({GLIBC_TUNABLES})");
     Ok(())
 }
 
@@ -398,9 +404,9 @@ fn main() -> anyhow::Result<()> {
             return child(variant, steps.parse()?, epochs.parse()?);
         }
     }
-    if let [flag, system] = args.as_slice() {
+    if let [flag, mimalloc] = args.as_slice() {
         if flag == "--allocators" {
-            return allocators(std::path::Path::new(system), 600);
+            return allocators(std::path::Path::new(mimalloc), 600);
         }
     }
     if args.iter().any(|a| a == "--full") {

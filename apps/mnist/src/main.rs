@@ -38,8 +38,10 @@ use lit_data::DInterface;
 use lit_model::scheduler::Mode;
 use lit_model::MInterface;
 
-// glibc's allocator returns freed tensor buffers to the kernel and faults them back in on the next
-// step; mimalloc keeps them (see BENCHMARKS.md).
+// On Linux, glibc's malloc, which `threads::init` tunes to keep freed tensor buffers instead of
+// handing them back to the kernel; elsewhere mimalloc, which keeps them when told to (below).
+// BENCHMARKS.md ("Allocator") compares the two.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -84,9 +86,10 @@ fn init_tracing() {
 }
 
 fn main() -> ExitCode {
-    // mimalloc hands freed pages back to the kernel after 10 ms by default, and a training step
-    // frees and reallocates its activations every few milliseconds, so the pages were faulted in
-    // and zeroed again each step; keep them (mimalloc reads the option at its first purge).
+    // Where mimalloc is the allocator: it hands freed pages back to the kernel after 10 ms by
+    // default, and a training step frees and reallocates its activations every few
+    // milliseconds, so the pages were faulted in and zeroed again each step; keep them
+    // (mimalloc reads the option at its first purge).
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
     }

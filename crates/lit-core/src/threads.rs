@@ -15,9 +15,16 @@
 /// that candle's element-wise ops run on the calling thread instead of a second spinning pool.
 /// Returns rayon's thread count.
 ///
+/// It also tunes glibc's malloc to keep freed memory in the process
+/// ([`lit_kernels::alloc::tune_malloc`]: a training step frees and reallocates its activations
+/// every few milliseconds, which the defaults hand back to the kernel and fault in again).
+///
 /// Call it first thing in `main`, before any thread is spawned: it sets environment variables,
-/// which the pools read once, when they start.
+/// which the pools read once, when they start, and the allocator's tuning needs a process with
+/// one thread.
 pub fn init() -> usize {
+    let tuned = lit_kernels::alloc::tune_malloc();
+    tracing::debug!(tuned, "glibc malloc set to keep freed memory");
     let rayon = match std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

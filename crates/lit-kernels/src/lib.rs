@@ -10,13 +10,14 @@
 //!
 //! This is the only lit crate with `unsafe` code (the calls into `gemm`; the AVX-512 and AVX2
 //! loops of the direct convolution, the 2x2 pool and batch norm's backward sums; the calls into
-//! the AVX-512 copies of element-wise loops that `wide!` makes), and the only one built
-//! with full optimisation in the dev profile. [`init`] draws initial weights from lit's seeded
+//! the AVX-512 copies of element-wise loops that `wide!` makes; glibc's `mallopt` in [`alloc`]),
+//! and the only one built with full optimisation in the dev profile. [`init`] draws initial weights from lit's seeded
 //! generator, as PyTorch initialises them.
 
 #[macro_use]
 mod wide;
 
+pub mod alloc;
 mod block;
 mod bn_simd;
 mod conv;
