@@ -17,6 +17,7 @@ Needs torch (and safetensors for check).
 import gzip
 import json
 import os
+import resource
 import sys
 import time
 
@@ -143,7 +144,9 @@ def bench(data_dir, steps, threads, batch=64, net="resnet", runner="plain"):
             loss.backward()
             opt.step()
         seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "samples": steps * batch,
+    # Peak resident memory of this process (Linux reports ru_maxrss in KiB).
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "samples": steps * batch, "peak_rss_mb": peak_mb,
                       "torch": torch.__version__, "threads": threads}))
 
 

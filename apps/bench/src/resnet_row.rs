@@ -117,13 +117,25 @@ pub(crate) fn resnet_row(threads: usize) -> anyhow::Result<()> {
         println!("pytorch: not run ({why:#})");
     }
     println!(
-        "{:<12} {:>5} {:>6} {:>12} {:>12} {:>10} {:>9} {:>9}",
-        "network", "batch", "round", "lit /s", "pytorch /s", "time ratio", "lit peak", "pt peak"
+        "{:<12} {:>5} {:>6} {:>12} {:>12} {:>10} {:>9} {:>9} {:>7} {:>7}",
+        "network",
+        "batch",
+        "round",
+        "lit /s",
+        "pytorch /s",
+        "time ratio",
+        "lit peak",
+        "pt peak",
+        "lit MB",
+        "pt MB"
     );
     for case in cases() {
         compare(&case, threads, peak, python.as_ref().ok())?;
     }
-    println!("time ratio: lit's time per sample over PyTorch's (below 1: lit is faster)");
+    println!(
+        "time ratio: lit's time per sample over PyTorch's (below 1: lit is faster); peak: the \
+         fraction of the sgemm peak; MB: peak resident memory (the median row: the largest)"
+    );
     Ok(())
 }
 
@@ -133,20 +145,23 @@ fn compare(case: &Case, threads: usize, peak: f64, python: Option<&PathBuf>) -> 
     let batch = case.batch.to_string();
     let env = [("LIT_BENCH_BATCH", batch.as_str())];
     let (mut lits, mut torches, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lit_mb, mut torch_mb) = (0f64, 0f64);
     let fraction = |rate: f64| 100.0 * rate * case.flops / peak;
     for round in 1..=ROUNDS {
         let v = run_child(&exe, &env, case.variant, case.steps, 1)?;
         let lit =
             v["samples"].as_f64().unwrap_or(f64::NAN) / v["seconds"].as_f64().unwrap_or(f64::NAN);
-        let torch = match python {
+        let (torch, tmb) = match python {
             Some(p) => torch_rate(p, case, threads, "plain")?,
-            None => f64::NAN,
+            None => (f64::NAN, f64::NAN),
         };
+        let lmb = v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN);
+        (lit_mb, torch_mb) = (lit_mb.max(lmb), torch_mb.max(tmb));
         lits.push(lit);
         torches.push(torch);
         ratios.push(torch / lit);
         println!(
-            "{:<12} {:>5} {:>6} {lit:>12.0} {torch:>12.0} {:>10.3} {:>8.1}% {:>8.1}%",
+            "{:<12} {:>5} {:>6} {lit:>12.0} {torch:>12.0} {:>10.3} {:>8.1}% {:>8.1}% {lmb:>7.0} {tmb:>7.0}",
             case.name,
             case.batch,
             round,
@@ -157,7 +172,7 @@ fn compare(case: &Case, threads: usize, peak: f64, python: Option<&PathBuf>) -> 
     }
     let (lit, torch) = (median(lits), median(torches));
     println!(
-        "{:<12} {:>5} {:>6} {lit:>12.0} {torch:>12.0} {:>10.3} {:>8.1}% {:>8.1}%",
+        "{:<12} {:>5} {:>6} {lit:>12.0} {torch:>12.0} {:>10.3} {:>8.1}% {:>8.1}% {lit_mb:>7.0} {torch_mb:>7.0}",
         case.name,
         case.batch,
         "median",
@@ -167,17 +182,22 @@ fn compare(case: &Case, threads: usize, peak: f64, python: Option<&PathBuf>) -> 
     );
     if let Some(p) = python {
         match torch_rate(p, case, threads, "lightning") {
-            Ok(rate) => println!(
-                "{:<12} {:>5} {:>6} {:>12} {rate:>12.0} {:>10.3} {:>9} {:>8.1}%  (PyTorch Lightning)",
+            Ok((rate, mb)) => println!(
+                "{:<12} {:>5} {:>6} {:>12} {rate:>12.0} {:>10.3} {:>9} {:>8.1}% {:>7} {mb:>7.0}  \
+                 (PyTorch Lightning)",
                 case.name,
                 case.batch,
                 "L",
                 "",
                 rate / lit,
                 "",
-                fraction(rate)
+                fraction(rate),
+                ""
             ),
-            Err(why) => println!("{:<12} {:>5} lightning: not run ({why:#})", case.name, case.batch),
+            Err(why) => println!(
+                "{:<12} {:>5} lightning: not run ({why:#})",
+                case.name, case.batch
+            ),
         }
     }
     Ok(())
@@ -200,8 +220,13 @@ fn torch_python() -> anyhow::Result<PathBuf> {
 }
 
 /// PyTorch's samples/s on `case` (`scripts/resnet_torch.py bench`), with its plain loop or
-/// Lightning's Trainer (`runner`).
-fn torch_rate(python: &PathBuf, case: &Case, threads: usize, runner: &str) -> anyhow::Result<f64> {
+/// Lightning's Trainer (`runner`), and its peak resident memory in MB.
+fn torch_rate(
+    python: &PathBuf,
+    case: &Case,
+    threads: usize,
+    runner: &str,
+) -> anyhow::Result<(f64, f64)> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/resnet_torch.py");
     let dir = mnist::locate(Flavor::Mnist, &roots()).context("no MNIST data found")?;
     let out = Command::new(python)
@@ -229,8 +254,9 @@ fn torch_rate(python: &PathBuf, case: &Case, threads: usize, runner: &str) -> an
     }
     let v: serde_json::Value =
         serde_json::from_str(line).with_context(|| format!("the PyTorch loop printed {line}"))?;
+    let peak = v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN);
     match v["samples"].as_f64().zip(v["seconds"].as_f64()) {
-        Some((n, s)) => Ok(n / s),
+        Some((n, s)) => Ok((n / s, peak)),
         None => bail!("{}", v["error"].as_str().unwrap_or("no timing printed")),
     }
 }
